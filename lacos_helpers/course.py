@@ -42,6 +42,7 @@ def execute_notebook(path: Path, out_dir: Path, profile: str) -> dict:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    out_dir = out_dir.resolve()  # the kernel runs in the notebook's folder
     report_file = out_dir / "reports" / f"{path.stem}.json"
     report_file.unlink(missing_ok=True)
     os.environ["LACOS_PROFILE"] = profile

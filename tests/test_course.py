@@ -65,7 +65,7 @@ def test_check_notebooks_script_catches_outputs(tmp_path):
     assert dirty.returncode == 1 and "outputs committed" in dirty.stdout
 
 
-def test_runner_executes_and_summarises(tmp_path):
+def test_runner_executes_and_summarises(tmp_path, monkeypatch):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _write_notebook(nbs / "00_ok.ipynb", "from lacos_helpers import report\n"
@@ -74,7 +74,8 @@ def test_runner_executes_and_summarises(tmp_path):
     _write_notebook(nbs / "01_fails.ipynb", "assert 1 == 2, 'deliberate failure'")
     _write_notebook(nbs / "helper.ipynb", "raise SystemExit")  # not NN_*: not part of the course
     out = tmp_path / "build"
-    failed = course.run_course("ci", out, nbs)
+    monkeypatch.chdir(tmp_path)
+    failed = course.run_course("ci", Path("build"), nbs)  # relative out dir, kernel in nbs/
     assert failed == 1
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["notebook"]: r for r in summary["notebooks"]}
