@@ -203,6 +203,11 @@ class UnknownProfileError(ValueError):
     """Raised for a profile name that is not in :data:`PROFILES`."""
 
 
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true value (not "", 0, false, no, off)."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def in_colab() -> bool:
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
@@ -212,7 +217,7 @@ def default_profile_name() -> str:
     env = os.environ.get("LACOS_PROFILE", "").strip()
     if env:
         return env
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if env_flag("CI"):
         return "ci"
     if in_colab():
         try:
@@ -286,5 +291,5 @@ def profile_table() -> str:
 
 __all__ = [
     "PROFILES", "Profile", "TinyBloomSpec", "UnknownProfileError", "STS_LANGS", "XNLI_LANGS",
-    "load_profile", "default_profile_name", "in_colab", "cache_dir", "data_dir", "profile_table",
+    "load_profile", "default_profile_name", "env_flag", "in_colab", "cache_dir", "data_dir", "profile_table",
 ]

@@ -21,13 +21,13 @@ import csv
 import json
 import os
 import random
-import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from lacos_helpers import config
+from lacos_helpers.env import hub_reachable as hub_available
 
 STS_SPLITS = ("train", "dev", "test")
 XNLI_SPLITS = ("validation", "test")
@@ -91,29 +91,6 @@ Raw = STSPair | str  # a parsed row, or the reason it was skipped
 
 
 # --------------------------------------------------------------------------- Hub access
-
-_HUB_REACHABLE: bool | None = None
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LACOS_OFFLINE")
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def hub_available(timeout: float = 3.0) -> bool:
-    """False at once when an offline variable is set (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE,
-    LACOS_OFFLINE); else whether huggingface.co:443 accepts a TCP connection (cached)."""
-    global _HUB_REACHABLE
-    if any(_env_flag(v) for v in _OFFLINE_VARS):
-        return False
-    if _HUB_REACHABLE is None:
-        try:
-            with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-                _HUB_REACHABLE = True
-        except OSError:
-            _HUB_REACHABLE = False
-    return _HUB_REACHABLE
-
 
 def _hub_load(path: str, name: str | None, split: str):
     """``datasets.load_dataset`` (one place, so tests can replace it)."""

@@ -10,9 +10,13 @@ import importlib
 import os
 import platform
 import random
+import socket
 import sys
 import warnings
 from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from lacos_helpers.config import env_flag
 
 MIN_PYTHON = (3, 10)
 
@@ -85,8 +89,42 @@ def pick_device(preference: str = "auto") -> str:
     if preference in ("auto", None, ""):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {preference!r} requested but CUDA is not available")
+        raise RuntimeError(f"device {preference!r} requested but CUDA is not available "
+                           "(use device='auto' or 'cpu')")
     return preference
+
+
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "LACOS_OFFLINE")
+_HUB_PROBES: dict[str, bool] = {}
+
+
+def hub_offline() -> bool:
+    """Whether the Hub is switched off: an offline variable is set (``OFFLINE_VARS``), or
+    huggingface_hub read ``HF_HUB_OFFLINE`` when it was imported."""
+    if any(env_flag(name) for name in OFFLINE_VARS):
+        return True
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub can be used: False at once when offline (:func:`hub_offline`),
+    True behind an HTTP(S) proxy (a direct probe says nothing there), else whether the endpoint
+    (``HF_ENDPOINT``, default huggingface.co) accepts a TCP connection within ``timeout`` s.
+    The probe runs once per process; without it huggingface_hub retries for about 45 s."""
+    if hub_offline():
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if url.geturl() not in _HUB_PROBES:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            with socket.create_connection((url.hostname, port), timeout=timeout):
+                _HUB_PROBES[url.geturl()] = True
+        except OSError:
+            _HUB_PROBES[url.geturl()] = False
+    return _HUB_PROBES[url.geturl()]
 
 
 def device_summary() -> str:

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lacos_helpers.env import hub_offline, hub_reachable, pick_device
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedTokenizerBase
@@ -55,18 +57,12 @@ class HubUnavailableError(OSError):
 # --------------------------------------------------------------------------------------------
 
 def resolve_device(cfg_or_device: Profile | str | None = "auto") -> torch.device:
-    """The torch device for a profile (or a device string): ``"auto"`` -> cuda if available,
-    else cpu. Asking for cuda without CUDA is an error, never a silent fall-back."""
+    """The torch device for a profile (or a device string), by :func:`env.pick_device`:
+    ``"auto"`` -> cuda if available, else cpu; cuda without CUDA is an error."""
     import torch
 
     pref = getattr(cfg_or_device, "device", cfg_or_device)
-    pref = (pref or "auto").strip().lower()
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {pref!r} requested but CUDA is not available "
-                           "(use device='auto' or 'cpu')")
-    return torch.device(pref)
+    return torch.device(pick_device((pref or "auto").strip().lower()))
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -321,10 +317,7 @@ def _load_tiny_bloom(cfg: Profile, texts, device, verbose: bool):
 
 def _looks_offline(exc: BaseException) -> bool:
     """Whether an exception (or its cause chain) says the Hub could not be reached."""
-    from huggingface_hub import constants
-
-    if getattr(constants, "HF_HUB_OFFLINE", False) or os.environ.get(
-            "HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         return True
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -338,29 +331,6 @@ def _looks_offline(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Quick check whether the Hub endpoint answers a TCP connection (False in offline mode).
-
-    Without it, huggingface_hub retries an unreachable Hub for about 45 s before failing. Behind
-    an HTTP(S) proxy the direct probe says nothing, so the Hub is assumed reachable there."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _hub_error(model_id: str, exc: BaseException, offline: bool = False) -> HubUnavailableError:

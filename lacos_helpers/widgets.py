@@ -7,15 +7,14 @@ the function once with the default values, so the notebook still shows the figur
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+
+from lacos_helpers.config import env_flag
 
 
 def static_mode() -> bool:
     """True when widgets cannot be used interactively (headless execution)."""
-    if os.environ.get("LACOS_STATIC_WIDGETS", "").lower() in ("1", "true", "yes"):
-        return True
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return env_flag("LACOS_STATIC_WIDGETS") or env_flag("CI")
 
 
 def explore(fn: Callable, **sliders):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lacos_helpers import config, data
+from lacos_helpers import config, data, env
 from lacos_helpers.data import NLITriplet, STSPair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,7 +221,7 @@ def test_cross_lingual_mismatch(tmp_path):
 # --------------------------------------------------------------------------- hub (no network)
 
 def test_hub_available_respects_offline(monkeypatch):
-    monkeypatch.setattr(data.socket, "create_connection",
+    monkeypatch.setattr(env.socket, "create_connection",
                         lambda *a, **k: pytest.fail("network touched"))
     offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LACOS_OFFLINE")
     for var in offline:

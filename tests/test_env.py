@@ -57,3 +57,39 @@ def test_report_writes_file(monkeypatch, tmp_path):
     assert json.loads(target.read_text()) == {"spearman": 0.5, "n": 3}
     with pytest.raises(ValueError):
         report.record("", 1)
+
+
+@pytest.fixture
+def online_env(monkeypatch):
+    """No offline variable, no proxy, an empty probe cache."""
+    import huggingface_hub.constants as hf_constants
+
+    for name in env.OFFLINE_VARS + ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                                    "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(env, "_HUB_PROBES", {})
+
+
+def test_hub_probe_runs_once_and_says_unreachable(online_env, monkeypatch):
+    calls = []
+
+    def refuse(address, timeout):
+        calls.append(address)
+        raise OSError("no route")
+
+    monkeypatch.setattr(env.socket, "create_connection", refuse)
+    assert env.hub_reachable() is False and env.hub_reachable() is False
+    assert calls == [("huggingface.co", 443)]
+
+
+def test_hub_offline_variables_and_proxy(online_env, monkeypatch):
+    monkeypatch.setattr(env.socket, "create_connection",
+                        lambda *a, **k: pytest.fail("network touched"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert env.hub_reachable() is True  # behind a proxy the direct probe says nothing
+    for name in env.OFFLINE_VARS:
+        monkeypatch.setenv(name, "1")
+        assert env.hub_offline() and env.hub_reachable() is False
+        monkeypatch.setenv(name, "0")
+        assert not env.hub_offline()
