@@ -88,3 +88,162 @@ def plot_bars(values: Mapping[str, float], ylabel: str, title: str = "", color="
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- STS evaluation
+
+def _as_floats(values, name: str) -> list[float]:
+    """A 1-D list of floats from a Tensor, array or sequence."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().flatten().tolist()
+    elif hasattr(values, "tolist"):
+        values = values.tolist()
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError(f"{name} is empty")
+    return values
+
+
+def plot_sts_scatter(predicted, gold, title: str = "STS", *, xlabel: str = "gold score (0-5)",
+                     ylabel: str = "predicted cosine similarity"):
+    """Predicted similarity (e.g. cosine, Tensor[n]) vs gold score (0-5), Spearman x100 in the
+    title."""
+    from lacos_helpers.evaluation import spearman
+
+    pred, ref = _as_floats(predicted, "predicted"), _as_floats(gold, "gold")
+    if len(pred) != len(ref):
+        raise ValueError(f"predicted and gold differ in length: {len(pred)} vs {len(ref)}")
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.scatter(ref, pred, s=8, alpha=0.4, color="#4c72b0", edgecolors="none")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}  (Spearman x100 = {100 * spearman(pred, ref):.2f}, n={len(ref)})",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _metric_by_label(table, metric: str) -> dict[str, float]:
+    """{row label: metric} from an STSTable (rows of dicts) or a plain mapping label -> value."""
+    if hasattr(table, "rows") and hasattr(table, "columns"):
+        key = table.columns[0]
+        if metric not in table.columns:
+            raise ValueError(f"metric {metric!r} not in table columns {table.columns}")
+        return {str(r[key]): float(r[metric]) for r in table.rows}
+    if isinstance(table, Mapping):
+        return {str(k): float(v) for k, v in table.items()}
+    raise TypeError(f"expected an STSTable or a mapping label -> value, got {type(table).__name__}")
+
+
+def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
+                       title: str = "STS per language", *,
+                       reference: Mapping[str, float] | None = None,
+                       reference_label: str = "published"):
+    """Grouped bars, one group per language, one bar per table (e.g. before / after training).
+
+    ``tables``: label -> STSTable (or mapping language -> raw value in [-1, 1]); bars show
+    ``metric`` x100. ``reference``: language -> published value, already x100 (e.g.
+    ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``), drawn as black markers where given.
+    """
+    if not tables:
+        raise ValueError("plot_language_bars needs at least one table")
+    values = {name: _metric_by_label(t, metric) for name, t in tables.items()}
+    langs = list(dict.fromkeys(lang for v in values.values() for lang in v))
+    width = 0.8 / len(values)
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(langs) * (1 + len(values)) + 1.5), 3.4))
+    for i, (name, by_lang) in enumerate(values.items()):
+        xs = [j + (i - (len(values) - 1) / 2) * width for j, lang in enumerate(langs)
+              if lang in by_lang]
+        ys = [100 * by_lang[lang] for lang in langs if lang in by_lang]
+        ax.bar(xs, ys, width=width, label=name)
+    if reference:
+        ref = [(j, reference[lang]) for j, lang in enumerate(langs) if lang in reference]
+        if ref:
+            ax.scatter(*zip(*ref), marker="D", color="black", zorder=3, label=reference_label)
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_ylabel(f"{metric} x100")
+    ax.axhline(0, color="#333333", lw=0.8)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _heatmap_grid(table_or_matrix, metric: str):
+    """(row labels, column labels, values[r][c] or nan) from an STSTable with rows "x-y" (or
+    "x" = "x-x") or a mapping {(x, y): value}."""
+    if hasattr(table_or_matrix, "rows") and hasattr(table_or_matrix, "columns"):
+        cells = {}
+        for label, value in _metric_by_label(table_or_matrix, metric).items():
+            x, _, y = label.partition("-")
+            cells[(x, y or x)] = value
+    elif isinstance(table_or_matrix, Mapping):
+        cells = {}
+        for key, value in table_or_matrix.items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ValueError(f"matrix keys must be (row, column) tuples, got {key!r}")
+            cells[(str(key[0]), str(key[1]))] = float(value)
+    else:
+        raise TypeError("expected an STSTable or a mapping {(row, column): value}, got "
+                        f"{type(table_or_matrix).__name__}")
+    if not cells:
+        raise ValueError("nothing to plot")
+    rows = list(dict.fromkeys(x for x, _ in cells))
+    cols = list(dict.fromkeys(y for _, y in cells))
+    grid = [[cells.get((x, y), float("nan")) for y in cols] for x in rows]
+    return rows, cols, grid
+
+
+def plot_crosslingual_heatmap(table_or_matrix, metric: str = "spearman",
+                              title: str = "Cross-lingual STS", *, cmap: str = "viridis",
+                              xlabel: str = "sentence2 language",
+                              ylabel: str = "sentence1 language"):
+    """Heatmap of ``metric`` x100 (annotated) per (sentence1 language, sentence2 language).
+
+    Accepts an STSTable from ``crosslingual_table`` (rows "de-en": a N x 1 map) or a mapping
+    {(x, y): raw value in [-1, 1]} such as ``evaluation.crosslingual_matrix`` (N x N). Missing
+    cells stay blank.
+    """
+    import numpy as np
+
+    rows, cols, grid = _heatmap_grid(table_or_matrix, metric)
+    values = 100 * np.array(grid, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols) + 1.2, 1.0 + 0.5 * len(rows)))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    finite = values[np.isfinite(values)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (r, c), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if v < middle else "black")
+    fig.colorbar(image, ax=ax, label=f"{metric} x100")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 50,
+                           title: str = "Cosine similarity of random sentence pairs"):
+    """Overlaid histograms of cosine similarities in [-1, 1] (e.g. ``random_pair_cosines``
+    before / after training: anisotropy), with each mean as a dashed line."""
+    if not cosines_by_label:
+        raise ValueError("plot_cosine_histograms needs at least one set of cosines")
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (label, cosines) in enumerate(cosines_by_label.items()):
+        values = _as_floats(cosines, f"cosines {label!r}")
+        color = f"C{i}"
+        mean = sum(values) / len(values)
+        ax.hist(values, bins=bins, range=(-1, 1), alpha=0.45, color=color,
+                label=f"{label} (mean {mean:.2f})")
+        ax.axvline(mean, color=color, ls="--", lw=1.2)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
