@@ -1,0 +1,67 @@
+"""Build a notebook from a percent-format source (authoring aid; outputs stay empty).
+
+    python tools/py2nb.py SRC.py notebooks/NN_topic.ipynb
+
+Cells start with ``# %%`` (code) or ``# %% [markdown]`` (markdown; each line's leading "# " is
+stripped). ``# %% tags=["nbval-skip"]`` puts tags into the cell metadata.
+"""
+
+import json
+import re
+import sys
+
+
+def convert(text: str) -> dict:
+    cells = []
+    header = re.compile(r"^# %%(.*)$")
+    current = None
+    for line in text.splitlines():
+        m = header.match(line)
+        if m:
+            if current:
+                cells.append(current)
+            rest = m.group(1).strip()
+            kind = "markdown" if rest.startswith("[markdown]") else "code"
+            meta = {}
+            t = re.search(r"tags=(\[.*\])", rest)
+            if t:
+                meta["tags"] = json.loads(t.group(1))
+            current = {"kind": kind, "meta": meta, "lines": []}
+            continue
+        if current is None:
+            continue
+        if current["kind"] == "markdown":
+            line = line[2:] if line.startswith("# ") else ("" if line == "#" else line)
+        current["lines"].append(line)
+    if current:
+        cells.append(current)
+    out = []
+    for c in cells:
+        lines = c["lines"]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        src = [ln + "\n" for ln in lines]
+        if src:
+            src[-1] = src[-1].rstrip("\n")
+        cell = {"cell_type": c["kind"], "metadata": c["meta"], "source": src}
+        if c["kind"] == "code":
+            cell.update(execution_count=None, outputs=[])
+        out.append(cell)
+    return {"cells": out, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                     "name": "python3"},
+                                       "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def main() -> None:
+    src, dst = sys.argv[1], sys.argv[2]
+    nb = convert(open(src, encoding="utf-8").read())
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(nb, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
