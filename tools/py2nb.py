@@ -6,12 +6,14 @@ Cells start with ``# %%`` (code) or ``# %% [markdown]`` (markdown; each line's l
 stripped). ``# %% tags=["nbval-skip"]`` puts tags into the cell metadata.
 """
 
+import hashlib
 import json
 import re
 import sys
+from pathlib import Path
 
 
-def convert(text: str) -> dict:
+def convert(text: str, stem: str = "notebook") -> dict:
     cells = []
     header = re.compile(r"^# %%(.*)$")
     current = None
@@ -36,7 +38,7 @@ def convert(text: str) -> dict:
     if current:
         cells.append(current)
     out = []
-    for c in cells:
+    for index, c in enumerate(cells):
         lines = c["lines"]
         while lines and not lines[-1].strip():
             lines.pop()
@@ -45,11 +47,12 @@ def convert(text: str) -> dict:
         src = [ln + "\n" for ln in lines]
         if src:
             src[-1] = src[-1].rstrip("\n")
-        cell = {"cell_type": c["kind"], "metadata": c["meta"], "source": src}
+        cell_id = hashlib.sha1(f"{stem}:{index}".encode()).hexdigest()[:8]  # stable ids
+        cell = {"cell_type": c["kind"], "id": cell_id, "metadata": c["meta"], "source": src}
         if c["kind"] == "code":
             cell.update(execution_count=None, outputs=[])
         out.append(cell)
-    return {"cells": out, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+    return {"cells": out, "metadata": {"accelerator": "GPU", "kernelspec": {"display_name": "Python 3", "language": "python",
                                                      "name": "python3"},
                                        "language_info": {"name": "python"}},
             "nbformat": 4, "nbformat_minor": 5}
@@ -57,9 +60,9 @@ def convert(text: str) -> dict:
 
 def main() -> None:
     src, dst = sys.argv[1], sys.argv[2]
-    nb = convert(open(src, encoding="utf-8").read())
+    nb = convert(open(src, encoding="utf-8").read(), Path(dst).name)
     with open(dst, "w", encoding="utf-8") as f:
-        json.dump(nb, f, indent=1, ensure_ascii=False)
+        json.dump(nb, f, indent=1, ensure_ascii=False, sort_keys=True)
         f.write("\n")
 
 
