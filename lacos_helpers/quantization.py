@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -546,6 +547,33 @@ class _Int8LinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias, None
 
 
+class _DequantLinearFunction(torch.autograd.Function):
+    """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
+    to the input dtype for this call only; backward re-dequantizes instead of keeping the
+    float weight alive."""
+
+    @staticmethod
+    def forward(ctx, x, weight_int8, weight_scale, bias):
+        ctx.save_for_backward(weight_int8, weight_scale)
+        ctx.has_bias = bias is not None
+        weight = weight_int8.to(x.dtype) * weight_scale[:, None].to(x.dtype)
+        return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        weight_int8, weight_scale = ctx.saved_tensors
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            weight = weight_int8.to(grad_y.dtype) * weight_scale[:, None].to(grad_y.dtype)
+            grad_x = grad_y @ weight
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            grad_bias = grad_y.sum(dim=0)
+        return grad_x, None, None, grad_bias
+
+
+INT8_COMPUTE = ("int8", "dequantize")
+
+
 class Int8Linear(nn.Module):
     """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
 
@@ -562,15 +590,24 @@ class Int8Linear(nn.Module):
     rounds weights and activations to float16 before quantizing and lets the below-threshold
     values of outlier columns enter the per-token absmax; here quantization is from float32
     and outlier columns are excluded entirely. Outputs differ by rounding only (see tests).
+
+    ``compute="dequantize"`` keeps the same int8 storage but computes weight-only: each call
+    dequantizes the rows to the input's dtype and runs one float matmul (no activation
+    quantization). On CPUs, which have no fast int8 GEMM path for the outlier decomposition,
+    this runs at float speed; it is what the ``cpu`` profile uses.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 threshold: float = DEFAULT_THRESHOLD, device=None, bias_dtype=torch.float32):
+                 threshold: float = DEFAULT_THRESHOLD, device=None, bias_dtype=torch.float32,
+                 compute: str = "int8"):
         super().__init__()
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0 (0 disables outliers), got {threshold}")
+        if compute not in INT8_COMPUTE:
+            raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
         self.in_features, self.out_features = in_features, out_features
         self.threshold = float(threshold)
+        self.compute = compute
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8,
                                                    device=device))
         self.register_buffer("weight_scale", torch.zeros(out_features, dtype=torch.float32,
@@ -579,7 +616,8 @@ class Int8Linear(nn.Module):
                                   requires_grad=False) if bias else None)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, threshold: float = DEFAULT_THRESHOLD) -> Int8Linear:
+    def from_linear(cls, linear: nn.Linear, threshold: float = DEFAULT_THRESHOLD,
+                    compute: str = "int8") -> Int8Linear:
         """Quantize a float ``nn.Linear`` (any float dtype) row-wise to int8."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"expected nn.Linear, got {type(linear).__name__}")
@@ -587,7 +625,8 @@ class Int8Linear(nn.Module):
         bias = linear.bias
         layer = cls(linear.in_features, linear.out_features, bias=bias is not None,
                     threshold=threshold, device=weight.device,
-                    bias_dtype=bias.dtype if bias is not None else torch.float32)
+                    bias_dtype=bias.dtype if bias is not None else torch.float32,
+                    compute=compute)
         weight_int8, weight_scale = _rowwise_int8(weight)
         layer.weight.copy_(weight_int8)
         layer.weight_scale.copy_(weight_scale)
@@ -604,13 +643,18 @@ class Int8Linear(nn.Module):
             raise ValueError(f"expected input with last dim {self.in_features}, got "
                              f"{tuple(x.shape)}")
         leading = x.shape[:-1]
-        y = _Int8LinearFunction.apply(x.reshape(-1, self.in_features), self.weight,
-                                      self.weight_scale, self.bias, self.threshold)
+        flat = x.reshape(-1, self.in_features)
+        if self.compute == "dequantize":
+            y = _DequantLinearFunction.apply(flat, self.weight, self.weight_scale, self.bias)
+        else:
+            y = _Int8LinearFunction.apply(flat, self.weight, self.weight_scale, self.bias,
+                                          self.threshold)
         return y.reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, threshold={self.threshold}")
+                f"bias={self.bias is not None}, threshold={self.threshold}, "
+                f"compute={self.compute}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,13 +689,15 @@ def _is_skipped(name: str, skip: Iterable[str]) -> bool:
 
 
 def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str] = ("lm_head",),
-                   threshold: float = DEFAULT_THRESHOLD) -> nn.Module:
+                   threshold: float = DEFAULT_THRESHOLD, compute: str = "int8") -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` in place by an 8-bit LLM.int8() layer.
 
     Args:
         backend: ``"lacos"`` (:class:`Int8Linear`) or ``"bitsandbytes"`` (``Linear8bitLt``).
         skip: module names (full dotted name or one component, e.g. ``"lm_head"``) kept as is.
         threshold: outlier threshold for activations (0 disables the outlier path).
+        compute: ``"int8"`` (LLM.int8 matmul) or ``"dequantize"`` (weight-only: same int8
+            storage, float matmul; ``lacos`` backend only).
 
     Returns the same model; the replaced names are listed in
     ``model.lacos_quantization["replaced"]`` (BLOOM: query_key_value, dense, dense_h_to_4h,
@@ -660,18 +706,22 @@ def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str]
     if backend not in QUANT_BACKENDS:
         raise ValueError(f"unknown quantization backend {backend!r}; choose one of "
                          f"{QUANT_BACKENDS}")
+    if compute not in INT8_COMPUTE:
+        raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+    if compute != "int8" and backend != "lacos":
+        raise ValueError(f"compute={compute!r} needs backend='lacos'")
     skip = tuple(skip)
     targets = [(name, module) for name, module in model.named_modules()
                if type(module) is nn.Linear and not _is_skipped(name, skip)]
     for name, linear in targets:
         if backend == "lacos":
-            replacement = Int8Linear.from_linear(linear, threshold=threshold)
+            replacement = Int8Linear.from_linear(linear, threshold=threshold, compute=compute)
         else:
             replacement = _bitsandbytes_linear(linear, threshold)
         replacement.train(linear.training)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
-    model.lacos_quantization = {"backend": backend, "threshold": threshold,
+    model.lacos_quantization = {"backend": backend, "threshold": threshold, "compute": compute,
                                 "replaced": [name for name, _ in targets]}
     return model
 

@@ -434,3 +434,35 @@ def test_bloom_memory_table_known_totals():
     assert "bloom-7b1" in Q.format_memory_table(list(rows.values()))
     with pytest.raises(ValueError, match="unknown BLOOM size"):
         Q.bloom_memory_table(["13b"])
+
+
+def test_int8linear_weight_only_compute_matches_dequantized_float_linear():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 40)
+    layer = Q.Int8Linear.from_linear(linear, compute="dequantize")
+    x = torch.randn(3, 5, 96, requires_grad=True) * 8  # large values: no outlier path here
+    y = layer(x)
+    reference = torch.nn.functional.linear(x, layer.dequantized_weight(), linear.bias)
+    assert (y - reference).abs().max().item() < 1e-5
+    grad = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, grad)
+    (gref,) = torch.autograd.grad(reference, x, grad)
+    assert (gx - gref).abs().max().item() < 1e-5
+    # same int8 storage as the LLM.int8 layer, and close to it
+    int8 = Q.Int8Linear.from_linear(linear)
+    assert torch.equal(int8.weight, layer.weight) and torch.equal(int8.weight_scale,
+                                                                  layer.weight_scale)
+    rel = (int8(x) - y).norm() / y.norm()
+    assert rel.item() < 0.02
+
+
+def test_quantize_model_compute_option_and_errors():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    Q.quantize_model(model, compute="dequantize")
+    assert all(m.compute == "dequantize" for m in model.modules() if isinstance(m, Q.Int8Linear))
+    assert model.lacos_quantization["compute"] == "dequantize"
+    with pytest.raises(ValueError, match="unknown compute"):
+        Q.quantize_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), compute="fp8")
+    with pytest.raises(ValueError, match="needs backend='lacos'"):
+        Q.quantize_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), backend="bitsandbytes",
+                         compute="dequantize")
