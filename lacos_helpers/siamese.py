@@ -287,8 +287,10 @@ class SiameseEncoder(nn.Module):
 
     # ---- embeddings -----------------------------------------------------------------------
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Token ids [b, t] and mask [b, t] -> pooled embeddings [b, d] (float32)."""
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Token ids [b, t] and mask [b, t] -> the backbone's last hidden states [b, t, d]
+        (float32), with position ids counted from the first real token when the backbone
+        takes them."""
         if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
             raise ValueError(f"input_ids and attention_mask must both be [batch, tokens], got "
                              f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
@@ -299,7 +301,11 @@ class SiameseEncoder(nn.Module):
             kwargs["use_cache"] = False
         output = self.backbone(**kwargs)
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-        return pool(hidden.float(), attention_mask, self.pooling)
+        return hidden.float()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Token ids [b, t] and mask [b, t] -> pooled embeddings [b, d] (float32)."""
+        return pool(self.hidden_states(input_ids, attention_mask), attention_mask, self.pooling)
 
     def embed(self, sentences: str | Sequence[str]) -> Tensor:
         """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current

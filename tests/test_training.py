@@ -1,0 +1,245 @@
+"""Training loop: schedule, data order, checkpoints, resume after a kill, NaN stop, CLI."""
+import copy
+import json
+
+import pytest
+import torch
+
+from lacos_helpers import config, data, env, lora, models, training
+from lacos_helpers.__main__ import main as cli_main
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.load_profile("ci", batch_size=8, train_steps=STEPS, warmup_steps=2,
+                               nli_limit=400, sts_limit=64)
+
+
+@pytest.fixture(scope="module")
+def base(cfg):
+    return models.load_backbone(cfg, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def triplets(cfg):
+    return data.load_nli_triplets("en", limit=cfg.nli_limit, seed=cfg.seed, verbose=False)
+
+
+def fresh_encoder(cfg, base):
+    env.seed_everything(cfg.seed)
+    backbone, tokenizer = base
+    return training.build_encoder(cfg, copy.deepcopy(backbone), tokenizer, verbose=False)
+
+
+def adapter_tensors(encoder) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in lora.lora_state_dict(encoder.backbone).items()}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+# -- schedule and settings -------------------------------------------------------------------
+
+def test_lr_factor_shapes():
+    f = [training.lr_factor(s, 4, 20, "linear") for s in range(20)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert f[4] == 1.0 and all(a >= b for a, b in zip(f[4:], f[5:])) and f[-1] > 0
+    assert training.lr_factor(20, 4, 20, "linear") == 0.0
+    assert training.lr_factor(12, 4, 20, "cosine") == pytest.approx(0.5)
+    assert training.lr_factor(15, 4, 20, "constant") == 1.0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        training.lr_factor(0, 0, 10, "step")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 1}, "in-batch negatives"),
+    ({"steps": 0}, "steps must be"),
+    ({"grad_accum": 0}, "grad_accum"),
+    ({"schedule": "exp"}, "unknown schedule"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"eval_every": 0}, "eval_every"),
+])
+def test_settings_reject_bad_values(cfg, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        training.TrainSettings.from_profile(cfg, **kwargs)
+
+
+def test_settings_reject_unknown_names(cfg):
+    with pytest.raises(TypeError, match="unknown training setting"):
+        training.TrainSettings.from_profile(cfg, stpes=3)
+
+
+def test_batch_plan_is_a_function_of_the_step(triplets):
+    a = training.BatchPlan(triplets, 16, seed=1)
+    b = training.BatchPlan(triplets, 16, seed=1)
+    n = a.batches_per_epoch
+    assert n >= 10
+    assert [t.anchor for t in a[n + 3]] == [t.anchor for t in b[n + 3]]
+    assert [t.anchor for t in a[3]] != [t.anchor for t in a[n + 3]]  # new epoch, new order
+    for m in (0, n - 1, n):
+        texts = [x for t in a[m] for x in t if x]
+        assert len(texts) == len(set(texts))
+
+
+def test_batch_plan_follows_epochs_of_different_length():
+    # Many shared texts: deferred duplicates make some epochs one batch shorter than others.
+    rows = [data.NLITriplet(f"premise {i % 7}", f"hypothesis {i}", None) for i in range(60)]
+    plan = training.BatchPlan(rows, 5, seed=0)
+    lengths = [len(data.no_duplicate_batches(rows, 5, seed=0, epoch=e)) for e in range(4)]
+    flat = [b for e in range(4) for b in data.no_duplicate_batches(rows, 5, seed=0, epoch=e)]
+    assert [plan[m] for m in range(sum(lengths))] == flat
+
+
+def test_usable_triplets_filters_missing_hard_negatives(triplets):
+    kept = training.usable_triplets(triplets, hard_negatives=True)
+    assert 0 < len(kept) <= len(triplets) and all(t.hard_negative for t in kept)
+    assert len(training.usable_triplets(triplets, hard_negatives=False)) == len(triplets)
+    with pytest.raises(ValueError, match="empty"):
+        training.usable_triplets([], hard_negatives=True)
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+def test_only_lora_parameters_train(cfg, base):
+    encoder = fresh_encoder(cfg, base)
+    trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_training_lowers_loss_and_writes_run(cfg, base, tmp_path):
+    encoder = fresh_encoder(cfg, base)
+    before = adapter_tensors(encoder)
+    more = data.load_nli_triplets("en", limit=2000, seed=cfg.seed, verbose=False)
+    result = training.train(cfg, encoder, more, out_dir=tmp_path, steps=40, batch_size=16,
+                            warmup_steps=4, show_progress=False, checkpoint_every=15)
+    losses = result.losses
+    assert len(losses) == 40 and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.2, losses
+    assert max_diff(before, adapter_tensors(encoder)) > 0
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    log = training.read_log(tmp_path)
+    assert [r["step"] for r in log if r["kind"] == "train"] == list(range(1, 41))
+    assert (tmp_path / "log.csv").read_text().count("\n") == 41
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["profile"]["name"] == "ci" and run["settings"]["steps"] == 40
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*"))
+    assert result.settings.batch_size == 16 and run["settings"]["batch_size"] == 16
+    assert checkpoints == ["step-000030", "step-000040"]  # keep_checkpoints=2
+    assert training.latest_checkpoint(tmp_path).name == "step-000040"
+
+
+def test_killed_run_resumes_to_the_same_adapter(cfg, base, triplets, tmp_path):
+    kwargs = dict(checkpoint_every=3, show_progress=False, grad_accum=2)
+    straight = fresh_encoder(cfg, base)
+    training.train(cfg, straight, triplets, out_dir=tmp_path / "straight", **kwargs)
+
+    killed = fresh_encoder(cfg, base)
+    first = training.train(cfg, killed, triplets, out_dir=tmp_path / "killed", stop_after=5,
+                           **kwargs)
+    assert first.interrupted and first.step == 5
+    assert training.latest_checkpoint(tmp_path / "killed").name == "step-000003"
+    resumed_encoder = fresh_encoder(cfg, base)  # a new process: fresh model, fresh RNG
+    torch.manual_seed(1234)
+    second = training.train(cfg, resumed_encoder, triplets, out_dir=tmp_path / "killed",
+                            **kwargs)
+    assert second.resumed_from == 3 and second.step == STEPS
+    assert max_diff(adapter_tensors(straight), adapter_tensors(resumed_encoder)) <= 1e-6
+    steps = [r["step"] for r in training.read_log(tmp_path / "killed") if r["kind"] == "train"]
+    assert steps == list(range(1, STEPS + 1))  # the lost steps 4-5 were redone, not duplicated
+
+
+def test_keyboard_interrupt_checkpoints_finished_steps(cfg, base, triplets, tmp_path):
+    straight = fresh_encoder(cfg, base)
+    training.train(cfg, straight, triplets, out_dir=tmp_path / "a", show_progress=False)
+
+    def interrupt_at_step_4(record):
+        if record["kind"] == "train" and record["step"] == 4:
+            raise KeyboardInterrupt
+
+    encoder = fresh_encoder(cfg, base)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, encoder, triplets, out_dir=tmp_path / "b", show_progress=False,
+                       callback=interrupt_at_step_4)
+    assert training.latest_checkpoint(tmp_path / "b").name == "step-000004"
+    resumed = fresh_encoder(cfg, base)
+    training.train(cfg, resumed, triplets, out_dir=tmp_path / "b", show_progress=False)
+    assert max_diff(adapter_tensors(straight), adapter_tensors(resumed)) <= 1e-6
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(cfg, base, triplets, tmp_path):
+    encoder = fresh_encoder(cfg, base)
+    calls = {"n": 0}
+
+    def poison_after_three_steps(module, inputs, output):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            output.last_hidden_state[:] = float("nan")
+        return output
+
+    encoder.backbone.register_forward_hook(poison_after_three_steps)
+    with pytest.raises(training.TrainingDivergedError, match="step 4.*step-000002"):
+        training.train(cfg, encoder, triplets, out_dir=tmp_path, checkpoint_every=2,
+                       show_progress=False)
+    assert training.latest_checkpoint(tmp_path).name == "step-000002"
+    state = torch.load(training.latest_checkpoint(tmp_path) / "trainer_state.pt",
+                       weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(torch.tensor(
+        [r["loss"] for r in state["history"]])))
+
+
+def test_resume_refuses_different_settings(cfg, base, triplets, tmp_path):
+    encoder = fresh_encoder(cfg, base)
+    training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=2, show_progress=False)
+    with pytest.raises(ValueError, match="different settings.*batch_size"):
+        training.train(cfg, fresh_encoder(cfg, base), triplets, out_dir=tmp_path, steps=2,
+                       batch_size=4, show_progress=False)
+
+
+def test_eval_every_records_dev_spearman(cfg, base, triplets, tmp_path):
+    dev = data.load_sts("en", "dev", limit=64, verbose=False)
+    encoder = fresh_encoder(cfg, base)
+    result = training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=4, eval_every=2,
+                            dev_pairs=dev, show_progress=False, hard_negatives=False)
+    assert [e["step"] for e in result.evals] == [2, 4]
+    assert all(-1 <= e["spearman"] <= 1 for e in result.evals)
+    with pytest.raises(ValueError, match="dev_pairs"):
+        training.train(cfg, encoder, triplets, out_dir=tmp_path / "x", eval_every=2,
+                       show_progress=False)
+
+
+def test_load_encoder_restores_the_trained_encoder(cfg, base, triplets, tmp_path):
+    encoder = fresh_encoder(cfg, base)
+    training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=4, learning_rate=1e-2,
+                   show_progress=False)
+    sentences = ["A man plays a guitar.", "Zwei Hunde rennen.", "A child is reading."]
+    want = encoder.encode(sentences, show_progress=False)
+    loaded = training.load_encoder(tmp_path, backbone=copy.deepcopy(base[0]),
+                                   tokenizer=base[1], verbose=False)
+    got = loaded.encode(sentences, show_progress=False)
+    assert (got - want).abs().max().item() < 1e-5
+    untrained = fresh_encoder(cfg, base).encode(sentences, show_progress=False)
+    assert (untrained - want).abs().max().item() > 1e-4  # training changed the embeddings
+
+
+def test_load_encoder_names_missing_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a training run"):
+        training.load_encoder(tmp_path / "nothing")
+
+
+def test_cli_train_then_evaluate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LACOS_PROFILE", "ci")
+    run = tmp_path / "run"
+    assert cli_main(["train", "--out", str(run), "--steps", "3", "--batch-size", "8",
+                     "--limit", "200"]) == 0
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and -1 <= summary["dev_spearman_after"] <= 1
+    assert cli_main(["evaluate", "--run", str(run), "--limit", "50"]) == 0
+    assert (run / "eval" / "trained_sts_test.csv").is_file()
+    assert (run / "eval" / "trained_crosslingual_test.md").is_file()
+    out = capsys.readouterr().out
+    assert "Cross-lingual" in out
