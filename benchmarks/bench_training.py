@@ -112,7 +112,7 @@ def main() -> None:
         else "cpu profile (Gemma-3-270M)"
     print(f"\n{what}, batch {args.batch} triplets, best of {args.steps} steps, "
           f"device {rows[0]['device']}")
-    print(f"| base | optimizer | grad ckpt | pairs/s | x fp32+AdamW | peak MB | x fp32+AdamW |")
+    print("| base | optimizer | grad ckpt | pairs/s | x fp32+AdamW | peak MB | x fp32+AdamW |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['base']} | {r['optimizer']} | {'yes' if r['ckpt'] else 'no'} | "

@@ -70,6 +70,7 @@ class Profile:
     # whole course stays within its time budget (None: the full value above).
     notebook_steps: int | None = None
     notebook_sts_limit: int | None = None
+    experiment_steps: int | None = None  # one chapter-5 experiment (None: notebook steps / 2)
     # How 8-bit weights are multiplied ("lacos" backend): "int8" = LLM.int8 (outlier columns in
     # float, the rest int8 x int8), "dequantize" = weight-only (float matmul, same storage).
     quant_compute: str = "int8"
@@ -120,6 +121,7 @@ PROFILES: dict[str, Profile] = {
         train_steps=40,
         warmup_steps=4,
         learning_rate=3e-3,
+        experiment_steps=10,
         nli_limit=2000,
         sts_limit=300,
         train_langs=("en",),
@@ -164,6 +166,7 @@ PROFILES: dict[str, Profile] = {
         notes="BLOOM stand-in: the GGUF loads through the same transformers path as Hub models.",
         notebook_steps=30,
         notebook_sts_limit=250,
+        experiment_steps=15,
         # CPUs have no fast int8 path for LLM.int8's outlier decomposition, and all 640 input
         # features of Gemma's first layer exceed the 6.0 threshold: weight-only 8-bit runs
         # at float speed with the same 8-bit storage.

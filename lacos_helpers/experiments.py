@@ -25,8 +25,9 @@ PROFILE_KNOBS = ("quantization", "lora_r", "lora_alpha", "pooling", "lora_target
 
 
 def experiment_steps(cfg: Profile) -> int:
-    """Optimizer steps of one chapter-5 experiment: half the notebooks' schedule (>= 5)."""
-    return max(5, cfg.course_steps // 2)
+    """Optimizer steps of one chapter-5 experiment: ``cfg.experiment_steps``, else half the
+    notebooks' schedule (at least 5)."""
+    return cfg.experiment_steps or max(5, cfg.course_steps // 2)
 
 
 def _split(overrides: Mapping) -> tuple[dict, dict]:

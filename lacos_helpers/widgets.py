@@ -88,8 +88,8 @@ class LiveLossPlot:
         ax.plot(self.steps, self.losses, lw=1, label="loss")
         if len(self.losses) >= 10:
             k = max(2, len(self.losses) // 10)
-            smooth = [sum(self.losses[max(0, i - k + 1):i + 1]) / len(self.losses[max(0, i - k + 1):i + 1])
-                      for i in range(len(self.losses))]
+            windows = [self.losses[max(0, i - k + 1):i + 1] for i in range(len(self.losses))]
+            smooth = [sum(w) / len(w) for w in windows]
             ax.plot(self.steps, smooth, lw=2, label=f"mean of {k}")
         ax.set_xlabel("step")
         ax.set_ylabel("MNR loss")

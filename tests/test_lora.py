@@ -374,7 +374,8 @@ def test_int8linear_base_close_to_peft_on_bitsandbytes(base_model, ids):
 def test_merge_and_unmerge_float_base(base_model, ids):
     model = _ours(base_model, None)
     unmerged = _hidden(model, ids)
-    weights = {n: l.base_layer.weight.clone() for n, l in lora.lora_layers(model).items()}
+    weights = {n: layer.base_layer.weight.clone()
+               for n, layer in lora.lora_layers(model).items()}
     lora.merge_lora(model)
     assert all(layer.merged for layer in lora.lora_layers(model).values())
     assert (_hidden(model, ids) - unmerged).abs().max() <= 1e-5

@@ -52,10 +52,9 @@ def convert(text: str, stem: str = "notebook") -> dict:
         if c["kind"] == "code":
             cell.update(execution_count=None, outputs=[])
         out.append(cell)
-    return {"cells": out, "metadata": {"accelerator": "GPU", "kernelspec": {"display_name": "Python 3", "language": "python",
-                                                     "name": "python3"},
-                                       "language_info": {"name": "python"}},
-            "nbformat": 4, "nbformat_minor": 5}
+    kernelspec = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    metadata = {"accelerator": "GPU", "kernelspec": kernelspec, "language_info": {"name": "python"}}
+    return {"cells": out, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""Chapter-5 experiments: one variant per call, result tables on disk."""
+import copy
+import csv
+
+import pytest
+
+from lacos_helpers import config, data, experiments, models, quantization
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = config.load_profile("ci", batch_size=8)
+    backbone, tokenizer = models.load_backbone(cfg, verbose=False)
+    triplets = data.load_nli_triplets("en", limit=200, seed=cfg.seed, verbose=False)
+    dev = {"en dev": data.load_sts("en", "dev", limit=40, verbose=False)}
+    return cfg, backbone, tokenizer, triplets, dev
+
+
+def test_experiment_steps_follow_the_profile():
+    assert experiments.experiment_steps(config.load_profile("ci")) == 10
+    assert experiments.experiment_steps(config.load_profile("ci", experiment_steps=None)) == 20
+
+
+def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
+    cfg, backbone, tokenizer, triplets, dev = setup
+    before = copy.deepcopy(backbone.state_dict())
+    row = experiments.run_experiment(cfg, "recipe", triplets, dev, backbone=backbone,
+                                     tokenizer=tokenizer, steps=2)
+    assert row["experiment"] == "recipe" and row["steps"] == 2 and -1 <= row["en dev"] <= 1
+    after = backbone.state_dict()
+    assert before.keys() == after.keys()
+    assert all((before[k] == after[k]).all() for k in before)
+    assert not any(isinstance(m, quantization.Int8Linear) for m in backbone.modules())
+
+
+def test_run_experiment_applies_one_change(setup):
+    cfg, backbone, tokenizer, triplets, dev = setup
+    fp32 = experiments.run_experiment(cfg, "fp32", triplets, dev, backbone=backbone,
+                                      tokenizer=tokenizer, steps=2, quantization="none",
+                                      hard_negatives=False)
+    assert fp32["triplets"] == len(triplets)  # no hard-negative filter
+    with pytest.raises(TypeError, match="unknown training setting"):
+        experiments.run_experiment(cfg, "bad", triplets, dev, backbone=backbone,
+                                   tokenizer=tokenizer, steps=2, hard_negative=False)
+
+
+def test_result_table_writes_csv_and_markdown(tmp_path):
+    rows = [{"experiment": "a", "en dev": 0.5, "steps": 3},
+            {"experiment": "b", "en dev": 0.61234, "steps": 3}]
+    table = experiments.ResultTable("demo", rows, note="note")
+    csv_path, md_path = table.save(tmp_path, score_columns=["en dev"])
+    back = list(csv.DictReader(open(csv_path)))
+    assert [float(r["en dev"]) for r in back] == [0.5, 0.61234]
+    md = md_path.read_text()
+    assert "| b | 61.23 | 3 |" in md and md.rstrip().endswith("note")
+    assert table.column("en dev") == [0.5, 0.61234]
+    with pytest.raises(ValueError, match="no rows"):
+        experiments.ResultTable("empty", [])
