@@ -19,6 +19,8 @@ def _profile_for_train(args) -> config.Profile:
     overrides = {}
     if args.pooling:
         overrides["pooling"] = args.pooling
+    if getattr(args, "gradient_checkpointing", False):
+        overrides["gradient_checkpointing"] = True
     if args.langs:
         overrides["train_langs"] = _split_langs(args.langs)
     if args.limit is not None:
@@ -46,6 +48,8 @@ def train_command(args) -> int:
 
         before = evaluate_sts(encoder, dev, batch_size=cfg.eval_batch_size)
         summary["dev_spearman_before"] = before["spearman"]
+        out.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=1))  # a resumed run skips this
         print(f"[eval] before training: STS-B en dev Spearman {before['spearman']:.4f}")
     t0 = time.perf_counter()
     result = training.train(
