@@ -91,19 +91,32 @@ def evaluate_command(args) -> int:
     cache = evaluation.EmbeddingCache(encoder, batch_size=cfg.eval_batch_size)
     out = run / "eval"
     out.mkdir(parents=True, exist_ok=True)
+    tag = _eval_tag(args.split, langs, cfg.eval_langs, args.limit)
     table = evaluation.sts_table(encoder, langs, split=args.split, limit=args.limit, cache=cache)
-    table.save(out / f"{label}_sts_{args.split}")
+    table.save(out / f"{label}_sts_{tag}")
     print(f"STS-B {args.split} ({label}):\n{table}")
-    results = {"label": label, "split": args.split, "sts": table.to_dict()}
+    results = {"label": label, "split": args.split, "limit": args.limit, "sts": table.to_dict()}
     others = [code for code in langs if code != "en"]
     if others and not args.no_crosslingual:
         cross = evaluation.crosslingual_table(encoder, others, split=args.split,
                                               limit=args.limit, cache=cache)
-        cross.save(out / f"{label}_crosslingual_{args.split}")
+        cross.save(out / f"{label}_crosslingual_{tag}")
         print(f"Cross-lingual ({label}, sentence1 in X, sentence2 in English):\n{cross}")
         results["crosslingual"] = cross.to_dict()
-    (out / f"{label}_{args.split}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{label}_{tag}.json").write_text(json.dumps(results, indent=1))
+    print(f"[eval] tables written to {out}/{label}_*_{tag}.csv|md")
     return 0
+
+
+def _eval_tag(split: str, langs, profile_langs, limit) -> str:
+    """File-name tag: ``test``, ``test_en`` (other languages than the profile's),
+    ``test_limit500`` (a subset), so different evaluations never overwrite each other."""
+    tag = split
+    if tuple(langs) != tuple(profile_langs):
+        tag += "_" + "-".join(langs)
+    if limit is not None:
+        tag += f"_limit{limit}"
+    return tag
 
 
 __all__ = ["train_command", "evaluate_command"]

@@ -239,7 +239,9 @@ def test_cli_train_then_evaluate(tmp_path, monkeypatch, capsys):
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 3 and -1 <= summary["dev_spearman_after"] <= 1
     assert cli_main(["evaluate", "--run", str(run), "--limit", "50"]) == 0
-    assert (run / "eval" / "trained_sts_test.csv").is_file()
-    assert (run / "eval" / "trained_crosslingual_test.md").is_file()
+    assert (run / "eval" / "trained_sts_test_limit50.csv").is_file()
+    assert (run / "eval" / "trained_crosslingual_test_limit50.md").is_file()
+    assert cli_main(["evaluate", "--run", str(run), "--limit", "50", "--langs", "en"]) == 0
+    assert (run / "eval" / "trained_sts_test_en_limit50.csv").is_file()
     out = capsys.readouterr().out
     assert "Cross-lingual" in out
