@@ -23,7 +23,7 @@ def _add_train(sub) -> None:
     p.add_argument("--no-hard-negatives", action="store_true")
     p.add_argument("--pooling", default=None, help="mean | weightedmean | lasttoken")
     p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="recompute activations in backward: far less memory, ~30%% slower")
+                   help="recompute activations in backward: far less memory, ~1.5x the time on CPU")
     p.add_argument("--langs", default=None, help="NLI languages, comma separated")
     p.add_argument("--limit", type=int, default=None, help="at most N NLI triplets")
     p.add_argument("--eval-every", type=int, default=None, help="STS-B en dev every N steps")
