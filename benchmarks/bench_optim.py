@@ -21,6 +21,7 @@ import torch
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
+from _common import benchmark_devices
 from lacos_helpers.optim import make_optimizer, state_bytes_per_param
 
 NAMES = ("adamw", "bnb-adam8bit", "adam8bit")
@@ -95,15 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="best of N interleaved steps")
     parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
-    import bitsandbytes
-
-    print(f"torch {torch.__version__}, bitsandbytes {bitsandbytes.__version__}")
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for name in devices:
-        if name == "cuda" and not torch.cuda.is_available():
-            print("\n(cuda not available: skipped)")
-            continue
-        bench_device(torch.device(name), args.tensors, args.rows, args.repeats)
+    for device in benchmark_devices(args.device):
+        bench_device(device, args.tensors, args.rows, args.repeats)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 import bitsandbytes.functional as bnbF
 
+from _common import benchmark_devices
 from lacos_helpers import quantization as Q
 
 
@@ -120,15 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--naive", action="store_true",
                         help="also time a torch.bucketize baseline (quantize only)")
     args = parser.parse_args(argv)
-    import bitsandbytes
-
-    print(f"torch {torch.__version__}, bitsandbytes {bitsandbytes.__version__}")
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for name in devices:
-        if name == "cuda" and not torch.cuda.is_available():
-            print("\n(cuda not available: skipped)")
-            continue
-        bench_device(torch.device(name), args.numel, args.block_size, args.repeats, args.naive)
+    for device in benchmark_devices(args.device):
+        bench_device(device, args.numel, args.block_size, args.repeats, args.naive)
 
 
 if __name__ == "__main__":
