@@ -19,7 +19,7 @@ def _profile_for_train(args) -> config.Profile:
     overrides = {}
     if args.pooling:
         overrides["pooling"] = args.pooling
-    if getattr(args, "gradient_checkpointing", False):
+    if args.gradient_checkpointing:
         overrides["gradient_checkpointing"] = True
     if args.langs:
         overrides["train_langs"] = _split_langs(args.langs)
@@ -48,8 +48,7 @@ def train_command(args) -> int:
 
         before = evaluate_sts(encoder, dev, batch_size=cfg.eval_batch_size)
         summary["dev_spearman_before"] = before["spearman"]
-        out.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(summary, indent=1))  # a resumed run skips this
+        _write_summary(summary_path, summary)  # a resumed run skips this evaluation
         print(f"[eval] before training: STS-B en dev Spearman {before['spearman']:.4f}")
     t0 = time.perf_counter()
     result = training.train(
@@ -67,9 +66,16 @@ def train_command(args) -> int:
         "dev_spearman_after": evals[-1]["spearman"] if evals else None,
         "final_loss": result.losses[-1] if result.losses else None,
     })
-    summary_path.write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    print(_write_summary(summary_path, summary))
     return 0
+
+
+def _write_summary(path: Path, summary: dict) -> str:
+    """Write the run summary as JSON (creating the run directory); returns the text."""
+    text = json.dumps(summary, indent=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
 
 
 def evaluate_command(args) -> int:
