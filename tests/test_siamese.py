@@ -327,7 +327,10 @@ def test_empty_list_single_string_and_empty_string(bloom):
     assert batch["attention_mask"][0].sum() == 1
     assert batch["input_ids"][0, -1] == tokenizer.bos_token_id
     out = enc.encode(["", "Dogs run.", ""], show_progress=False)
-    assert torch.isfinite(out).all() and torch.equal(out[0], out[2])
+    # Rows 0 and 2 are the same sentence in one batch: equal up to float rounding (rows of one
+    # batched matmul are not bit-identical on every CPU kernel, so no torch.equal here).
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], out[2], rtol=0, atol=1e-6)
     assert (out[0] - out[1]).abs().max() > 1e-3
 
 
