@@ -22,12 +22,13 @@ export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 # headless runs (nbval, course runner) draw explorer widgets as static figures
 course test test-fast: export LACOS_STATIC_WIDGETS := 1
 
-.PHONY: help setup course test test-fast lab bench student env clean
+.PHONY: help setup course test test-fast lint lab bench student env clean
 
 help:
 	@echo "make course [PROFILE=cpu|ci|colab|paper]  run the whole course headless into build/"
 	@echo "make test                                  package tests + nbval over notebooks (ci profile)"
 	@echo "make test-fast                             same without the slow real-model tests"
+	@echo "make lint                                  ruff (rules in pyproject.toml) over code and notebooks"
 	@echo "make lab                                   JupyterLab on the course"
 	@echo "make bench                                 side-by-side benchmarks (print ratios)"
 	@echo "make student                               regenerate the student copies of the notebooks"
@@ -45,7 +46,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 env: setup
-	$(PY) -m lacos_helpers.env
+	$(PY) -m lacos_helpers env
 
 course: setup
 	@echo "data: $${LACOS_DATA_DIR:-<unset: Hub or generated>}"
@@ -59,6 +60,9 @@ test-fast: setup
 	LACOS_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -ra -m "not slow" $(PYTEST_ARGS)
 
+lint: setup
+	$(VENV)/bin/ruff check lacos_helpers tests benchmarks tools notebooks .ci
+
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
@@ -66,7 +70,7 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 student: setup
-	$(PY) -m lacos_helpers.student notebooks student
+	$(PY) -m lacos_helpers.course.student notebooks student
 
 clean:
 	rm -rf build .pytest_cache

@@ -21,8 +21,9 @@ import torch
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
-from _common import benchmark_devices
 from lacos_helpers.optim import make_optimizer, state_bytes_per_param
+
+from _common import benchmark_devices
 
 NAMES = ("adamw", "bnb-adam8bit", "adam8bit")
 

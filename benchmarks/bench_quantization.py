@@ -23,8 +23,9 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 import bitsandbytes.functional as bnbF
 
-from _common import benchmark_devices
 from lacos_helpers import quantization as Q
+
+from _common import benchmark_devices
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:
@@ -107,7 +108,8 @@ def bench_device(device: torch.device, numel: int, block_size: int, repeats: int
             ratio = seconds / times["bitsandbytes"]
             print(f"  {label:<10} {name:<16} {1e3 * seconds:9.1f} ms  "
                   f"{in_bytes / seconds / 1e9:6.2f} GB/s  time / bitsandbytes {ratio:5.2f}")
-    print(f"  ratio ours / bitsandbytes (time): quantize {q_times['ours'] / q_times['bitsandbytes']:.2f}"
+    q_ratio = q_times['ours'] / q_times['bitsandbytes']
+    print(f"  ratio ours / bitsandbytes (time): quantize {q_ratio:.2f}"
           f", dequantize {d_times['ours'] / d_times['bitsandbytes']:.2f}")
     print(accuracy_report(x, block_size))
 

@@ -28,31 +28,26 @@ def run_one(args) -> dict:
     """One configuration in this process: build, warm up one step, time ``--steps`` steps."""
     import torch
 
-    from lacos_helpers import config, data, env, models, training
+    from lacos_helpers import config, data, runtime, training
     from lacos_helpers.config import TinyBloomSpec
+    from lacos_helpers.optim import make_optimizer
 
-    env.quiet()
     spec = json.loads(args.one)
     if args.model == "cpu":
         cfg = config.load_profile("cpu")
     else:
-        cfg = config.load_profile("ci", tiny=TinyBloomSpec(hidden_size=args.hidden,
-                                                           n_layer=args.layers, n_head=8))
-    cfg = config.load_profile(cfg.name, **{**_overrides(cfg),
-                              "quantization": "lacos" if spec["base"] == "8-bit" else "none",
-                              "gradient_checkpointing": spec["ckpt"],
-                              "optimizer": spec["optimizer"], "batch_size": args.batch})
-    env.seed_everything(0)
-    backbone, tokenizer = models.load_backbone(cfg, verbose=False)
-    encoder = training.build_encoder(cfg, backbone, tokenizer, verbose=False)
-    triplets = [t for t in data.load_nli_triplets("en", limit=2000, seed=0, verbose=False)
-                if t.hard_negative]
+        cfg = config.load_profile("ci", model={"tiny": TinyBloomSpec(
+            hidden_size=args.hidden, n_layer=args.layers, n_head=8)})
+    cfg = cfg.replace(quant={"backend": "lacos" if spec["base"] == "8-bit" else "none"},
+                      train={"gradient_checkpointing": spec["ckpt"],
+                             "optimizer": spec["optimizer"], "batch_size": args.batch,
+                             "steps": args.steps + 1})
+    runtime.seed_everything(0)
+    triplets = [t for t in data.load_nli_triplets("en", limit=2000, seed=0) if t.hard_negative]
+    encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     plan = training.BatchPlan(triplets, args.batch, seed=0)
-    settings = training.TrainSettings.from_profile(cfg, steps=args.steps + 1)
-    from lacos_helpers.optim import make_optimizer
-
     params = [p for p in encoder.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg.optimizer, params, lr=1e-4)
+    opt = make_optimizer(cfg.train.optimizer, params, lr=1e-4)
     device = next(encoder.parameters()).device
     encoder.train()
     if device.type == "cuda":
@@ -61,7 +56,7 @@ def run_one(args) -> dict:
     for step in range(args.steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad()
-        training.batch_loss(encoder, plan[step], settings).backward()
+        training.batch_loss(encoder, plan[step], cfg.train).backward()
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -71,10 +66,6 @@ def run_one(args) -> dict:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {**spec, "pairs_per_s": args.batch / seconds, "peak_mb": peak / 2**20,
             "device": device.type}
-
-
-def _overrides(cfg) -> dict:
-    return {"tiny": cfg.tiny} if cfg.tiny is not None else {}
 
 
 def main() -> None:
@@ -108,7 +99,7 @@ def main() -> None:
               f"{r['pairs_per_s']:.2f} pairs/s", flush=True)
     base = next(r for r in rows if r["base"] == "fp32" and r["optimizer"] == "adamw"
                 and not r["ckpt"])
-    what = "random BLOOM h=%d L=%d" % (args.hidden, args.layers) if args.model == "tiny" \
+    what = f"random BLOOM h={args.hidden} L={args.layers}" if args.model == "tiny" \
         else "cpu profile (Gemma-3-270M)"
     print(f"\n{what}, batch {args.batch} triplets, best of {args.steps} steps, "
           f"device {rows[0]['device']}")

@@ -1,31 +1,64 @@
 """LACoS course helpers: the reusable implementation behind the notebooks.
 
-One module per stage of LACoS-BLOOM: ``config`` (profiles), ``data`` (NLI and STS),
-``models`` (backbones), ``quantization`` (blockwise 8-bit, LLM.int8), ``lora`` (adapters),
-``siamese`` (pooling, encoder), ``losses`` (MNR), ``optim`` (8-bit Adam), ``training`` (loop,
-checkpoints, resume), ``evaluation`` (STS), ``env`` (environment check), ``course`` (headless
-course runner), ``report`` (key figures for the summary).
+The method, one subpackage per stage of LACoS-BLOOM::
+
+    config        one nested configuration (RunConfig) and the profiles ci / cpu / colab / paper
+    bloom         BLOOM's facts: shapes, vocabulary, special tokens, linear layers
+    backbones     the decoder: tiny random BLOOM, Hub model, offline GGUF model
+    quantization  LLM.int8 weights (Int8Linear), blockwise states, model conversion, memory
+    lora          LoRA layer, injection, peft-format adapter files, parameter counts
+    optim         8-bit Adam from scratch, optimizer factory
+    encoder       pooling, the Siamese encoder, losses (MNR)
+    data          NLI triplets and STS pairs (local, Hub, generated), batch sampling
+    training      the loop, checkpoints and resume, run directories
+    evaluation    STS metrics, embedding cache, tables, diagnostics
+    experiments   one-change-at-a-time runs for the paper's claims
+
+and the course machinery in ``course`` (runner, notebook bootstrap, student copies, exercises,
+widgets, plots, report, environment check), which the method never imports.
 
 ``lacos_helpers.load_encoder("runs/NAME")`` returns a trained encoder.
 """
 
+import importlib as _importlib
 import logging as _logging
 
 # bitsandbytes' CPU backend logs a warning at import about an optional 4-bit kernel package
 # (``kernels``) that the course never uses; keep notebooks free of that noise.
 _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 
-from lacos_helpers.config import PROFILES, Profile, load_profile  # noqa: E402
+from lacos_helpers.config import PROFILES, RunConfig, load_profile  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Modules of the flat 0.1 layout, still importable under their old names
+# (``from lacos_helpers import siamese``).
+_MOVED = {
+    "models": "lacos_helpers.backbones",
+    "siamese": "lacos_helpers.encoder.siamese",
+    "losses": "lacos_helpers.encoder.losses",
+    "env": "lacos_helpers.course.envcheck",
+    "notebook": "lacos_helpers.course.notebook",
+    "plotting": "lacos_helpers.course.plotting",
+    "report": "lacos_helpers.course.report",
+    "student": "lacos_helpers.course.student",
+    "exercises": "lacos_helpers.course.exercises",
+    "widgets": "lacos_helpers.course.widgets",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        return _importlib.import_module(_MOVED[name])
+    raise AttributeError(f"module 'lacos_helpers' has no attribute {name!r}")
 
 
 def load_encoder(run_dir, **kwargs):
-    """The trained :class:`~lacos_helpers.siamese.SiameseEncoder` of a run directory (see
+    """The trained :class:`~lacos_helpers.encoder.SiameseEncoder` of a run directory (see
     :func:`lacos_helpers.training.load_encoder`)."""
     from lacos_helpers.training import load_encoder as _load_encoder
 
     return _load_encoder(run_dir, **kwargs)
 
 
-__all__ = ["PROFILES", "Profile", "load_encoder", "load_profile", "__version__"]
+__all__ = ["PROFILES", "RunConfig", "load_encoder", "load_profile", "__version__"]

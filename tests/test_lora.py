@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import BloomConfig, BloomModel
 
-from lacos_helpers import lora, quantization
+from lacos_helpers import bloom, lora, quantization
 
 peft = pytest.importorskip("peft")
 bnb = pytest.importorskip("bitsandbytes")
@@ -218,7 +218,8 @@ def test_inject_other_architecture_names():
 
 
 def test_dotted_suffix_targets_like_peft(base_model):
-    model = lora.inject_lora(copy.deepcopy(base_model), ["self_attention.dense", "h.1.mlp.dense_4h_to_h"])
+    model = lora.inject_lora(copy.deepcopy(base_model),
+                             ["self_attention.dense", "h.1.mlp.dense_4h_to_h"])
     assert list(lora.lora_layers(model)) == ["h.0.self_attention.dense", "h.1.self_attention.dense",
                                              "h.1.mlp.dense_4h_to_h"]
 
@@ -279,7 +280,7 @@ def test_bloom_sizes_on_meta_device(config, max_percent):
         model = BloomModel(BloomConfig(**config))
     h, n_layer = config["hidden_size"], config["n_layer"]
     base_total = sum(p.numel() for p in model.parameters())
-    assert base_total == quantization.bloom_param_count(h, n_layer)["total"]
+    assert base_total == bloom.param_count(h, n_layer)["total"]
     lora.inject_lora(model, r=8, alpha=16)
     report = lora.trainable_report(model)
     assert report["trainable"] == lora.lora_param_count(h, n_layer, 8) == n_layer * 4 * h * 8
@@ -287,7 +288,7 @@ def test_bloom_sizes_on_meta_device(config, max_percent):
 
 
 def test_lora_param_count_matches_injection_for_every_target(base_model):
-    targets = tuple(lora.BLOOM_LINEAR_SHAPES)
+    targets = tuple(bloom.LINEAR_SHAPES)
     for r in (1, 3, 16):
         model = lora.inject_lora(copy.deepcopy(base_model), targets, r=r, alpha=r)
         assert lora.trainable_report(model)["trainable"] == lora.lora_param_count(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lacos_helpers.losses import mnr_loss, similarity_matrix
+from lacos_helpers.encoder.losses import mnr_loss, similarity_matrix
 
 TOL = 1e-5
 

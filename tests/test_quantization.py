@@ -14,7 +14,10 @@ import pytest
 import torch
 from torch import nn
 
+from lacos_helpers import bloom
 from lacos_helpers import quantization as Q
+from lacos_helpers.quantization import bnb as lacos_bnb
+from lacos_helpers.quantization import maps
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 bnb = pytest.importorskip("bitsandbytes")
@@ -44,7 +47,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bnb_int8_linear(linear: nn.Linear, threshold: float) -> nn.Module:
-    return Q._bitsandbytes_linear(linear, threshold).eval()
+    return lacos_bnb.to_linear8bit(linear, threshold).eval()
 
 
 def fp16_exact_linear(in_features: int, out_features: int, seed: int = 0) -> nn.Linear:
@@ -119,7 +122,7 @@ def test_linear_map_codes_are_exact_nearest():
 
 def test_custom_map_with_close_codes_uses_exact_fallback():
     code = torch.tensor([-1.0, 0.0, 0.5, 0.5001, 0.5002, 1.0])  # 2 thresholds in one cell
-    assert Q._rounding_tables(code).cell_base is None
+    assert maps._rounding_tables(code).cell_base is None
     torch.manual_seed(10)
     x = torch.rand(20_000) * 0.002 + 0.499
     x[0] = 1.0
@@ -400,7 +403,7 @@ def test_footprint_counts_tied_weights_once_and_bnb_scales():
     sizes = Q.footprint(model)
     assert sizes == {"torch.float32": 4 * n_params, "total": 4 * n_params}
     bnb_sizes = Q.footprint(Q.quantize_model(model, backend="bitsandbytes"))
-    counts = Q.bloom_param_count(64, 1, vocab_size=1000)
+    counts = bloom.param_count(64, 1, vocab_size=1000)
     assert bnb_sizes["torch.int8"] == counts["linear_weights"]
     assert bnb_sizes["torch.float32"] == 4 * (counts["other"] + counts["linear_rows"])
     assert "total" in Q.format_footprint(bnb_sizes)
@@ -415,7 +418,7 @@ def test_bloom_param_count_matches_transformers(hidden, n_layer, vocab):
 
     model = BloomModel(BloomConfig(vocab_size=vocab, hidden_size=hidden, n_layer=n_layer,
                                    n_head=4))
-    counts = Q.bloom_param_count(hidden, n_layer, vocab_size=vocab)
+    counts = bloom.param_count(hidden, n_layer, vocab_size=vocab)
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     linear_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
     assert counts["linear_weights"] == linear_weights

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lacos_helpers import student
+from lacos_helpers.course import student
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,6 +46,6 @@ def test_generate_and_check(tmp_path):
 
 
 def test_committed_student_copies_are_current():
-    result = subprocess.run([sys.executable, "-m", "lacos_helpers.student", "notebooks", "student",
-                             "--check"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lacos_helpers.course.student", "notebooks",
+                             "student", "--check"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

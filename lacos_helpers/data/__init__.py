@@ -1,0 +1,66 @@
+"""NLI training triplets and STS evaluation pairs, with one API whatever the source.
+
+``load_nli_triplets`` (``nli``) and ``load_sts`` (``sts``) read a local folder laid out as
+``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``);
+``sources`` picks and reports the source. ``sampling`` builds the training batches (no text twice
+in a batch). Loaders return :class:`Rows` of :class:`NLITriplet` or :class:`STSPair` (``rows``),
+in file order (no shuffling unless a ``seed`` is given), so ``limit=N`` takes nested, stable
+prefixes.
+"""
+
+from lacos_helpers.data.generated import (
+    GENERATED_LANGS,
+    GENERATOR_VERSION,
+    ensure_generated,
+    generate_dataset,
+    generated_sts_meanings,
+    render,
+)
+from lacos_helpers.data.layout import (
+    STS_LANGS,
+    STS_SPLITS,
+    XNLI_LANGS,
+    XNLI_SPLITS,
+    sts_path,
+)
+from lacos_helpers.data.nli import load_nli_triplets, training_texts
+from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
+from lacos_helpers.data.sampling import (
+    BatchPlan,
+    batch_count,
+    epoch_order,
+    no_duplicate_batches,
+    text_key,
+)
+from lacos_helpers.data.sources import SOURCES, DataSourceError, available_sources
+from lacos_helpers.data.sts import load_sts, read_sts, sts_sentences
+
+__all__ = [
+    "GENERATED_LANGS",
+    "GENERATOR_VERSION",
+    "SOURCES",
+    "STS_LANGS",
+    "STS_SPLITS",
+    "XNLI_LANGS",
+    "XNLI_SPLITS",
+    "BatchPlan",
+    "DataSourceError",
+    "NLITriplet",
+    "Rows",
+    "STSPair",
+    "available_sources",
+    "batch_count",
+    "ensure_generated",
+    "epoch_order",
+    "generate_dataset",
+    "generated_sts_meanings",
+    "load_nli_triplets",
+    "load_sts",
+    "read_sts",
+    "no_duplicate_batches",
+    "render",
+    "sts_path",
+    "sts_sentences",
+    "text_key",
+    "training_texts",
+]

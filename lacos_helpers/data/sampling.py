@@ -1,0 +1,130 @@
+"""Training batches in which no text appears twice: a repeated text would be a false in-batch
+negative for MNR (sentence-transformers' ``NoDuplicatesBatchSampler``), and :class:`BatchPlan`,
+the batch of any step as a pure function of the step (what makes resume exact)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from lacos_helpers.data.rows import NLITriplet
+
+
+def text_key(text: str) -> str:
+    """What counts as "the same text" within a batch: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+def _triplet_keys(triplet, index: int) -> frozenset[str]:
+    """The :func:`text_key` of a triplet's texts (anchor, positive, hard negative if any)."""
+    if isinstance(triplet, str) or not isinstance(triplet, Sequence) \
+            or len(triplet) not in (2, 3):
+        raise TypeError(f"triplets[{index}] must be an NLITriplet or an (anchor, positive[, "
+                        f"hard_negative]) tuple, got {type(triplet).__name__}")
+    texts = [t for t in triplet[2:] if t is not None] + list(triplet[:2])
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"triplets[{index}] needs str anchor and positive (hard_negative str or "
+                        f"None), got {tuple(type(t).__name__ for t in triplet)}")
+    return frozenset(text_key(t) for t in texts)
+
+
+def epoch_order(n: int, seed: int = 42, epoch: int = 0) -> list[int]:
+    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)`` (same on every
+    machine and Python version)."""
+    order = list(range(n))
+    random.Random(f"no-duplicates:{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def no_duplicate_batches(triplets: Sequence[NLITriplet], batch_size: int, seed: int = 42,
+                         epoch: int = 0, drop_last: bool = True) -> list[list[NLITriplet]]:
+    """One epoch of batches in which no text (anchor, positive or hard negative, compared by
+    :func:`text_key`) belongs to two triplets of the same batch: a repeated text would be a false
+    in-batch negative for MNR.
+
+    Like sentence-transformers' ``NoDuplicatesBatchSampler``: the triplets are shuffled by
+    ``(seed, epoch)``; each batch is filled greedily in that order, skipping a triplet that shares
+    a text with the batch so far (it waits for a later batch). A pure function of its arguments,
+    so batch i of epoch e is always the same (resume = recompute and skip). Each triplet appears
+    at most once per epoch; with ``drop_last`` batches that cannot be filled to ``batch_size``
+    are dropped (their triplets skip this epoch), else they are kept (smaller, possibly of one).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be an int >= 2 (in-batch negatives need another "
+                         f"pair), got {batch_size!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+    items = list(triplets)
+    if not items:
+        raise ValueError("no triplets to batch (empty input)")
+    keys = [_triplet_keys(t, i) for i, t in enumerate(items)]
+    remaining = dict.fromkeys(epoch_order(len(items), seed, epoch))  # ordered set
+    batches: list[list[NLITriplet]] = []
+    while remaining:
+        chosen = _fill_batch(remaining, keys, batch_size)
+        if len(chosen) == batch_size or not drop_last:
+            batches.append([items[i] for i in chosen])
+        for i in chosen:
+            del remaining[i]
+    return batches
+
+
+def _fill_batch(remaining: dict, keys: list[frozenset[str]], batch_size: int) -> list[int]:
+    """Indices of the first triplets of ``remaining`` (in order) that share no text with each
+    other, at most ``batch_size`` of them."""
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for i in remaining:
+        if keys[i] & seen:
+            continue
+        chosen.append(i)
+        seen |= keys[i]
+        if len(chosen) == batch_size:
+            break
+    return chosen
+
+
+def batch_count(triplets: Sequence[NLITriplet], batch_size: int, seed: int = 42,
+                epoch: int = 0, drop_last: bool = True) -> int:
+    """Number of batches :func:`no_duplicate_batches` gives for these arguments (with
+    ``drop_last`` it can differ by epoch when texts repeat)."""
+    return len(no_duplicate_batches(triplets, batch_size, seed=seed, epoch=epoch,
+                                    drop_last=drop_last))
+
+
+class BatchPlan:
+    """Micro-batch ``m`` (0-based, over all epochs) as a pure function of ``m``: the batches of
+    :func:`data.no_duplicate_batches` for epoch 0, 1, ... (each with its own shuffle) laid end
+    to end. Epochs may differ in length (deferred duplicates can drop a last partial batch)."""
+
+    def __init__(self, triplets: Sequence, batch_size: int, seed: int):
+        self.triplets, self.batch_size, self.seed = list(triplets), batch_size, seed
+        self._starts: list[int] = [0]  # first micro-batch index of each computed epoch
+        self._epoch, self._batches = None, None
+        self.batches_per_epoch = len(self._epoch_batches(0))
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{len(self.triplets)} triplets do not fill one batch of "
+                             f"{batch_size}")
+
+    def _epoch_batches(self, epoch: int):
+        if epoch != self._epoch:
+            self._batches = no_duplicate_batches(
+                self.triplets, self.batch_size, seed=self.seed, epoch=epoch)
+            self._epoch = epoch
+        return self._batches
+
+    def _locate(self, m: int) -> tuple[int, int]:
+        epoch = 0
+        while True:
+            if epoch + 1 >= len(self._starts):
+                self._starts.append(self._starts[epoch] + len(self._epoch_batches(epoch)))
+            if m < self._starts[epoch + 1]:
+                return epoch, m - self._starts[epoch]
+            epoch += 1
+
+    def __getitem__(self, m: int):
+        if m < 0:
+            raise IndexError(f"micro-batch index must be >= 0, got {m}")
+        epoch, index = self._locate(m)
+        return self._epoch_batches(epoch)[index]
+

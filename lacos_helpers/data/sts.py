@@ -1,0 +1,126 @@
+"""STS-B in 10 languages (``stsb_multi_mt``), and cross-lingual pairs built from its aligned
+rows: the evaluation data."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lacos_helpers.data import sources
+from lacos_helpers.data.layout import HUB_STS, STS_LANGS, STS_SPLITS, sts_path
+from lacos_helpers.data.rows import Rows, STSPair
+
+log = logging.getLogger(__name__)
+
+Raw = STSPair | str  # a parsed row, or the reason it was skipped
+
+def _parse_sts_row(row: Sequence) -> Raw:
+    """One ``sentence1, sentence2, score`` row -> STSPair, or the reason it is skipped."""
+    if len(row) < 3 or any(x is None for x in row[:3]):
+        return "missing field"
+    if len(row) > 3:
+        return "extra field"
+    s1, s2 = str(row[0]).strip(), str(row[1]).strip()
+    if not s1 or not s2:
+        return "missing field"
+    try:
+        score = float(row[2])
+    except (TypeError, ValueError):
+        return "bad score"
+    if not 0.0 <= score <= 5.0:  # also rejects NaN
+        return "score out of range"
+    return STSPair(s1, s2, score)
+
+
+def _read_sts_file(path: Path) -> list[Raw]:
+    if not path.is_file():
+        raise FileNotFoundError(f"STS file not found: {path}")
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [_parse_sts_row(row) for row in csv.reader(fh) if row]
+
+
+def _read_sts_hub(lang: str, split: str) -> list[Raw]:
+    ds = sources.hub_load(HUB_STS, lang, split)
+    return [_parse_sts_row([r.get("sentence1"), r.get("sentence2"), r.get("similarity_score")])
+            for r in ds]
+
+
+def _align(raw_x: list[Raw], raw_y: list[Raw], names: tuple[str, str]) -> list[Raw]:
+    """Row i of language X (sentence1) with row i of language Y (sentence2); gold scores must
+    agree."""
+    if len(raw_x) != len(raw_y):
+        raise ValueError(f"cross-lingual STS: {names[0]} has {len(raw_x)} rows but {names[1]} "
+                         f"has {len(raw_y)}; the files are not aligned")
+    out: list[Raw] = []
+    for i, (a, b) in enumerate(zip(raw_x, raw_y)):
+        if isinstance(a, str) or isinstance(b, str):
+            out.append(a if isinstance(a, str) else b)
+        elif abs(a.score - b.score) > 1e-6:
+            raise ValueError(f"cross-lingual STS: row {i} has score {a.score} in {names[0]} but "
+                             f"{b.score} in {names[1]}; the files are not aligned")
+        else:
+            out.append(STSPair(a.sentence1, b.sentence2, a.score))
+    return out
+
+
+def _sts_rows(raw: list[Raw], limit: int | None, paths) -> Rows:
+    pairs = [r for r in raw if isinstance(r, STSPair)]
+    skipped = Counter(r for r in raw if isinstance(r, str))
+    return Rows(pairs[:limit] if limit is not None else pairs, paths=paths, skipped=skipped)
+
+
+def load_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
+             *, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
+    """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order, and
+    one log line saying how many, from where. Arguments as :func:`read_sts`."""
+    rows = read_sts(lang, split, limit, source=source, data_dir=data_dir)
+    log.info("[data] STS-B %s/%s: %d pairs from %s (%s)", describe_langs(lang), split, len(rows),
+             sources.where(rows), sources.skipped_text(rows.skipped))
+    return rows
+
+
+def describe_langs(lang: str | Sequence[str]) -> str:
+    """``"de"`` or ``"de-en"`` (cross-lingual)."""
+    return lang if isinstance(lang, str) else "-".join(lang)
+
+
+def read_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
+             *, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
+    """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order
+    (:func:`load_sts` without the log line, for callers that read many and report once).
+
+    ``lang`` is one of ``STS_LANGS`` or a pair ``("de", "en")``: cross-lingual pairs
+    with sentence1 from row i in German and sentence2 from row i in English (same gold score).
+    ``split``: train (5749 rows), dev (1500), test (1379). ``limit``: first N pairs.
+    ``source``: None (auto) | "local" | "hub" | "generated".
+    """
+    langs = (lang,) if isinstance(lang, str) else tuple(lang)
+    if len(langs) not in (1, 2):
+        raise ValueError(f"lang must be a code or a pair of codes, got {lang!r}")
+    for code in langs:
+        sources.check_choice(code, STS_LANGS, "STS language")
+    sources.check_choice(split, STS_SPLITS, "STS split")
+    sources.check_limit(limit)
+
+    def combine(raws: list[list[Raw]], paths: list) -> Rows:
+        raw = raws[0] if len(raws) == 1 else _align(raws[0], raws[1], langs)
+        return _sts_rows(raw, limit, paths)
+
+    def read_files(root: Path) -> Rows:
+        paths = [sts_path(root, code, split) for code in langs]
+        return combine([_read_sts_file(p) for p in paths], paths)
+
+    def read_hub() -> Rows:
+        return combine([_read_sts_hub(code, split) for code in langs],
+                       [f"{HUB_STS}:{code}/{split}" for code in langs])
+
+    return sources.load_rows(source, data_dir, read_files, read_hub, langs)
+
+
+def sts_sentences(pairs: Iterable[STSPair]) -> list[str]:
+    """Unique sentences of ``pairs`` (sentence1 and sentence2), in first-seen order."""
+    return list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))

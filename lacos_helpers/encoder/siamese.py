@@ -1,0 +1,247 @@
+"""The Siamese encoder: one shared decoder turns every sentence into one vector.
+
+:class:`SiameseEncoder` wraps a backbone (any transformers base model returning
+``last_hidden_state``; 8-bit and LoRA layers included), its tokenizer and a pooling mode
+(:mod:`lacos_helpers.encoder.pooling`): :meth:`~SiameseEncoder.embed` for training (with grad),
+:meth:`~SiameseEncoder.encode` for evaluation (sentence-transformers' call shape: batches sorted
+by length, no grad, tqdm progress).
+
+Both padding sides give the same embedding: BLOOM derives its ALiBi positions from the attention
+mask, and for backbones whose ``forward`` takes ``position_ids`` (Gemma 3, Llama) the encoder
+passes positions counted from the first real token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lacos_helpers.encoder.pooling import check_pooling, pool
+
+# --------------------------------------------------------------------------------------------
+# input checks and padding
+# --------------------------------------------------------------------------------------------
+
+def as_sentence_list(sentences: str | Sequence[str]) -> list[str]:
+    """``sentences`` as a list of str: a single string becomes a list of one; any item that is
+    not a str is a TypeError naming its index."""
+    if isinstance(sentences, str):
+        return [sentences]
+    if sentences is None or isinstance(sentences, (bytes, bytearray, Tensor)):
+        raise TypeError(f"sentences must be a string or a list of strings, got "
+                        f"{type(sentences).__name__}")
+    try:
+        items = list(sentences)
+    except TypeError:
+        raise TypeError(f"sentences must be a string or a list of strings, got "
+                        f"{type(sentences).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"sentences[{i}] is {type(item).__name__} ({item!r:.60}), "
+                            "expected str")
+    return items
+
+
+def pad_token_ids(rows: Sequence[Sequence[int]], pad_id: int,
+                  side: str = "left") -> tuple[Tensor, Tensor]:
+    """Pad token id lists to the longest: ``(input_ids [b, t], attention_mask [b, t])`` (long),
+    padding on ``side`` ("left" or "right")."""
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def _forward_parameters(backbone: nn.Module) -> set[str]:
+    """Names of the explicit parameters of the backbone's ``forward`` (through a peft wrapper)."""
+    base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    params = inspect.signature(base.forward).parameters.values()
+    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids [b, t] counted from the first real token (0, 1, ...), 0 on left padding:
+    the same positions for a sentence whatever the padding side."""
+    return (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode, then restore each submodule's own training flag."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+# --------------------------------------------------------------------------------------------
+# the encoder
+# --------------------------------------------------------------------------------------------
+
+class SiameseEncoder(nn.Module):
+    """One shared backbone + pooling: sentences -> embeddings [n, hidden] (float32).
+
+    ``backbone`` is a transformers base model (``BloomModel``, ``Gemma3TextModel``...; 8-bit and
+    LoRA layers allowed) returning ``last_hidden_state``; ``tokenizer`` must have a pad token
+    (:func:`lacos_helpers.models.prepare_tokenizer`); either padding side works. Sentences are
+    truncated to ``max_length`` tokens. A sentence that tokenizes to nothing (``""`` with a
+    tokenizer that adds no BOS) gets one BOS token (else EOS, else pad) as its only real token,
+    so every sentence has a defined, finite embedding.
+    """
+
+    def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
+                 max_length: int = 64):
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
+        if getattr(tokenizer, "pad_token_id", None) is None:
+            raise ValueError(f"{type(tokenizer).__name__} has no pad token: call "
+                             "lacos_helpers.models.prepare_tokenizer(tokenizer) first")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooling = check_pooling(pooling)
+        self.max_length = max_length
+        accepted = _forward_parameters(backbone)
+        self._pass_position_ids = "position_ids" in accepted
+        self._pass_use_cache = "use_cache" in accepted
+
+    # ---- facts ----------------------------------------------------------------------------
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size d of one embedding (the backbone's hidden size)."""
+        hidden = getattr(getattr(self.backbone, "config", None), "hidden_size", None)
+        if hidden is None:
+            hidden = self.backbone.get_input_embeddings().embedding_dim
+        return int(hidden)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the backbone's input embeddings."""
+        get = getattr(self.backbone, "get_input_embeddings", None)
+        layer = get() if get is not None else None
+        if layer is not None and getattr(layer, "weight", None) is not None:
+            return layer.weight.device
+        return next(self.backbone.parameters()).device
+
+    def to_config(self) -> dict:
+        """What a checkpoint needs to rebuild this encoder around the same backbone."""
+        return {"pooling": self.pooling, "max_length": self.max_length}
+
+    @classmethod
+    def from_config(cls, backbone: nn.Module, tokenizer, config: dict) -> SiameseEncoder:
+        """Inverse of :meth:`to_config`."""
+        return cls(backbone, tokenizer, **config)
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.pooling!r}, max_length={self.max_length}"
+
+    # ---- tokens ---------------------------------------------------------------------------
+
+    def _fallback_token_id(self) -> int:
+        tok = self.tokenizer
+        for token_id in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id):
+            if token_id is not None:
+                return int(token_id)
+        raise ValueError("the tokenizer has no BOS, EOS or pad token")  # pragma: no cover
+
+    def token_ids(self, sentences: str | Sequence[str]) -> list[list[int]]:
+        """Token ids per sentence (special tokens included), truncated to ``max_length``; an
+        empty result becomes ``[BOS]`` (else EOS, else pad)."""
+        texts = as_sentence_list(sentences)
+        if not texts:
+            return []
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
+                                 padding=False, return_attention_mask=False)
+        fallback = [self._fallback_token_id()]
+        return [list(row) if len(row) else fallback for row in encoded["input_ids"]]
+
+    def collate(self, rows: Sequence[Sequence[int]]):
+        """Pad token id lists (tokenizer's pad id and side) into a BatchEncoding of
+        ``input_ids`` and ``attention_mask`` [b, t] on :attr:`device`."""
+        from transformers import BatchEncoding
+
+        ids, mask = pad_token_ids(rows, self.tokenizer.pad_token_id,
+                                  getattr(self.tokenizer, "padding_side", "left"))
+        return BatchEncoding({"input_ids": ids, "attention_mask": mask}).to(self.device)
+
+    def tokenize(self, sentences: str | Sequence[str]):
+        """Sentences -> BatchEncoding (``input_ids``, ``attention_mask`` [b, t], padded on the
+        tokenizer's side, truncated to ``max_length``, on :attr:`device`)."""
+        return self.collate(self.token_ids(sentences))
+
+    # ---- embeddings -----------------------------------------------------------------------
+
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Token ids [b, t] and mask [b, t] -> the backbone's last hidden states [b, t, d]
+        (float32), with position ids counted from the first real token when the backbone
+        takes them."""
+        if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+            raise ValueError(f"input_ids and attention_mask must both be [batch, tokens], got "
+                             f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._pass_position_ids:
+            kwargs["position_ids"] = positions_from_mask(attention_mask)
+        if self._pass_use_cache:
+            kwargs["use_cache"] = False
+        output = self.backbone(**kwargs)
+        hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        return hidden.float()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Token ids [b, t] and mask [b, t] -> pooled embeddings [b, d] (float32)."""
+        return pool(self.hidden_states(input_ids, attention_mask), attention_mask, self.pooling)
+
+    def embed(self, sentences: str | Sequence[str]) -> Tensor:
+        """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current
+        training mode: the training path. No sentences -> [0, d]."""
+        rows = self.token_ids(sentences)
+        if not rows:
+            return torch.empty(0, self.embedding_dim, device=self.device)
+        return self(**self.collate(rows))
+
+    def encode(self, sentences: str | Sequence[str], batch_size: int = 32,
+               normalize: bool = True, show_progress: bool = True,
+               convert_to_tensor: bool = True):
+        """Sentences -> embeddings [n, d] (float32, on the CPU; unit length when ``normalize``),
+        like ``SentenceTransformer.encode``: eval mode and no grad (the training flags are
+        restored afterwards), batches of similar length (longest first), input order kept.
+        A single string gives [1, d]; ``convert_to_tensor=False`` gives a numpy array."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        rows = self.token_ids(sentences)
+        out = torch.empty(len(rows), self.embedding_dim, dtype=torch.float32)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        starts = range(0, len(rows), batch_size)
+        with eval_mode(self), torch.no_grad():
+            for start in _progress(starts, show_progress and len(starts) > 0):
+                index = order[start:start + batch_size]
+                emb = self(**self.collate([rows[i] for i in index]))
+                if normalize:
+                    emb = F.normalize(emb, p=2, dim=-1)
+                out[index] = emb.float().cpu()
+        return out if convert_to_tensor else out.numpy()
+
+
+def _progress(iterable, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc="encode", unit="batch", leave=False)

@@ -1,0 +1,43 @@
+"""STS evaluation: cosine similarity of sentence embeddings vs gold scores (Spearman, Pearson).
+
+``embeddings`` runs any encoder and caches embeddings, ``metrics`` holds the correlations
+(checked against scipy), ``sts`` the per-language and cross-lingual evaluations, ``tables`` the
+result tables, ``diagnostics`` anisotropy and the largest errors, ``reference`` published
+numbers that the course quotes but does not measure.
+"""
+
+from lacos_helpers.evaluation.diagnostics import largest_errors, random_pair_cosines
+from lacos_helpers.evaluation.embeddings import EmbeddingCache
+from lacos_helpers.evaluation.metrics import average_ranks, pearson, spearman, sts_metrics
+from lacos_helpers.evaluation.reference import PUBLISHED_MULTILINGUAL_MPNET, PUBLISHED_STSB_TEST
+from lacos_helpers.evaluation.sts import (
+    CROSSLINGUAL_LANGS,
+    compare_tables,
+    cosine_scores,
+    crosslingual_matrix,
+    crosslingual_table,
+    evaluate_sts,
+    sts_table,
+)
+from lacos_helpers.evaluation.tables import METRICS, STSTable
+
+__all__ = [
+    "CROSSLINGUAL_LANGS",
+    "METRICS",
+    "PUBLISHED_MULTILINGUAL_MPNET",
+    "PUBLISHED_STSB_TEST",
+    "EmbeddingCache",
+    "STSTable",
+    "average_ranks",
+    "compare_tables",
+    "cosine_scores",
+    "crosslingual_matrix",
+    "crosslingual_table",
+    "evaluate_sts",
+    "largest_errors",
+    "pearson",
+    "random_pair_cosines",
+    "spearman",
+    "sts_metrics",
+    "sts_table",
+]

@@ -1,0 +1,71 @@
+"""Where a model fails: anisotropy (:func:`random_pair_cosines`) and the pairs furthest from
+gold (:func:`largest_errors`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
+from lacos_helpers.evaluation.metrics import average_ranks
+from lacos_helpers.evaluation.sts import _gold_scores, _pair_texts, cosine_scores
+
+
+def random_pair_cosines(encoder_or_cache, sentences: Sequence[str], n_pairs: int = 1000,
+                        seed: int = 0, *, batch_size: int = 64,
+                        show_progress: bool = False) -> torch.Tensor:
+    """Cosine similarity of ``n_pairs`` random pairs of distinct sentences: Tensor[n_pairs]
+    float64. An isotropic space centres near 0; decoder LLM embeddings before training are
+    often anisotropic (all cosines close to 1). Only sampled sentences are encoded."""
+    unique = list(dict.fromkeys(_check_sentences(sentences)))
+    if len(unique) < 2:
+        raise ValueError(f"need at least 2 distinct sentences, got {len(unique)}")
+    if not isinstance(n_pairs, int) or n_pairs < 1:
+        raise ValueError(f"n_pairs must be an int >= 1, got {n_pairs!r}")
+    gen = torch.Generator().manual_seed(seed)
+    first = torch.randint(len(unique), (n_pairs,), generator=gen)
+    offset = torch.randint(1, len(unique), (n_pairs,), generator=gen)
+    second = (first + offset) % len(unique)  # never equal to first
+    cache = _as_cache(encoder_or_cache, None, batch_size, show_progress)
+    pairs = [(unique[i], unique[j]) for i, j in zip(first.tolist(), second.tolist())]
+    return cosine_scores(cache, pairs)
+
+
+def _rank_rescale(cosines: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Map each cosine to the gold score of the same (average) rank: the prediction a perfect
+    Spearman would need. Tensor[n] float64 on the gold scale."""
+    positions = average_ranks(cosines) - 1  # 0 .. n-1, halves for ties
+    sorted_gold = torch.sort(gold).values
+    low, high = positions.floor().long(), positions.ceil().long()
+    frac = positions - low
+    return sorted_gold[low] + (sorted_gold[high] - sorted_gold[low]) * frac
+
+
+def largest_errors(encoder, pairs, k: int = 5, *, rescale: str = "rank",
+                   cache: EmbeddingCache | None = None, batch_size: int = 64,
+                   show_progress: bool = False) -> list[dict]:
+    """The ``k`` pairs whose predicted similarity is furthest from gold, largest |error| first.
+
+    Each dict: index, sentence1, sentence2, gold (0-5), cosine, predicted (0-5), error =
+    predicted - gold (> 0: the model over-rates the pair). ``rescale`` maps cosine to 0-5:
+    "rank" (default) gives each pair the gold score at the same rank among all pairs, so only
+    the ordering counts, like Spearman (robust to anisotropic cosines near 1); "linear" is
+    5 * (cosine + 1) / 2.
+    """
+    if rescale not in ("rank", "linear"):
+        raise ValueError(f"unknown rescale {rescale!r}; valid: rank, linear")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    pairs = list(pairs)
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 pairs, got {len(pairs)}")
+    gold = _gold_scores(pairs)
+    cosines = cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs)
+    predicted = _rank_rescale(cosines, gold) if rescale == "rank" else 2.5 * (cosines + 1)
+    error = predicted - gold
+    order = torch.argsort(error.abs(), descending=True, stable=True)[:k].tolist()
+    first, second = _pair_texts(pairs)
+    return [{"index": i, "sentence1": first[i], "sentence2": second[i],
+             "gold": float(gold[i]), "cosine": float(cosines[i]),
+             "predicted": float(predicted[i]), "error": float(error[i])} for i in order]

@@ -1,0 +1,185 @@
+"""STS evaluation: cosine similarity of sentence embeddings vs gold scores, per language
+(:func:`sts_table`), cross-lingually (:func:`crosslingual_table`, :func:`crosslingual_matrix`)
+and before vs after (:func:`compare_tables`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from lacos_helpers import data
+from lacos_helpers.data.layout import STS_LANGS
+from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
+from lacos_helpers.evaluation.metrics import sts_metrics
+from lacos_helpers.evaluation.tables import METRICS, STSTable
+
+log = logging.getLogger(__name__)
+
+CROSSLINGUAL_LANGS = tuple(lang for lang in STS_LANGS if lang != "en")
+
+def _pair_texts(pairs) -> tuple[list[str], list[str]]:
+    """(sentence1s, sentence2s) of STSPair-like rows (attributes or a (s1, s2, ...) tuple)."""
+    first, second = [], []
+    for i, p in enumerate(pairs):
+        try:
+            s1, s2 = (p.sentence1, p.sentence2) if hasattr(p, "sentence1") else (p[0], p[1])
+        except (TypeError, IndexError) as exc:
+            raise TypeError(f"pair {i} is not an STSPair or (sentence1, sentence2, score): "
+                            f"{p!r}") from exc
+        first.append(s1)
+        second.append(s2)
+    return _check_sentences(first), _check_sentences(second)
+
+
+def _gold_scores(pairs) -> torch.Tensor:
+    """Tensor[n] float64 of gold scores (STSPair.score or item 2)."""
+    try:
+        gold = [float(p.score if hasattr(p, "score") else p[2]) for p in pairs]
+    except (TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"every pair needs a numeric gold score ({exc})") from exc
+    return torch.tensor(gold, dtype=torch.float64)
+
+
+def _cosine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine similarity of Tensor[n, d] x Tensor[n, d] -> Tensor[n] float64."""
+    a, b = a.double(), b.double()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    if (norms == 0).any():
+        raise ValueError(f"{int((norms == 0).sum())} pair(s) contain a zero embedding; "
+                         "cosine similarity is undefined")
+    return (a * b).sum(dim=1) / norms
+
+
+def cosine_scores(encoder_or_cache, pairs, *, batch_size: int = 64,
+                  show_progress: bool = False) -> torch.Tensor:
+    """Cosine similarity of sentence1 and sentence2 embeddings for each pair: Tensor[n] float64,
+    in [-1, 1]. ``encoder_or_cache``: an encoder (see module doc) or an :class:`EmbeddingCache`."""
+    first, second = _pair_texts(pairs)
+    cache = _as_cache(encoder_or_cache, None, batch_size, show_progress)
+    if not first:
+        return torch.empty(0, dtype=torch.float64)
+    emb = cache.embed(first + second)
+    return _cosine_rows(emb[: len(first)], emb[len(first):])
+
+
+def evaluate_sts(encoder, pairs, batch_size: int = 64, cache: EmbeddingCache | None = None, *,
+                 show_progress: bool = False) -> dict:
+    """Spearman and Pearson of cosine(sentence1, sentence2) vs gold over ``pairs``.
+
+    Returns ``{"spearman": float, "pearson": float, "n": int}`` (correlations in [-1, 1]).
+    ``cache``: an :class:`EmbeddingCache` of the same ``encoder`` to reuse embeddings.
+    Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``.
+    """
+    pairs = list(pairs)
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 pairs to evaluate, got {len(pairs)}")
+    gold = _gold_scores(pairs)
+    predicted = cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs)
+    return sts_metrics(predicted, gold)
+
+
+
+def _check_langs(langs, valid: Sequence[str]) -> tuple[str, ...]:
+    langs = (langs,) if isinstance(langs, str) else tuple(langs)
+    if not langs:
+        raise ValueError("langs is empty")
+    unknown = [lang for lang in langs if lang not in valid]
+    if unknown:
+        raise ValueError(f"unknown STS language(s) {unknown}; valid: {', '.join(valid)}")
+    if len(set(langs)) != len(langs):
+        raise ValueError(f"duplicate languages in {langs}")
+    return langs
+
+
+def _table_from_pairs(pairs_by_label: Mapping[str, list], cache: EmbeddingCache, title: str,
+                      meta: dict) -> STSTable:
+    """Embed every sentence of every row once (one encode call), then score each row."""
+    all_pairs = [p for pairs in pairs_by_label.values() for p in pairs]
+    log.info("[eval] %s: %d rows (%s), %d pairs", title, len(pairs_by_label),
+             ", ".join(pairs_by_label), len(all_pairs))
+    cache.embed(data.sts_sentences(all_pairs))
+    rows = []
+    for label, pairs in pairs_by_label.items():
+        metrics = evaluate_sts(None, pairs, cache=cache)
+        rows.append({"lang": label, **metrics})
+    return STSTable(rows, title=title, meta=meta)
+
+
+def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "test",
+              limit: int | None = None, *, data_dir: str | os.PathLike | None = None,
+              source: str | None = None, cache: EmbeddingCache | None = None,
+              batch_size: int = 64, show_progress: bool = True) -> STSTable:
+    """Monolingual STS-B (stsb_multi_mt) table: one row per language with Spearman, Pearson
+    (raw, in [-1, 1]) and n. ``limit``: first N pairs per language; ``source`` / ``data_dir``
+    as in :func:`data.load_sts`. Pass a ``cache`` to share embeddings with other tables."""
+    langs = _check_langs(langs, STS_LANGS)
+    cache = _as_cache(encoder, cache, batch_size, show_progress)
+    pairs = {lang: data.read_sts(lang, split, limit, source=source, data_dir=data_dir)
+             for lang in langs}
+    source_names = ", ".join(sorted({rows.source for rows in pairs.values()}))
+    return _table_from_pairs(pairs, cache, f"STS-B {split} ({source_names} data)",
+                             {"split": split, "limit": limit, "source": source_names})
+
+
+def crosslingual_table(encoder, langs: str | Sequence[str] = CROSSLINGUAL_LANGS,
+                       split: str = "test", limit: int | None = None, *, target: str = "en",
+                       data_dir: str | os.PathLike | None = None, source: str | None = None,
+                       cache: EmbeddingCache | None = None, batch_size: int = 64,
+                       show_progress: bool = True) -> STSTable:
+    """Cross-lingual STS-B: sentence1 in language X, sentence2 (row i) in ``target`` (English),
+    same gold score. One row per X labelled "X-en" (Spearman, Pearson raw, n)."""
+    langs = _check_langs(langs, STS_LANGS)
+    _check_langs(target, STS_LANGS)
+    cache = _as_cache(encoder, cache, batch_size, show_progress)
+    pairs = {f"{lang}-{target}": data.read_sts((lang, target), split, limit, source=source,
+                                               data_dir=data_dir)
+             for lang in langs}
+    source_names = ", ".join(sorted({rows.source for rows in pairs.values()}))
+    return _table_from_pairs(pairs, cache, f"STS-B {split} cross-lingual X-{target} "
+                             f"({source_names} data)",
+                             {"split": split, "limit": limit, "source": source_names,
+                              "target": target})
+
+
+def crosslingual_matrix(encoder, langs: str | Sequence[str] = STS_LANGS,
+                        split: str = "test", limit: int | None = None, *,
+                        metric: str = "spearman", data_dir: str | os.PathLike | None = None,
+                        source: str | None = None, cache: EmbeddingCache | None = None,
+                        batch_size: int = 64,
+                        show_progress: bool = True) -> dict[tuple[str, str], float]:
+    """{(x, y): metric} for every ordered language pair (diagonal = monolingual): sentence1 in
+    x, sentence2 in y. Each sentence is encoded once; feed to ``plot_crosslingual_heatmap``."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    langs = _check_langs(langs, STS_LANGS)
+    cache = _as_cache(encoder, cache, batch_size, show_progress)
+    pairs = {(x, y): data.read_sts((x, y) if x != y else x, split, limit, source=source,
+                                   data_dir=data_dir)
+             for x in langs for y in langs}
+    cache.embed(data.sts_sentences(p for rows in pairs.values() for p in rows))
+    return {key: evaluate_sts(None, rows, cache=cache)[metric] for key, rows in pairs.items()}
+
+
+def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", *,
+                   labels: tuple[str, str] = ("before", "after"), title: str = "") -> STSTable:
+    """Before/after table: columns lang, ``labels[0]``, ``labels[1]``, delta (= after - before,
+    raw) and n, for ``metric``; both tables must cover the same rows with the same n."""
+    if before.labels != after.labels:
+        raise ValueError(f"tables cover different rows: {before.labels} vs {after.labels}")
+    if len(set(labels)) != 2 or "delta" in labels:
+        raise ValueError(f"labels must be two distinct names other than 'delta', got {labels}")
+    rows = []
+    for label in before.labels:
+        b, a = before[label], after[label]
+        if "n" in b and "n" in a and b["n"] != a["n"]:
+            raise ValueError(f"row {label!r}: n={b['n']} before but n={a['n']} after; "
+                             "compare on the same pairs")
+        if metric not in b or metric not in a:
+            raise KeyError(f"metric {metric!r} missing; columns: {before.columns}")
+        rows.append({"lang": label, labels[0]: b[metric], labels[1]: a[metric],
+                     "delta": a[metric] - b[metric], **({"n": a["n"]} if "n" in a else {})})
+    return STSTable(rows, title=title or f"{metric}: {labels[0]} vs {labels[1]}",
+                    score_columns=(*labels, "delta"), primary=labels[1])

@@ -1,0 +1,159 @@
+"""Tables of STS results: :class:`STSTable` prints as markdown in Jupyter (scores x100, 2
+decimals, as papers report them) and saves CSV (raw floats) + markdown."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+METRICS = ("spearman", "pearson")
+
+def _format_cell(value, as_score: bool, signed: bool = False) -> str:
+    if isinstance(value, float) and as_score:
+        return "n/a" if math.isnan(value) else f"{100 * value:{'+' if signed else ''}.2f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _parse_cell(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class STSTable:
+    """Per-language STS results: ``rows`` = list of dicts, first column the row label.
+
+    Typical columns: ``lang`` (e.g. "de" or "de-en"), ``spearman``, ``pearson`` (raw, in
+    [-1, 1]) and ``n`` (pairs). ``score_columns`` are shown x100 with 2 decimals in markdown;
+    CSV and :meth:`to_dict` keep raw floats; a "delta" column is shown with its sign.
+    ``primary`` is the column :meth:`mean` averages.
+    In Jupyter the table displays as markdown.
+    """
+
+    def __init__(self, rows: Iterable[Mapping], *, title: str = "",
+                 score_columns: Sequence[str] = METRICS, primary: str = "spearman",
+                 meta: Mapping | None = None):
+        self.rows = [dict(r) for r in rows]
+        if not self.rows:
+            raise ValueError("an STSTable needs at least one row")
+        self.columns = list(self.rows[0])
+        for i, r in enumerate(self.rows):
+            if list(r) != self.columns:
+                raise ValueError(f"row {i} has columns {list(r)}, expected {self.columns}")
+        labels = self.labels
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"duplicate row labels in {labels}")
+        self.title = title
+        self.score_columns = tuple(c for c in score_columns if c in self.columns)
+        if primary not in self.columns:
+            raise ValueError(f"primary column {primary!r} not in {self.columns}")
+        self.primary = primary
+        self.meta = dict(meta or {})
+
+    @property
+    def labels(self) -> list[str]:
+        """Row labels (values of the first column), e.g. ["en", "de"]."""
+        return [str(r[self.columns[0]]) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, label: str) -> dict:
+        for r in self.rows:
+            if str(r[self.columns[0]]) == label:
+                return r
+        raise KeyError(f"no row {label!r}; rows: {', '.join(self.labels)}")
+
+    def column(self, name: str) -> list:
+        """All values of one column, in row order."""
+        if name not in self.columns:
+            raise KeyError(f"no column {name!r}; columns: {', '.join(self.columns)}")
+        return [r[name] for r in self.rows]
+
+    def mean(self, column: str | None = None) -> float:
+        """Average of ``column`` (default: the primary column, e.g. Spearman) over the rows."""
+        values = [float(v) for v in self.column(column or self.primary)]
+        return sum(values) / len(values)
+
+    def to_dict(self) -> dict[str, dict]:
+        """{row label: {column: raw value}} (JSON-serializable)."""
+        key = self.columns[0]
+        return {str(r[key]): {c: v for c, v in r.items() if c != key} for r in self.rows}
+
+    def _cells(self, with_mean: bool) -> list[list[str]]:
+        body = [[_format_cell(r[c], c in self.score_columns, c == "delta") for c in self.columns]
+                for r in self.rows]
+        if with_mean and self.score_columns:
+            body.append(["**mean**" if c == self.columns[0] else
+                         _format_cell(self.mean(c), True, c == "delta")
+                         if c in self.score_columns else "" for c in self.columns])
+        return body
+
+    def to_markdown(self, with_mean: bool = True) -> str:
+        """Markdown table, scores x100 with 2 decimals, plus a mean row; title as a caption."""
+        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.columns]
+        cells = [header] + self._cells(with_mean and len(self.rows) > 1)
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        lines = ["| " + " | ".join(s.ljust(w) for s, w in zip(row, widths)) + " |"
+                 for row in cells]
+        lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2)
+                                       for i, w in enumerate(widths)) + "|")
+        caption = f"**{self.title}**\n\n" if self.title else ""
+        return caption + "\n".join(lines) + "\n"
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the rows with raw values (full float precision) as CSV; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({c: repr(v) if isinstance(v, float) else v for c, v in r.items()}
+                             for r in self.rows)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, *, title: str = "",
+                 score_columns: Sequence[str] | None = None,
+                 primary: str | None = None) -> STSTable:
+        """Read a table written by :meth:`to_csv` (ints and floats parsed back). By default every
+        float column counts as a score column and ``primary`` is "spearman" when present."""
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+        if not rows:
+            raise ValueError(f"{path}: no rows")
+        if score_columns is None:
+            score_columns = [c for c, v in rows[0].items() if isinstance(v, float)]
+        if primary is None:
+            primary = "spearman" if "spearman" in rows[0] else (list(score_columns) or [""])[0]
+        return cls(rows, title=title, score_columns=score_columns, primary=primary)
+
+    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``{stem}.csv`` (raw) and ``{stem}.md`` (x100); returns both paths."""
+        stem = Path(path_stem)
+        md = stem.with_name(stem.name + ".md")
+        csv_path = self.to_csv(stem.with_name(stem.name + ".csv"))
+        md.write_text(self.to_markdown(), encoding="utf-8")
+        return csv_path, md
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __repr__(self) -> str:
+        title = f"{self.title!r}, " if self.title else ""
+        return (f"STSTable({title}{len(self)} rows: {', '.join(self.labels)}; "
+                f"mean {self.primary} x100 = {100 * self.mean():.2f})")

@@ -1,0 +1,232 @@
+"""The LoRA layer (Hu et al. 2021, arXiv:2106.09685), checked against peft.
+
+A frozen linear layer ``y = W x + b`` (``W``: (out, in)) gets a trainable low-rank update:
+
+    y = W x + b + (alpha / r) * B (A dropout(x)),   A: (r, in), B: (out, r), r << min(in, out)
+
+``A`` starts Kaiming-uniform (``a = sqrt(5)``, as ``nn.Linear`` and peft), ``B`` starts at zero,
+so an injected model computes exactly what the base model computes until training moves ``B``.
+The base layer may be a float ``nn.Linear``, the package's 8-bit
+:class:`~lacos_helpers.Int8Linear` or bitsandbytes' ``Linear8bitLt``.
+
+Merging into an 8-bit base cannot be exact: :meth:`LoRALinear.merge` adds the update to the
+dequantized weights and rounds the sum back onto each row's int8 grid (the step grows only
+where a row would overflow), so every merged weight is within half a quantization step of its
+row (``absmax_row / 254``) of the exact sum, and update entries below half a step are lost.
+The original codes and scales are kept and :meth:`LoRALinear.unmerge` restores them bit for
+bit.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+from lacos_helpers.quantization import Int8Linear, bnb
+
+LORA_PARAMETER_NAMES = ("lora_A", "lora_B")
+
+def _check_rank(r) -> int:
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+        raise TypeError(f"LoRA rank r must be an int, got {type(r).__name__}")
+    if r <= 0:
+        raise ValueError(f"LoRA rank r must be positive, got {r}")
+    return int(r)
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"lora alpha must be a number, got {type(alpha).__name__}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"lora alpha must be positive and finite, got {alpha}")
+    return alpha
+
+
+def _check_dropout(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"lora dropout must be a number, got {type(dropout).__name__}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"lora dropout must be in [0, 1), got {dropout}")
+    return float(dropout)
+
+
+def is_linear(module: nn.Module) -> bool:
+    """Whether ``module`` is a linear layer LoRA can wrap: ``nn.Linear`` (incl. bitsandbytes'
+    ``Linear8bitLt``) or :class:`~lacos_helpers.Int8Linear`."""
+    return isinstance(module, (nn.Linear, Int8Linear)) and not isinstance(
+        module, LoRALinear)
+
+
+# --------------------------------------------------------------------------------------------
+# The layer
+# --------------------------------------------------------------------------------------------
+class LoRALinear(nn.Module):
+    """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
+
+    Args:
+        base: ``nn.Linear``, :class:`~lacos_helpers.Int8Linear` or
+            ``bitsandbytes.nn.Linear8bitLt``; its parameters are frozen.
+        r: rank (positive int). alpha: scaling numerator (``scaling = alpha / r``).
+        dropout: probability in [0, 1) applied to the input of ``lora_A`` only.
+
+    Submodules: ``base_layer``; ``lora_A`` = ``nn.Linear(in, r, bias=False)`` (weight (r, in),
+    Kaiming-uniform); ``lora_B`` = ``nn.Linear(r, out, bias=False)`` (weight (out, r), zeros).
+    The adapter lives on the base weight's device, in its dtype when that is a float dtype and
+    in float32 for 8-bit bases (as peft). Input (..., in) -> output (..., out) in the dtype of
+    ``base(x)``.
+    """
+
+    def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0):
+        super().__init__()
+        if isinstance(base, LoRALinear):
+            raise TypeError("base already is a LoRALinear: LoRA cannot be injected twice")
+        if not is_linear(base):
+            raise TypeError(f"LoRALinear wraps nn.Linear, Int8Linear or Linear8bitLt, got "
+                            f"{type(base).__name__}")
+        self.r = _check_rank(r)
+        self.alpha = _check_alpha(alpha)
+        self.dropout_p = _check_dropout(dropout)
+        self.scaling = self.alpha / self.r
+        self.in_features, self.out_features = base.in_features, base.out_features
+        for param in base.parameters():
+            param.requires_grad_(False)
+        self.base_layer = base
+        weight = base.weight
+        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        factory = {"device": weight.device, "dtype": dtype}
+        self.lora_dropout = nn.Dropout(self.dropout_p) if self.dropout_p > 0 else nn.Identity()
+        self.lora_A = nn.Linear(self.in_features, self.r, bias=False, **factory)
+        self.lora_B = nn.Linear(self.r, self.out_features, bias=False, **factory)
+        self.reset_lora_parameters()
+        self.merged = False
+        self._saved_int8: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reset_lora_parameters(self) -> None:
+        """``A`` Kaiming-uniform with ``a = sqrt(5)`` (peft's default), ``B`` zeros."""
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        if self.merged:
+            return result
+        lora_x = x.to(self.lora_A.weight.dtype)
+        update = self.lora_B(self.lora_A(self.lora_dropout(lora_x))) * self.scaling
+        return result + update.to(result.dtype)
+
+    def delta_weight(self) -> torch.Tensor:
+        """``(alpha / r) * B @ A``: the update of ``W``, float32, shape (out, in)."""
+        return (self.lora_B.weight.float() @ self.lora_A.weight.float()) * self.scaling
+
+    def base_weight(self) -> torch.Tensor:
+        """The base weight as float32 (dequantized for 8-bit bases), shape (out, in)."""
+        return _dequantized_weight(self.base_layer)
+
+    def merge(self) -> None:
+        """Fold the update into the base weight (inference: one matmul instead of three).
+
+        Float base: ``W += delta`` in place. 8-bit base: the int8 codes become
+        ``round((dequantize(W) + delta) / step)`` on the row's existing grid (the step grows
+        only for a row whose new absmax would not fit), so every merged weight is within half a
+        step (``absmax_row / 254``) of ``dequantize(W) + delta``, and parts of the update below
+        half a step are lost. The original codes and scales are kept for :meth:`unmerge`.
+        """
+        if self.merged:
+            raise RuntimeError("LoRA layer is already merged")
+        with torch.no_grad():
+            delta = self.delta_weight()
+            base = self.base_layer
+            if _is_float_linear(base):
+                base.weight.add_(delta.to(base.weight.dtype))
+            else:
+                self._saved_int8 = _merge_into_int8(base, delta)
+        self.merged = True
+
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`: subtract the update (float base) or restore the original int8
+        codes and scales exactly (8-bit base)."""
+        if not self.merged:
+            raise RuntimeError("LoRA layer is not merged")
+        with torch.no_grad():
+            if self._saved_int8 is not None:
+                _restore_int8(self.base_layer, *self._saved_int8)
+                self._saved_int8 = None
+            else:
+                self.base_layer.weight.sub_(self.delta_weight().to(self.base_layer.weight.dtype))
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
+                f"alpha={self.alpha}, scaling={self.scaling:g}, dropout={self.dropout_p}, "
+                f"merged={self.merged}")
+
+
+def _is_float_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) and not bnb.is_linear8bit(module)
+
+
+def _dequantized_weight(layer: nn.Module) -> torch.Tensor:
+    """Float32 weight (out, in) of a float, Int8Linear or Linear8bitLt layer."""
+    if isinstance(layer, Int8Linear):
+        return layer.dequantized_weight(torch.float32)
+    if bnb.is_linear8bit(layer):
+        return bnb.dequantized_weight(layer)
+    return layer.weight.detach().float()
+
+
+def _float_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    out_features, in_features = weight.shape
+    linear = nn.utils.skip_init(nn.Linear, in_features, out_features, bias=bias is not None,
+                                device=weight.device)
+    linear.weight.data = weight.detach().to(torch.float32, copy=True)
+    if bias is not None:
+        linear.bias.data = bias.detach().to(torch.float32, copy=True)
+    return linear
+
+
+def dequantized_linear(layer: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Linear:
+    """A float ``nn.Linear`` copy of a float, Int8Linear or Linear8bitLt layer (weights
+    dequantized), on the same device: e.g. to fine-tune one layer of an 8-bit model in full."""
+    if not is_linear(layer):
+        raise TypeError(f"expected a linear layer, got {type(layer).__name__}")
+    return _float_linear(_dequantized_weight(layer), layer.bias).to(dtype)
+
+
+def _int8_storage(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The live int8 codes (out, in), the live per-row scale tensor (out,) and the divisor
+    turning that scale into the quantization step (Int8Linear stores the step itself,
+    bitsandbytes the row absmax ``SCB = 127 * step``)."""
+    if isinstance(layer, Int8Linear):
+        return layer.weight, layer.weight_scale, 1.0
+    if layer.weight.dtype != torch.int8:
+        raise TypeError("Linear8bitLt with has_fp16_weights=True holds float weights: merging "
+                        "into it is not supported")
+    return layer.weight.data, bnb.row_scales(layer), 127.0
+
+
+def _merge_into_int8(layer: nn.Module, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add ``delta`` (float32, (out, in)) to an 8-bit layer in place; returns copies of the
+    original codes and scales for :func:`_restore_int8`."""
+    codes, scales, divisor = _int8_storage(layer)
+    saved = (codes.clone(), scales.clone())
+    step = scales.float() / divisor
+    target = codes.float() * step[:, None] + delta.to(codes.device)
+    new_step = torch.maximum(step, target.abs().amax(dim=1) / 127.0)
+    safe_step = torch.where(new_step > 0, new_step, torch.ones_like(new_step))
+    new_codes = torch.round(target / safe_step[:, None]).clamp_(-127, 127)
+    codes.copy_(new_codes.to(torch.int8))
+    scales.copy_((new_step * divisor).to(scales.dtype))
+    return saved
+
+
+def _restore_int8(layer: nn.Module, codes: torch.Tensor, scales: torch.Tensor) -> None:
+    live_codes, live_scales, _ = _int8_storage(layer)
+    live_codes.copy_(codes)
+    live_scales.copy_(scales)
+
+
+# --------------------------------------------------------------------------------------------
+# Injection

@@ -1,0 +1,352 @@
+"""8-bit Adam from scratch, next to the bitsandbytes one and torch's 32-bit Adam/AdamW.
+
+LACoS-BLOOM trains its LoRA adapters with 8-bit Adam (Dettmers et al. 2022, "8-bit Optimizers
+via Block-wise Quantization", arXiv:2110.02861): both Adam moments live in 8 bits between
+steps, quantized blockwise with the dynamic map, which shrinks the optimizer state from 8 to
+about 2 bytes per trainable parameter. :class:`Adam8bit` re-implements
+``bitsandbytes.optim.Adam8bit`` (bitsandbytes 0.50) on top of
+:func:`lacos_helpers.quantization.quantize_blockwise`:
+
+* first moment ``m``: signed dynamic map; second moment ``v``: unsigned dynamic map
+  (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]);
+* blocks of 256 elements, one float32 ``absmax`` per block and moment;
+* tensors with fewer than ``min_8bit_size`` (4096) elements keep float32 moments;
+* each step: dequantize -> Adam update in float32 from the *fresh* moments -> requantize, so
+  quantization error only reaches the next step (the first step equals fp32 Adam's);
+* bias correction and ``eps`` as bitsandbytes:
+  ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``;
+* weight decay is *decoupled* (AdamW form, ``p *= 1 - lr * weight_decay``), as in every
+  bitsandbytes backend for its ``"adam"`` kernels: its ``Adam8bit`` and ``AdamW8bit`` differ
+  only in the default ``weight_decay``.
+
+Rounding is to the nearest code (bitsandbytes' CPU kernel goes through a coarser lookup
+table; its CUDA kernels search the nearest code). One visible consequence: a second moment below
+``1.6e-7 * block absmax`` (an element whose gradient is ~2500x smaller than the largest of its
+block) is stored as 0, so that element's next step rests on ``g**2`` alone and is larger than
+fp32 Adam's, up to ``1 / sqrt(1 - beta2)`` (32x) after many steps. bitsandbytes' CPU table
+rounds such values up to ``1.6e-5``, which damps this; it is the main source of the (small)
+differences between the two.
+
+``lacos_helpers.optim.factory`` builds ours, bitsandbytes' or torch's optimizer by name and
+measures what their state really holds (about 8 B/param for AdamW, 2 + 8/256 B/param for the
+8-bit ones).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterable
+from itertools import chain
+
+import torch
+
+from lacos_helpers.quantization import (
+    BlockwiseQuantState,
+    create_dynamic_map,
+    dequantize_blockwise,
+    quantize_blockwise,
+)
+
+DEFAULT_OPTIM_BLOCK_SIZE = 256  # bitsandbytes 0.50, Optimizer2State.init_state: blocksize = 256
+DEFAULT_MIN_8BIT_SIZE = 4096  # bitsandbytes' default min_8bit_size
+
+_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# (state key prefix, signed map?): first moment signed, second moment unsigned (v >= 0).
+_MOMENTS = (("exp_avg", True), ("exp_avg_sq", False))
+_8BIT_KEYS = tuple(f"{name}_{part}" for name, _ in _MOMENTS for part in ("codes", "absmax"))
+_FP32_KEYS = tuple(name for name, _ in _MOMENTS)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+def _check_real(name: str, value, low: float, high: float = math.inf,
+                high_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    below_high = value <= high if high_inclusive else value < high
+    if not math.isfinite(value) or not (low <= value and below_high):
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value}")
+    return float(value)
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_group(group: dict) -> None:
+    """Validate (and normalize in place) the hyperparameters of one param group."""
+    missing = [key for key in ("lr", "betas", "eps", "weight_decay", "block_size",
+                               "min_8bit_size") if key not in group]
+    if missing:
+        raise ValueError(f"param group lacks Adam8bit settings {missing}")
+    group["lr"] = _check_real("lr", group["lr"], 0.0)
+    group["eps"] = _check_real("eps", group["eps"], 0.0)
+    group["weight_decay"] = _check_real("weight_decay", group["weight_decay"], 0.0)
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    group["betas"] = tuple(_check_real(f"betas[{i}]", b, 0.0, 1.0, high_inclusive=False)
+                           for i, b in enumerate(betas))
+    group["block_size"] = _check_int("block_size", group["block_size"], 1)
+    group["min_8bit_size"] = _check_int("min_8bit_size", group["min_8bit_size"], 0)
+    for param in group["params"]:
+        if param.dtype not in _PARAM_DTYPES:
+            raise TypeError(f"Adam8bit optimizes float32/float16/bfloat16 tensors, got "
+                            f"{param.dtype} (shape {tuple(param.shape)})")
+
+
+def _check_gradient(param: torch.Tensor) -> None:
+    grad = param.grad
+    where = f"parameter of shape {tuple(param.shape)}"
+    if grad.is_sparse:
+        raise RuntimeError(f"Adam8bit does not support sparse gradients ({where}); use "
+                           f"dense gradients (e.g. nn.Embedding(sparse=False))")
+    if grad.shape != param.shape:
+        raise ValueError(f"gradient shape {tuple(grad.shape)} does not match the {where}")
+    if not bool(torch.isfinite(grad).all()):
+        raise ValueError(f"non-finite gradient (NaN or inf) for a {where}: 8-bit moments "
+                         f"cannot hold it. Nothing was updated in this step; with mixed "
+                         f"precision, torch.amp.GradScaler skips such steps for you")
+
+
+# --------------------------------------------------------------------------------------------
+# The optimizer
+# --------------------------------------------------------------------------------------------
+class Adam8bit(torch.optim.Optimizer):
+    """Adam whose two moments are stored blockwise in 8 bits (bitsandbytes' ``Adam8bit``).
+
+    Per parameter ``p`` (any shape; float32, float16 or bfloat16) with ``n`` elements, the
+    state holds ``step`` (int) and either, when ``n >= min_8bit_size``:
+
+    * ``exp_avg_codes`` (uint8, (n,)), ``exp_avg_absmax`` (float32, (ceil(n / block_size),)):
+      first moment, signed dynamic map;
+    * ``exp_avg_sq_codes``, ``exp_avg_sq_absmax``: second moment, unsigned dynamic map;
+
+    or, for smaller tensors, float32 ``exp_avg`` and ``exp_avg_sq`` shaped like ``p``. Codes
+    are flat in ``p.reshape(-1)`` (row-major) order. All are plain tensors, so
+    ``state_dict()`` / ``load_state_dict()`` (and ``torch.save``) resume training exactly.
+
+    Update at step ``t`` (float32, from gradient ``g``):
+    ``m = beta1 m + (1 - beta1) g``; ``v = beta2 v + (1 - beta2) g**2``;
+    ``p *= 1 - lr * weight_decay`` (decoupled); ``p -= lr / (1 - beta1**t) * m /
+    (sqrt(v) / sqrt(1 - beta2**t) + eps)``; then ``m`` and ``v`` are requantized.
+
+    Parameters without a gradient are skipped. Sparse gradients raise ``RuntimeError``; a
+    NaN/inf gradient raises ``ValueError`` before any parameter of the step is touched.
+    Hyperparameters can differ per param group (``block_size`` and ``min_8bit_size`` too).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        block_size: int = DEFAULT_OPTIM_BLOCK_SIZE,
+        min_8bit_size: int = DEFAULT_MIN_8BIT_SIZE,
+    ):
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "block_size": block_size, "min_8bit_size": min_8bit_size}
+        self._maps: dict[tuple[bool, str], torch.Tensor] = {}
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:  # unpickling, deepcopy, load_state_dict
+        super().__setstate__(state)
+        self._maps = {}
+
+    # -- param groups ---------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's ``add_param_group`` plus validation of the group's settings (an invalid
+        group raises and is not added)."""
+        super().add_param_group(param_group)
+        try:
+            _check_group(self.param_groups[-1])
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    # -- stepping -------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """One Adam step for every parameter that has a gradient; returns ``closure()``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = [(group, p) for group in self.param_groups for p in group["params"]
+                if p.grad is not None]
+        for _, param in work:  # all checks first: an error leaves everything untouched
+            _check_gradient(param)
+        for group, param in work:
+            self._update(group, param)
+        return loss
+
+    def _update(self, group: dict, param: torch.Tensor) -> None:
+        state = self.state[param]
+        if not state:
+            self._init_state(group, param, state)
+        state["step"] += 1
+        step, (beta1, beta2) = state["step"], group["betas"]
+        lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+
+        exp_avg, exp_avg_sq = self._read_moments(state, param, group["block_size"])
+        grad = param.grad.detach().reshape(-1).float()  # read only; may alias p.grad
+        exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+
+        correction1 = 1.0 - beta1**step
+        correction2 = math.sqrt(1.0 - beta2**step)
+        flat, is_view = _float32_flat(param)
+        if weight_decay > 0.0:
+            flat.mul_(1.0 - lr * weight_decay)
+        if "exp_avg_codes" in state:  # bitsandbytes' 8-bit kernel, operation by operation
+            denom = (exp_avg_sq.sqrt() / correction2).add_(eps)
+            flat.addcdiv_(exp_avg, denom, value=-lr / correction1)
+        else:  # its 32-bit kernel (small tensors): same value, eps scaled instead
+            update = exp_avg / (exp_avg_sq.sqrt() + eps * correction2)
+            flat.add_(update, alpha=-lr * correction2 / correction1)
+        if not is_view:
+            param.detach().copy_(flat.view(param.shape))
+        self._write_moments(state, exp_avg, exp_avg_sq, group["block_size"])
+
+    # -- state ----------------------------------------------------------------------------
+    def _init_state(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        state["step"] = 0
+        numel, device = param.numel(), param.device
+        if _uses_8bit(numel, group["min_8bit_size"]):
+            n_blocks = -(-numel // group["block_size"])
+            for name, _ in _MOMENTS:  # zero codes with zero absmax dequantize to 0
+                state[f"{name}_codes"] = torch.zeros(numel, dtype=torch.uint8, device=device)
+                state[f"{name}_absmax"] = torch.zeros(n_blocks, dtype=torch.float32,
+                                                      device=device)
+        else:
+            for name, _ in _MOMENTS:
+                state[name] = torch.zeros(param.shape, dtype=torch.float32, device=device)
+
+    def _code(self, signed: bool, device: torch.device) -> torch.Tensor:
+        key = (signed, str(device))
+        if key not in self._maps:
+            self._maps[key] = create_dynamic_map(signed=signed).to(device)
+        return self._maps[key]
+
+    def _read_moments(self, state: dict, param: torch.Tensor,
+                      block_size: int) -> list[torch.Tensor]:
+        """Both moments as flat float32 tensors (fresh copies for 8-bit state, views into
+        the state for float32 state)."""
+        if "exp_avg_codes" not in state:
+            return [state[name].view(-1) for name, _ in _MOMENTS]
+        moments = []
+        for name, signed in _MOMENTS:
+            codes = state[f"{name}_codes"]
+            quantized = BlockwiseQuantState(
+                codes, state[f"{name}_absmax"], codes.shape, torch.float32, block_size,
+                self._code(signed, codes.device))
+            moments.append(dequantize_blockwise(quantized))
+        return moments
+
+    def _write_moments(self, state: dict, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                       block_size: int) -> None:
+        """Requantize 8-bit moments in place (float32 moments were updated in place)."""
+        if "exp_avg_codes" not in state:
+            return
+        for (name, signed), values in zip(_MOMENTS, (exp_avg, exp_avg_sq)):
+            quantized = quantize_blockwise(values, block_size, self._code(signed, values.device))
+            state[f"{name}_codes"].copy_(quantized.codes)
+            state[f"{name}_absmax"].copy_(quantized.absmax)
+
+    def moments(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (dequantized) float32 moments ``(m, v)`` of ``param``, shaped like it.
+
+        Raises ``KeyError`` when ``param`` has no state yet (no step taken with a gradient).
+        """
+        if param not in self.state or not self.state[param]:
+            raise KeyError("this parameter has no optimizer state yet")
+        block_size = self._group_of(param)["block_size"]
+        m, v = self._read_moments(self.state[param], param, block_size)
+        return m.clone().view(param.shape), v.clone().view(param.shape)
+
+    def _group_of(self, param: torch.Tensor) -> dict:
+        for group in self.param_groups:
+            if any(p is param for p in group["params"]):
+                return group
+        raise KeyError("parameter is not managed by this optimizer")
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a ``state_dict()``; 8-bit codes stay uint8 and moments/absmax float32.
+
+        (``torch.optim.Optimizer.load_state_dict`` would cast every state tensor to the
+        parameter's dtype: codes to float32, absmax of bfloat16 parameters to bfloat16.)
+        Raises ``ValueError`` when the saved state does not fit the parameters.
+        """
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError("expected an optimizer state_dict with 'state' and 'param_groups'")
+        super().load_state_dict({**state_dict, "state": {}})  # groups: checks and settings
+        for group in self.param_groups:
+            _check_group(group)
+        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        current = chain.from_iterable(g["params"] for g in self.param_groups)
+        param_of_id = dict(zip(saved_ids, current))
+        for key, saved in state_dict["state"].items():
+            if key not in param_of_id:
+                raise ValueError(f"saved state for parameter id {key!r}, which is in no "
+                                 f"saved param group")
+            param = param_of_id[key]
+            block_size = self._group_of(param)["block_size"]
+            self.state[param] = _restored_state(saved, param, block_size, key)
+
+
+def _uses_8bit(numel: int, min_8bit_size: int) -> bool:
+    return numel >= max(min_8bit_size, 1)
+
+
+def _float32_flat(param: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``param`` as a flat float32 tensor: a view when possible (float32, contiguous),
+    else a copy. Returns ``(flat, is_view)``."""
+    data = param.detach()
+    if data.dtype == torch.float32 and data.is_contiguous():
+        return data.view(-1), True
+    return data.reshape(-1).to(torch.float32, copy=True), False
+
+
+def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> dict:
+    """Copy of one saved per-parameter state on ``param``'s device, dtypes restored."""
+    where = f"saved state of parameter {key!r} (shape {tuple(param.shape)})"
+    if not isinstance(saved, dict) or "step" not in saved:
+        raise ValueError(f"{where}: no 'step' entry")
+    step = saved["step"]
+    step = int(step.item()) if isinstance(step, torch.Tensor) else step
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"{where}: step must be a non-negative int, got {saved['step']!r}")
+    numel = param.numel()
+    if all(k in saved for k in _8BIT_KEYS):
+        expected = {"codes": (numel,), "absmax": (-(-numel // block_size),)}
+        dtypes = {"codes": torch.uint8, "absmax": torch.float32}
+        keys = _8BIT_KEYS
+    elif all(k in saved for k in _FP32_KEYS):
+        expected, dtypes, keys = {}, {}, _FP32_KEYS
+    else:
+        raise ValueError(f"{where}: expected the keys {list(_8BIT_KEYS)} or "
+                         f"{list(_FP32_KEYS)}, got {sorted(saved)}")
+    state: dict = {"step": int(step)}
+    for name in keys:
+        part = name.rsplit("_", 1)[-1]
+        shape = expected.get(part, tuple(param.shape))
+        value = saved[name]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{where}: {name} should have shape {shape} (block_size "
+                             f"{block_size}), got {got}")
+        dtype = dtypes.get(part, torch.float32)
+        if dtype == torch.uint8 and value.dtype != torch.uint8:
+            raise ValueError(f"{where}: {name} must be uint8, got {value.dtype}")
+        state[name] = value.to(device=param.device, dtype=dtype, copy=True)
+    return state

@@ -1,0 +1,48 @@
+"""8-bit quantization in plain PyTorch: the two schemes LACoS-BLOOM relies on, each where it
+belongs.
+
+* **LLM.int8()** for the frozen *weights* (``int8_linear``): row-wise (vector-wise) absmax int8
+  with outlier feature columns in higher precision, what ``load_in_8bit`` does.
+  :func:`quantize_model` (``convert``) casts a whole model.
+* **Blockwise dynamic quantization** for 8-bit Adam's *optimizer states* (``blockwise``, with the
+  dynamic map of ``maps``).
+
+``memory`` measures what a model holds and predicts BLOOM's weight memory; ``bnb`` is the one
+place that knows bitsandbytes' 8-bit layers. Every piece is checked against bitsandbytes in the
+tests.
+"""
+
+from lacos_helpers.quantization.blockwise import (
+    DEFAULT_BLOCK_SIZE,
+    BlockwiseQuantState,
+    dequantize_blockwise,
+    quantize_blockwise,
+)
+from lacos_helpers.quantization.convert import QUANT_BACKENDS, has_8bit_layers, quantize_model
+from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
+from lacos_helpers.quantization.maps import create_dynamic_map, create_linear_map
+from lacos_helpers.quantization.memory import (
+    bloom_memory_table,
+    footprint,
+    format_footprint,
+    format_memory_table,
+)
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_THRESHOLD",
+    "INT8_COMPUTE",
+    "QUANT_BACKENDS",
+    "BlockwiseQuantState",
+    "Int8Linear",
+    "bloom_memory_table",
+    "create_dynamic_map",
+    "create_linear_map",
+    "dequantize_blockwise",
+    "footprint",
+    "format_footprint",
+    "format_memory_table",
+    "has_8bit_layers",
+    "quantize_blockwise",
+    "quantize_model",
+]

@@ -1,0 +1,78 @@
+"""bitsandbytes' 8-bit layers: the one place that recognises, builds and reads them.
+
+``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)`` (what ``load_in_8bit`` builds) keeps
+int8 weights as an ``Int8Params`` parameter and the per-row absmax ``SCB`` outside the parameters
+(on the weight before the first forward, on ``layer.state`` after it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def linear8bit_type() -> type | None:
+    """``bitsandbytes.nn.Linear8bitLt``, or None when bitsandbytes does not import."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:  # pragma: no cover - bitsandbytes is a dependency of the course
+        return None
+    return bnb.nn.Linear8bitLt
+
+
+def is_linear8bit(module: nn.Module) -> bool:
+    """Whether ``module`` is a bitsandbytes ``Linear8bitLt``."""
+    layer_type = linear8bit_type()
+    return layer_type is not None and isinstance(module, layer_type)
+
+
+def holds_int8(module: nn.Module) -> bool:
+    """A ``Linear8bitLt`` whose weights are int8 (not ``has_fp16_weights=True``)."""
+    return is_linear8bit(module) and module.weight.dtype == torch.int8
+
+
+def row_scales(layer: nn.Module) -> torch.Tensor:
+    """The per-row absmax ``SCB`` (out,) of a ``Linear8bitLt``: ``W ~= int8 * SCB / 127``."""
+    scb = getattr(layer.weight, "SCB", None)
+    if scb is None:
+        scb = getattr(getattr(layer, "state", None), "SCB", None)
+    if scb is None:
+        raise RuntimeError("Linear8bitLt holds no row scales (SCB): are its weights quantized?")
+    return scb
+
+
+def scale_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The ``SCB`` tensors a module holds outside its parameters and buffers (for memory
+    accounting; empty for anything but bitsandbytes layers)."""
+    found = []
+    for holder in (getattr(module, "weight", None), getattr(module, "state", None)):
+        scb = getattr(holder, "SCB", None)
+        if isinstance(scb, torch.Tensor):
+            found.append(scb)
+    return found
+
+
+def dequantized_weight(layer: nn.Module) -> torch.Tensor:
+    """Float32 weight (out, in) of a ``Linear8bitLt`` (int8 rows times ``SCB / 127``)."""
+    if layer.weight.dtype != torch.int8:  # has_fp16_weights=True keeps float weights
+        return layer.weight.detach().float()
+    return layer.weight.detach().float() * (row_scales(layer).float()[:, None] / 127.0)
+
+
+def to_linear8bit(linear: nn.Linear, threshold: float) -> nn.Module:
+    """``bnb.nn.Linear8bitLt(has_fp16_weights=False)`` holding ``linear``'s weights.
+
+    Int8Params quantize when moved from the CPU to a device, so the weights are placed on the
+    CPU first and then moved (``.to("cpu")`` quantizes too).
+    """
+    import bitsandbytes as bnb
+
+    device = linear.weight.device
+    layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features,
+                                bias=linear.bias is not None, has_fp16_weights=False,
+                                threshold=threshold)
+    layer.weight = bnb.nn.Int8Params(linear.weight.detach().to("cpu", copy=True),
+                                     requires_grad=False, has_fp16_weights=False)
+    if linear.bias is not None:
+        layer.bias = nn.Parameter(linear.bias.detach().to("cpu", copy=True), requires_grad=False)
+    return layer.to(device)

@@ -1,0 +1,57 @@
+"""Whole models to 8 bits: :func:`quantize_model` swaps a model's ``nn.Linear`` layers for
+:class:`~lacos_helpers.quantization.int8_linear.Int8Linear` or bitsandbytes' ``Linear8bitLt``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+
+from lacos_helpers.modules import has_component, replace_submodule
+from lacos_helpers.quantization import bnb
+from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
+
+QUANT_BACKENDS = ("lacos", "bitsandbytes")
+
+
+def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str] = ("lm_head",),
+                   threshold: float = DEFAULT_THRESHOLD, compute: str = "int8") -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` in place by an 8-bit LLM.int8() layer.
+
+    Args:
+        backend: ``"lacos"`` (:class:`Int8Linear`) or ``"bitsandbytes"`` (``Linear8bitLt``).
+        skip: module names (full dotted name or one component, e.g. ``"lm_head"``) kept as is.
+        threshold: outlier threshold for activations (0 disables the outlier path).
+        compute: ``"int8"`` (LLM.int8 matmul) or ``"dequantize"`` (weight-only: same int8
+            storage, float matmul; ``lacos`` backend only).
+
+    Returns the same model; the replaced names are listed in
+    ``model.lacos_quantization["replaced"]`` (BLOOM: query_key_value, dense, dense_h_to_4h,
+    dense_4h_to_h of every block).
+    """
+    if backend not in QUANT_BACKENDS:
+        raise ValueError(f"unknown quantization backend {backend!r}; choose one of "
+                         f"{QUANT_BACKENDS}")
+    if compute not in INT8_COMPUTE:
+        raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+    if compute != "int8" and backend != "lacos":
+        raise ValueError(f"compute={compute!r} needs backend='lacos'")
+    skip = tuple(skip)
+    targets = [(name, module) for name, module in model.named_modules()
+               if type(module) is nn.Linear and not has_component(name, skip)]
+    for name, linear in targets:
+        if backend == "lacos":
+            replacement = Int8Linear.from_linear(linear, threshold=threshold, compute=compute)
+        else:
+            replacement = bnb.to_linear8bit(linear, threshold)
+        replacement.train(linear.training)
+        replace_submodule(model, name, replacement)
+    model.lacos_quantization = {"backend": backend, "threshold": threshold, "compute": compute,
+                                "replaced": [name for name, _ in targets]}
+    return model
+
+
+def has_8bit_layers(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` is already 8-bit (``Int8Linear`` or bitsandbytes'
+    ``Linear8bitLt``, e.g. after ``load_in_8bit``)."""
+    return any(isinstance(m, Int8Linear) or bnb.is_linear8bit(m) for m in model.modules())

@@ -1,0 +1,211 @@
+"""LLM.int8() (Dettmers et al. 2022, arXiv:2208.07339) in plain PyTorch: :class:`Int8Linear`
+keeps ``int8`` weights with one scale per output row (row-wise absmax, *not* blockwise), quantizes
+activations per token and computes the few *outlier feature columns* (any ``|x| >= threshold``)
+in higher precision. It is the counterpart of
+``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)``, what ``load_in_8bit`` builds.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_THRESHOLD = 6.0
+
+
+# --------------------------------------------------------------------------------------------
+# LLM.int8() linear layer
+# --------------------------------------------------------------------------------------------
+def _rowwise_int8(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: ``q = round(m * 127 / absmax_row)``; returns (q int8 of
+    ``matrix``'s shape, scale float32 (rows,) with ``m ~= q * scale``, ``scale = absmax / 127``).
+    All-zero rows get scale 0 and codes 0."""
+    matrix = matrix.float()
+    absmax = matrix.abs().amax(dim=1)
+    safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    q = torch.round(matrix * (127.0 / safe)[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, absmax / 127.0
+
+
+def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact ``a @ b`` of int8 matrices (m, k) @ (k, n) -> int32 (m, n).
+
+    Uses ``torch._int_mm`` (VNNI on CPU, IMMA on GPU); otherwise float32 matmuls over slices
+    of k <= 1024, each exact since |partial sum| <= 1024 * 127**2 < 2**24.
+    """
+    int_mm = getattr(torch, "_int_mm", None)
+    if int_mm is not None:
+        try:
+            return int_mm(a, b)
+        except (RuntimeError, NotImplementedError):
+            pass
+    out = torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32, device=a.device)
+    for start in range(0, a.shape[1], 1024):
+        part = a[:, start:start + 1024].float() @ b[start:start + 1024].float()
+        out += part.to(torch.int32)
+    return out
+
+
+def _outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor | None:
+    """Indices (int64) of the columns of ``x`` (tokens, features) that hold any
+    ``|x| >= threshold``; None when ``threshold <= 0`` or there are none."""
+    if threshold <= 0:
+        return None
+    columns = (x.abs() >= threshold).any(dim=0).nonzero().view(-1)
+    return columns if columns.numel() else None
+
+
+def _int8_linear_forward(x, weight_int8, weight_scale, bias, threshold):
+    """LLM.int8() product ``x @ W.T + bias`` for ``x`` (tokens, in); float32 result.
+
+    1. outlier columns (any |x| >= threshold) are taken out of the int8 product;
+    2. remaining activations: int8 per token (row), ``scale = absmax_row / 127``;
+    3. int32 product rescaled by ``scale_x[:, None] * scale_w[None, :]``;
+    4. outlier columns: float32 product with the dequantized weight columns.
+    """
+    x = x.float()
+    columns = _outlier_columns(x, threshold)
+    regular = x if columns is None else x.index_fill(1, columns, 0.0)
+    x_int8, x_scale = _rowwise_int8(regular)
+    y = _int8_matmul(x_int8, weight_int8.t()).float()
+    y.mul_(x_scale[:, None] * weight_scale[None, :])
+    if columns is not None:
+        w_columns = weight_int8.index_select(1, columns).float() * weight_scale[:, None]
+        y.addmm_(x.index_select(1, columns), w_columns.t())
+    if bias is not None:
+        y.add_(bias.float())
+    return y
+
+
+class _Int8LinearFunction(torch.autograd.Function):
+    """LLM.int8() forward; backward as bitsandbytes: straight through the activation
+    quantization, ``grad_x = grad_y @ W_dequantized`` (frozen weights get no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, weight_int8, weight_scale, bias, threshold):
+        ctx.save_for_backward(weight_int8, weight_scale)
+        ctx.x_dtype = x.dtype
+        ctx.has_bias = bias is not None
+        return _int8_linear_forward(x, weight_int8, weight_scale, bias, threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        weight_int8, weight_scale = ctx.saved_tensors
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            weight = weight_int8.float() * weight_scale[:, None]
+            grad_x = (grad_y.float() @ weight).to(ctx.x_dtype)
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            grad_bias = grad_y.sum(dim=0)
+        return grad_x, None, None, grad_bias, None
+
+
+class _DequantLinearFunction(torch.autograd.Function):
+    """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
+    to the input dtype for this call only; backward re-dequantizes instead of keeping the
+    float weight alive."""
+
+    @staticmethod
+    def forward(ctx, x, weight_int8, weight_scale, bias):
+        ctx.save_for_backward(weight_int8, weight_scale)
+        ctx.has_bias = bias is not None
+        weight = weight_int8.to(x.dtype) * weight_scale[:, None].to(x.dtype)
+        return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        weight_int8, weight_scale = ctx.saved_tensors
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            weight = weight_int8.to(grad_y.dtype) * weight_scale[:, None].to(grad_y.dtype)
+            grad_x = grad_y @ weight
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            grad_bias = grad_y.sum(dim=0)
+        return grad_x, None, None, grad_bias
+
+
+INT8_COMPUTE = ("int8", "dequantize")
+
+
+class Int8Linear(nn.Module):
+    """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
+
+    Stored (frozen buffers): ``weight`` int8 (out, in) and ``weight_scale`` float32 (out,),
+    ``W ~= weight * weight_scale[:, None]`` with ``weight_scale = absmax_row / 127``. ``bias``
+    stays a frozen parameter in the original dtype.
+
+    Forward (any leading dims, output in the input's dtype): feature columns where any token
+    has ``|x| >= threshold`` are multiplied in float32 with the *dequantized* weight columns
+    (like bitsandbytes, only int8 weights are kept), the rest as int8 x int8 -> int32 with
+    per-token activation scales. ``threshold = 0`` disables the outlier path.
+
+    Differences from ``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)``: bitsandbytes
+    rounds weights and activations to float16 before quantizing and lets the below-threshold
+    values of outlier columns enter the per-token absmax; here quantization is from float32
+    and outlier columns are excluded entirely. Outputs differ by rounding only (see tests).
+
+    ``compute="dequantize"`` keeps the same int8 storage but computes weight-only: each call
+    dequantizes the rows to the input's dtype and runs one float matmul (no activation
+    quantization). On CPUs, which have no fast int8 GEMM path for the outlier decomposition,
+    this runs at float speed; it is what the ``cpu`` profile uses.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 threshold: float = DEFAULT_THRESHOLD, device=None, bias_dtype=torch.float32,
+                 compute: str = "int8"):
+        super().__init__()
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0 (0 disables outliers), got {threshold}")
+        if compute not in INT8_COMPUTE:
+            raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+        self.in_features, self.out_features = in_features, out_features
+        self.threshold = float(threshold)
+        self.compute = compute
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8,
+                                                   device=device))
+        self.register_buffer("weight_scale", torch.zeros(out_features, dtype=torch.float32,
+                                                         device=device))
+        self.bias = (nn.Parameter(torch.zeros(out_features, dtype=bias_dtype, device=device),
+                                  requires_grad=False) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, threshold: float = DEFAULT_THRESHOLD,
+                    compute: str = "int8") -> Int8Linear:
+        """Quantize a float ``nn.Linear`` (any float dtype) row-wise to int8."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"expected nn.Linear, got {type(linear).__name__}")
+        weight = linear.weight.detach()
+        bias = linear.bias
+        layer = cls(linear.in_features, linear.out_features, bias=bias is not None,
+                    threshold=threshold, device=weight.device,
+                    bias_dtype=bias.dtype if bias is not None else torch.float32,
+                    compute=compute)
+        weight_int8, weight_scale = _rowwise_int8(weight)
+        layer.weight.copy_(weight_int8)
+        layer.weight_scale.copy_(weight_scale)
+        if bias is not None:
+            layer.bias.data.copy_(bias.detach())
+        return layer
+
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``weight * weight_scale[:, None]``, shape (out, in)."""
+        return (self.weight.float() * self.weight_scale[:, None]).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected input with last dim {self.in_features}, got "
+                             f"{tuple(x.shape)}")
+        leading = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        if self.compute == "dequantize":
+            y = _DequantLinearFunction.apply(flat, self.weight, self.weight_scale, self.bias)
+        else:
+            y = _Int8LinearFunction.apply(flat, self.weight, self.weight_scale, self.bias,
+                                          self.threshold)
+        return y.reshape(*leading, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, threshold={self.threshold}, "
+                f"compute={self.compute}")

@@ -1,0 +1,162 @@
+"""Quantization maps: the 256-value dynamic (tree) map of bitsandbytes, a linear map for
+comparison, and exact nearest-code rounding tables for any sorted map."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+
+def create_dynamic_map(signed: bool = True) -> torch.Tensor:
+    """The 256-value dynamic (tree) quantization map of bitsandbytes, sorted ascending.
+
+    Re-implements ``bitsandbytes.functional.create_dynamic_map(signed, max_exponent_bits=7,
+    total_bits=8)`` (bitsandbytes 0.50, ``functional.py``), the data type of Dettmers 2015,
+    "8-Bit Approximations for Parallelism in Deep Learning" (arXiv:1511.04561): decade
+    ``i = 0..6`` spans ``[0.1, 1] * 10**(i - 6)`` and holds ``2**i`` (signed) or ``2**(i+1)``
+    (unsigned) evenly spaced bin centres, so precision is relative rather than absolute;
+    ``0`` and ``1`` are added, and the signed map mirrors every centre to negative values.
+    The arithmetic (float32 ``linspace`` and centres, float32 scaling) follows bitsandbytes
+    step by step, so the two maps are bit-identical.
+
+    Returns: float32 tensor of shape (256,); signed range [-0.993, 1], unsigned [0, 1].
+    """
+    values: list[float] = [0.0, 1.0]
+    for decade in range(7):
+        n_edges = (2**decade if signed else 2 ** (decade + 1)) + 1
+        edges = torch.linspace(0.1, 1.0, n_edges, dtype=torch.float32)
+        centres = (edges[:-1] + edges[1:]) / 2.0
+        scaled = (10 ** (decade - 6)) * centres  # float32 multiply, as bitsandbytes does
+        values += scaled.tolist()
+        if signed:
+            values += (-(10 ** (decade - 6)) * centres).tolist()
+    return torch.tensor(sorted(values), dtype=torch.float32)
+
+
+def create_linear_map(signed: bool = True) -> torch.Tensor:
+    """Evenly spaced map (plain absmax quantization), for comparison with the dynamic map.
+
+    Signed: the 255 values ``k / 127`` for ``k = -127..127`` (symmetric, exact 0; the int8
+    grid of LLM.int8), so codes use 0..254. Unsigned: the 256 values ``k / 255``.
+    bitsandbytes' ``create_linear_map(signed=True)`` instead pads ``linspace(-1, 1, 255)``
+    with a second (near-)zero to reach 256 entries; the unsigned maps agree within 6e-8
+    (bitsandbytes uses a float32 ``linspace``).
+
+    Returns a float32 tensor of shape (255,) (signed) or (256,) (unsigned).
+    """
+    if signed:
+        return torch.arange(-127, 128, dtype=torch.float64).div(127).float()
+    return torch.arange(0, 256, dtype=torch.float64).div(255).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Exact nearest-code rounding
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _RoundingTables:
+    """Exact nearest-code rounding for one sorted code map (see :func:`_build_rounding_tables`).
+
+    ``thresholds[i]`` (float32, len(code) - 1) is the smallest float32 whose nearest code is
+    ``i + 1``; ``code_index(v) = #{i: thresholds[i] <= v}``. ``cell_base`` (uint8, 65536) and
+    ``cell_threshold`` (float32, 65536) give the same count through a lookup on the top 16 bits
+    of ``v``: ``cell_base[cell] + (v >= cell_threshold[cell])``. ``None`` when some cell holds
+    two thresholds (only for unusual custom maps); the bucketize path is used then.
+    """
+
+    thresholds: torch.Tensor
+    cell_base: torch.Tensor | None
+    cell_threshold: torch.Tensor | None
+
+
+_TABLE_CACHE: dict[tuple[str, bytes], _RoundingTables] = {}
+_DYNAMIC_MAP_CACHE: dict[str, torch.Tensor] = {}
+
+
+def _decision_thresholds(code: torch.Tensor) -> torch.Tensor:
+    """Smallest float32 ``t_i`` that is strictly closer to ``code[i+1]`` than to ``code[i]``.
+
+    Computed with exact rational midpoints, so rounding with these thresholds is exactly
+    "nearest code in real arithmetic, ties to the lower code". Shape (len(code) - 1,).
+    """
+    values = code.double().tolist()  # float32 -> float64 is exact
+    thresholds = []
+    for low, high in itertools.pairwise(values):
+        midpoint = (Fraction(low) + Fraction(high)) / 2
+        t = torch.tensor(float(midpoint), dtype=torch.float32)
+        up, down = torch.tensor(math.inf), torch.tensor(-math.inf)
+        while Fraction(t.item()) <= midpoint:  # a tie (v == midpoint) stays with the lower code
+            t = torch.nextafter(t, up)
+        while Fraction(torch.nextafter(t, down).item()) > midpoint:
+            t = torch.nextafter(t, down)
+        thresholds.append(t.item())
+    return torch.tensor(thresholds, dtype=torch.float32)
+
+
+def _float32_cell_bounds() -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest and largest float32 in each of the 65536 cells sharing their top 16 bits.
+
+    Cells of NaN/inf bit patterns get bounds 0 (normalized values never land there).
+    """
+    cells = torch.arange(65536, dtype=torch.int64)
+    low_bits = cells << 16
+    high_bits = low_bits | 0xFFFF
+    negative = cells >= 0x8000  # sign bit set: the magnitude grows with the bit pattern
+    smallest = torch.where(negative, high_bits, low_bits)
+    largest = torch.where(negative, low_bits, high_bits)
+
+    def as_float32(bits: torch.Tensor) -> torch.Tensor:
+        signed_bits = ((bits + 2**31) % 2**32 - 2**31).to(torch.int32)
+        return signed_bits.view(torch.float32).clone()
+
+    smallest, largest = as_float32(smallest), as_float32(largest)
+    invalid = ~(torch.isfinite(smallest) & torch.isfinite(largest))
+    smallest[invalid] = 0.0
+    largest[invalid] = 0.0
+    return smallest, largest
+
+
+def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
+    """Two-level lookup for exact nearest-code rounding of float32 values.
+
+    Level 1: the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of
+    65536 cells, each a contiguous interval of relative width 2**-7; the logarithmic cells suit
+    the logarithmic dynamic map. If a cell contains at most one decision threshold, then
+    level 2 is one comparison: ``base + (v >= threshold)``. Both levels are gathers, which is
+    what makes this faster than a binary search (``torch.bucketize``).
+    """
+    code = code.detach().to("cpu", torch.float32)
+    thresholds = _decision_thresholds(code)
+    smallest, largest = _float32_cell_bounds()
+    count_at_smallest = torch.searchsorted(thresholds, smallest, right=True)
+    count_at_largest = torch.searchsorted(thresholds, largest, right=True)
+    thresholds_inside = count_at_largest - count_at_smallest
+    if int(thresholds_inside.max()) > 1:
+        return _RoundingTables(thresholds, None, None)
+    inside_index = count_at_smallest.clamp(max=len(thresholds) - 1)
+    cell_threshold = torch.where(
+        thresholds_inside > 0, thresholds[inside_index], torch.tensor(math.inf)
+    )
+    return _RoundingTables(thresholds, count_at_smallest.to(torch.uint8), cell_threshold)
+
+
+def _rounding_tables(code: torch.Tensor) -> _RoundingTables:
+    """Cached :func:`_build_rounding_tables`, moved to ``code``'s device."""
+    key = (str(code.device), code.detach().cpu().numpy().tobytes())
+    if key not in _TABLE_CACHE:
+        tables = _build_rounding_tables(code)
+        _TABLE_CACHE[key] = _RoundingTables(
+            *(None if t is None else t.to(code.device) for t in
+              (tables.thresholds, tables.cell_base, tables.cell_threshold))
+        )
+    return _TABLE_CACHE[key]
+
+
+def _default_code(device: torch.device) -> torch.Tensor:
+    key = str(device)
+    if key not in _DYNAMIC_MAP_CACHE:
+        _DYNAMIC_MAP_CACHE[key] = create_dynamic_map(signed=True).to(device)
+    return _DYNAMIC_MAP_CACHE[key]

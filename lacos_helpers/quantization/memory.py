@@ -1,0 +1,121 @@
+"""Memory: what a model holds per dtype (:func:`footprint`) and the weight memory of the public
+BLOOM checkpoints from their configurations alone (:func:`bloom_memory_table`).
+
+Units: bytes unless the name says ``gb`` (1 GB = 1e9 bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from lacos_helpers import bloom
+from lacos_helpers.quantization import bnb
+from lacos_helpers.quantization.blockwise import DEFAULT_BLOCK_SIZE
+
+_GB = 1e9
+
+
+def _stored_tensors(model: nn.Module) -> Iterable[torch.Tensor]:
+    """Parameters, buffers and bitsandbytes' row scales (``SCB``, kept outside both)."""
+    yield from model.parameters()
+    yield from model.buffers()
+    for module in model.modules():
+        yield from bnb.scale_tensors(module)
+
+
+def footprint(model: nn.Module) -> dict[str, int]:
+    """Bytes held by ``model`` per dtype (parameters + buffers, shared tensors counted once).
+
+    Returns e.g. ``{"torch.float32": 1234, "torch.int8": 567, "total": 1801}``.
+    """
+    seen: set[tuple] = set()
+    sizes: dict[str, int] = {}
+    for tensor in _stored_tensors(model):
+        key = (tensor.data_ptr(), tensor.numel(), tensor.dtype) if tensor.data_ptr() else id(tensor)
+        if key in seen:
+            continue
+        seen.add(key)
+        sizes[str(tensor.dtype)] = sizes.get(str(tensor.dtype), 0) + (
+            tensor.numel() * tensor.element_size())
+    sizes = dict(sorted(sizes.items()))
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_footprint(sizes: dict[str, int]) -> str:
+    """One line per dtype, e.g. ``torch.int8   1.05 MB  (62.1%)``, then the total."""
+    total = sizes["total"] or 1
+    lines = [f"{dtype:<16}{_format_bytes(n):>12}  ({100 * n / total:5.1f}%)"
+             for dtype, n in sizes.items() if dtype != "total"]
+    lines.append(f"{'total':<16}{_format_bytes(sizes['total']):>12}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# BLOOM weight memory from configurations
+# --------------------------------------------------------------------------------------------
+
+def _blockwise_absmax_count(hidden_size: int, n_layer: int, block_size: int) -> int:
+    """Number of absmax values when each block's 4 weight matrices are quantized blockwise."""
+    h = hidden_size
+    per_block = sum(-(-numel // block_size) for numel in (3 * h * h, h * h, 4 * h * h,
+                                                          4 * h * h))
+    return n_layer * per_block
+
+
+def bloom_memory_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
+                       block_size: int = DEFAULT_BLOCK_SIZE) -> list[dict]:
+    """Weight memory of the public BLOOM checkpoints, from their configs (no download).
+
+    int8 rule (LLM.int8 / ``load_in_8bit``): Linear weights int8 + one float32 scale per output
+    row; embeddings (= tied lm_head), LayerNorms and biases stay float16. For comparison,
+    ``int8_blockwise_gb`` stores the same weights blockwise (one float32 absmax per
+    ``block_size`` values). Weights only: no activations, KV cache or optimizer state.
+
+    Returns one dict per size: model, hidden_size, n_layer, n_head, params,
+    params_int8 (quantized weights), fp32_gb, fp16_gb, int8_gb, int8_blockwise_gb,
+    int8_bytes_per_param (GB = 1e9 bytes).
+    """
+    rows = []
+    for size in sizes:
+        hidden, n_layer, n_head = bloom.shape(size)
+        counts = bloom.param_count(hidden, n_layer)
+        fp16_rest = 2 * counts["other"]
+        int8_bytes = counts["linear_weights"] + 4 * counts["linear_rows"] + fp16_rest
+        blockwise_bytes = (counts["linear_weights"]
+                           + 4 * _blockwise_absmax_count(hidden, n_layer, block_size) + fp16_rest)
+        rows.append({
+            "model": f"bloom-{size}",
+            "hidden_size": hidden,
+            "n_layer": n_layer,
+            "n_head": n_head,
+            "params": counts["total"],
+            "params_int8": counts["linear_weights"],
+            "fp32_gb": 4 * counts["total"] / _GB,
+            "fp16_gb": 2 * counts["total"] / _GB,
+            "int8_gb": int8_bytes / _GB,
+            "int8_blockwise_gb": blockwise_bytes / _GB,
+            "int8_bytes_per_param": int8_bytes / counts["total"],
+        })
+    return rows
+
+
+def format_memory_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`bloom_memory_table` rows."""
+    header = ("| model | params | fp32 GB | fp16 GB | int8 GB | int8 blockwise GB | "
+              "int8 bytes/param |\n|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"| {r['model']} | {r['params'] / 1e9:.3f} B | {r['fp32_gb']:.2f} | "
+             f"{r['fp16_gb']:.2f} | {r['int8_gb']:.2f} | {r['int8_blockwise_gb']:.2f} | "
+             f"{r['int8_bytes_per_param']:.3f} |" for r in rows]
+    return "\n".join([header, *lines])

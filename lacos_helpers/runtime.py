@@ -1,0 +1,195 @@
+"""Where the package runs: settings from the environment, folders, device, Hub reachability,
+seeding, library versions and the console log handler that the course and the CLI install.
+
+Library code reports through ``logging.getLogger(__name__)`` and never installs a handler or a
+process-wide warning filter; :func:`show_logs` is for the surfaces (notebooks, CLI).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import random
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+PACKAGE_LOGGER = "lacos_helpers"
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "LACOS_OFFLINE")
+_HUB_PROBES: dict[str, bool] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# settings and folders
+# --------------------------------------------------------------------------------------------
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true value (not "", 0, false, no, off)."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def in_colab() -> bool:
+    """Whether this process runs in Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def cache_dir() -> Path:
+    """Where the package writes what it builds (tokenizers, generated data, converted models):
+    ``LACOS_CACHE_DIR`` or ``~/.cache/lacos``."""
+    path = Path(os.environ.get("LACOS_CACHE_DIR") or Path.home() / ".cache" / "lacos")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path | None:
+    """The local data directory from ``LACOS_DATA_DIR`` (None when unset).
+
+    A set but missing directory is an error, never a silent fall-back.
+    """
+    value = os.environ.get("LACOS_DATA_DIR", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"LACOS_DATA_DIR={value!r} is not a directory")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# device, seeding, versions
+# --------------------------------------------------------------------------------------------
+
+def pick_device(preference: str | None = "auto") -> str:
+    """``"cuda"`` when available (or asked for), else ``"cpu"``; an unavailable request is an
+    error."""
+    import torch
+
+    if preference in ("auto", None, ""):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {preference!r} requested but CUDA is not available "
+                           "(use device='auto' or 'cpu')")
+    return preference
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for repeatable runs."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def device_summary() -> str:
+    """One line: the GPU and its memory, or the CPU cores and torch threads."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"cuda: {props.name}, {props.total_memory / 2**30:.1f} GiB"
+    return f"cpu: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the main libraries (for notebook headers and ``run.json``)."""
+    out = {"python": platform.python_version()}
+    for module in ("torch", "transformers", "peft", "bitsandbytes"):
+        try:
+            out[module] = importlib.import_module(module).__version__
+        except Exception:
+            out[module] = "missing"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the Hugging Face Hub
+# --------------------------------------------------------------------------------------------
+
+def hub_offline() -> bool:
+    """Whether the Hub is switched off: an offline variable is set (``OFFLINE_VARS``), or
+    huggingface_hub read ``HF_HUB_OFFLINE`` when it was imported."""
+    if any(env_flag(name) for name in OFFLINE_VARS):
+        return True
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub can be used: False at once when offline (:func:`hub_offline`),
+    True behind an HTTP(S) proxy (a direct probe says nothing there), else whether the endpoint
+    (``HF_ENDPOINT``, default huggingface.co) accepts a TCP connection within ``timeout`` s.
+    The probe runs once per process; without it huggingface_hub retries for about 45 s."""
+    if hub_offline():
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if url.geturl() not in _HUB_PROBES:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            with socket.create_connection((url.hostname, port), timeout=timeout):
+                _HUB_PROBES[url.geturl()] = True
+        except OSError:
+            _HUB_PROBES[url.geturl()] = False
+    return _HUB_PROBES[url.geturl()]
+
+
+# --------------------------------------------------------------------------------------------
+# logs on the console (course and CLI only)
+# --------------------------------------------------------------------------------------------
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stdout`` (Jupyter swaps it per cell)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+def show_logs(level: int = logging.INFO) -> logging.Logger:
+    """Print the package's log records (``[data] ...``, ``[model] ...``) on stdout at ``level``
+    and above; idempotent. Called by the notebooks' first cell and by the CLI."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.setLevel(level)
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        handler = _ConsoleHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+class logs_at:  # noqa: N801 - used like a function: ``with logs_at(logging.WARNING): ...``
+    """Context manager: the package logs at ``level`` inside the block (e.g. quieter while
+    chapter 5 trains twenty variants), then at the previous level again."""
+
+    def __init__(self, level: int):
+        self.level = level
+        self._logger = logging.getLogger(PACKAGE_LOGGER)
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = self._logger.level
+        self._logger.setLevel(self.level)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._previous)
+        return False
+
+
+__all__ = [
+    "OFFLINE_VARS", "cache_dir", "data_dir", "device_summary", "env_flag", "hub_offline",
+    "hub_reachable", "in_colab", "logs_at", "pick_device", "seed_everything", "show_logs",
+    "versions",
+]

@@ -1,0 +1,45 @@
+"""Training: build the encoder (``build``), run the loop (``loop``: :class:`Trainer`,
+:func:`train`), the learning-rate schedule (``schedule``), mixed precision (``precision``),
+checkpoints (``checkpoints``) and run directories (``runs``: ``run.json``, logs, resume check).
+"""
+
+from lacos_helpers.data.sampling import BatchPlan
+from lacos_helpers.training.build import build_encoder, load_encoder, quantize_backbone
+from lacos_helpers.training.checkpoints import latest_checkpoint
+from lacos_helpers.training.loop import (
+    Trainer,
+    TrainingDivergedError,
+    TrainResult,
+    batch_loss,
+    train,
+    usable_triplets,
+)
+from lacos_helpers.training.runs import (
+    RunMismatchError,
+    load_run_config,
+    read_log,
+    read_run,
+    run_adapter_dir,
+)
+from lacos_helpers.training.schedule import lr_factor, make_scheduler
+
+__all__ = [
+    "BatchPlan",
+    "RunMismatchError",
+    "TrainResult",
+    "Trainer",
+    "TrainingDivergedError",
+    "batch_loss",
+    "build_encoder",
+    "latest_checkpoint",
+    "load_encoder",
+    "load_run_config",
+    "lr_factor",
+    "make_scheduler",
+    "quantize_backbone",
+    "read_log",
+    "read_run",
+    "run_adapter_dir",
+    "train",
+    "usable_triplets",
+]

@@ -1,0 +1,305 @@
+"""Training the Siamese encoder with the MNR loss: one :class:`Trainer` whose small pieces
+(prepare the run directory, restore, one step, evaluate, checkpoint) :meth:`Trainer.run` strings
+together.
+
+One optimizer *step* = ``grad_accum`` micro-batches of ``batch_size`` NLI triplets. The
+in-batch negatives of the MNR loss come from one micro-batch only: gradient accumulation makes
+the update average over more pairs, but it does **not** give each anchor more negatives (that
+needs a larger ``batch_size``).
+
+A run that is killed resumes from ``checkpoints/latest`` and ends with the same adapter as an
+uninterrupted run (the data order is a function of the step; the RNG state is restored).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lacos_helpers.config import RunConfig, TrainConfig
+from lacos_helpers.data.sampling import BatchPlan
+from lacos_helpers.encoder.losses import mnr_loss
+from lacos_helpers.optim import make_optimizer
+from lacos_helpers.training import checkpoints, runs
+from lacos_helpers.training.build import save_run_tokenizer
+from lacos_helpers.training.precision import autocast, make_scaler
+from lacos_helpers.training.schedule import make_scheduler
+
+log = logging.getLogger(__name__)
+
+# A callback sees every record (``kind`` "train" or "eval"); returning True stops the run
+# gracefully (the state is checkpointed, like Ctrl-C).
+Callback = Callable[[dict], "bool | None"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What a run did. ``history`` has one dict per step (``kind="train"``) and per evaluation
+    (``kind="eval"``)."""
+
+    out_dir: Path
+    step: int
+    config: RunConfig
+    n_triplets: int
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[float]:
+        return [r["loss"] for r in self.history if r["kind"] == "train"]
+
+    @property
+    def evals(self) -> list[dict]:
+        return [r for r in self.history if r["kind"] == "eval"]
+
+
+def usable_triplets(triplets: Sequence, hard_negatives: bool) -> list:
+    """The triplets a run trains on: with ``hard_negatives`` only those that have one."""
+    if not triplets:
+        raise ValueError("no training triplets (empty data)")
+    if not hard_negatives:
+        return list(triplets)
+    kept = [t for t in triplets if t.hard_negative]
+    if not kept:
+        raise ValueError("hard_negatives=True but no triplet has a hard negative")
+    return kept
+
+
+def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
+    """MNR loss of one micro-batch of triplets: anchors, positives and (optionally) hard
+    negatives are embedded in one forward pass of the shared encoder."""
+    b = len(batch)
+    texts = [t.anchor for t in batch] + [t.positive for t in batch]
+    if train.hard_negatives:
+        texts += [t.hard_negative for t in batch]
+    emb = encoder.embed(texts)
+    if not bool(torch.isfinite(emb).all()):  # diverged: let the caller's NaN check stop
+        return emb.new_tensor(float("nan"))
+    negatives = emb[2 * b:] if train.hard_negatives else None
+    return mnr_loss(emb[:b], emb[b:2 * b], negatives, scale=train.scale,
+                    symmetric=train.symmetric)
+
+
+def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: inject LoRA first "
+                         "(lacos_helpers.lora.inject_lora or training.build_encoder)")
+    return params
+
+
+class Trainer:
+    """Trains the LoRA parameters of ``encoder`` (from :func:`build_encoder`) on NLI
+    ``triplets`` with the MNR loss, as ``cfg.train`` says, into ``out_dir``.
+
+    ``dev_pairs``: STS pairs evaluated every ``train.eval_every`` steps and at the end.
+    ``resume``: continue from ``out_dir``'s latest checkpoint if there is one (the run's recipe
+    must match, else :class:`~lacos_helpers.training.runs.RunMismatchError`); False starts over.
+    """
+
+    def __init__(self, cfg: RunConfig, encoder, triplets: Sequence, out_dir: str | os.PathLike,
+                 *, dev_pairs: Sequence | None = None, resume: bool = True,
+                 show_progress: bool = True, callbacks: Sequence[Callback] = ()):
+        self.cfg, self.train_cfg, self.encoder = cfg, cfg.train, encoder
+        self.train_set = usable_triplets(triplets, cfg.train.hard_negatives)
+        if cfg.train.eval_every and not dev_pairs:
+            raise ValueError("train.eval_every is set but no dev_pairs were given")
+        self.dev_pairs, self.resume, self.show_progress = dev_pairs, resume, show_progress
+        self.callbacks = list(callbacks)
+        self.out_dir = Path(out_dir)
+        self.device = next(encoder.parameters()).device
+        self.params = _trainable_parameters(encoder)
+        self.optimizer = make_optimizer(cfg.train.optimizer, self.params,
+                                        lr=cfg.train.learning_rate,
+                                        weight_decay=cfg.train.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, cfg.train)
+        self.scaler = make_scaler(self.device)
+        self.plan = BatchPlan(self.train_set, cfg.train.batch_size, cfg.seed)
+        self.step, self.history = 0, []
+        self.resumed_from: int | None = None
+        self.last_good: Path | None = None
+        self._rng_at_step: dict | None = None
+
+    # ---- pieces ----------------------------------------------------------------------------
+
+    def prepare_run_dir(self) -> Path | None:
+        """Create ``out_dir``, check that a run there has the same recipe, write ``run.json``;
+        returns the checkpoint to resume from (None: start fresh)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record = runs.run_record(self.cfg, self.encoder, len(self.train_set))
+        checkpoint = checkpoints.latest_checkpoint(self.out_dir) if self.resume else None
+        if checkpoint is not None:
+            runs.check_resumable(self.out_dir, record)
+        elif not self.resume:
+            checkpoints.clear_checkpoints(self.out_dir)
+        runs.write_run(self.out_dir, record)
+        save_run_tokenizer(self.cfg, self.encoder, self.out_dir)
+        return checkpoint
+
+    def restore(self, checkpoint: Path | None) -> None:
+        """Load a checkpoint (adapter, optimizer, scheduler, scaler, RNG, history), or seed a
+        fresh run."""
+        if checkpoint is None:
+            torch.manual_seed(self.cfg.seed)
+            random.seed(self.cfg.seed)
+            return
+        state = checkpoints.read_checkpoint(checkpoint, self.encoder.backbone, self.device)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        if self.scaler is not None and state.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+        checkpoints.set_rng_state(state.rng)
+        self.step, self.history, self.resumed_from = state.step, state.history, state.step
+        self.last_good = checkpoint
+        log.info("[train] resumed from %s (step %d of %d)", checkpoint, self.step,
+                 self.train_cfg.steps)
+
+    def train_step(self) -> dict:
+        """One optimizer step (``grad_accum`` micro-batches); returns its log record."""
+        t = self.train_cfg
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for k in range(t.grad_accum):
+            batch = self.plan[self.step * t.grad_accum + k]
+            with autocast(self.device):
+                loss = batch_loss(self.encoder, batch, t)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss is {loss.item()} at step {self.step + 1}; training stopped. Last good "
+                    f"checkpoint: {self.last_good or 'none yet'}. Lower the learning rate or "
+                    "check the data.")
+            scaled = loss / t.grad_accum
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total += loss.item() / t.grad_accum
+        grad_norm = self._clip_gradients()
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self._rng_at_step = checkpoints.rng_state()  # what a checkpoint of this step restores
+        seconds = time.perf_counter() - t0
+        return {"kind": "train", "step": self.step, "loss": total, "lr": lr,
+                "grad_norm": grad_norm, "seconds": round(seconds, 4),
+                "pairs_per_s": round(t.batch_size * t.grad_accum / seconds, 2)}
+
+    def _clip_gradients(self) -> float | None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if not self.train_cfg.max_grad_norm:
+            return None
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.max_grad_norm).item()
+        if not math.isfinite(norm) and self.scaler is None:
+            raise TrainingDivergedError(
+                f"gradient norm is {norm} at step {self.step + 1}; training stopped. Last good "
+                f"checkpoint: {self.last_good or 'none yet'}.")
+        return norm
+
+    def evaluate(self) -> dict:
+        """STS Spearman/Pearson on the dev pairs; returns its log record."""
+        from lacos_helpers.evaluation import evaluate_sts
+
+        metrics = evaluate_sts(self.encoder, self.dev_pairs, batch_size=self.cfg.eval.batch_size)
+        return {"kind": "eval", "step": self.step, **metrics}
+
+    def checkpoint(self) -> Path:
+        """Checkpoint the state after the current step."""
+        state = checkpoints.TrainerState(
+            step=self.step, optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            rng=self._rng_at_step or checkpoints.rng_state(), history=self.history)
+        self.last_good = checkpoints.write_checkpoint(self.out_dir, self.encoder.backbone, state,
+                                                      self.train_cfg.keep_checkpoints)
+        return self.last_good
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def _record(self, record: dict) -> bool:
+        """Keep and log a record; True when a callback asks to stop."""
+        self.history.append(record)
+        runs.append_log(self.out_dir, record)
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(record)) or stop
+        return stop
+
+    def _due(self, every: int | None) -> bool:
+        return self.step == self.train_cfg.steps or bool(every and self.step % every == 0)
+
+    def _checkpointed_now(self) -> bool:
+        return self.last_good is not None and self.last_good.name == f"step-{self.step:06d}"
+
+    def run(self) -> TrainResult:
+        """Prepare, restore, then step until ``train.steps`` (evaluating and checkpointing on
+        their cadence); writes the final adapter. Ctrl-C checkpoints the finished steps."""
+        from tqdm.auto import tqdm
+
+        self.restore(self.prepare_run_dir())
+        runs.write_logs(self.out_dir, self.history)
+        result = TrainResult(self.out_dir, self.step, self.cfg, len(self.train_set),
+                             self.history, self.resumed_from)
+        t_start = time.perf_counter()
+        bar = tqdm(total=self.train_cfg.steps, initial=self.step, desc="train", unit="step",
+                   disable=not self.show_progress, dynamic_ncols=True)
+        self.encoder.train()
+        try:
+            while self.step < self.train_cfg.steps and not result.interrupted:
+                record = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                stop = self._record(record)
+                if self.dev_pairs and self._due(self.train_cfg.eval_every):
+                    evaluation = self.evaluate()
+                    bar.write(f"[eval] step {self.step}: STS dev Spearman "
+                              f"{evaluation['spearman']:.4f}")
+                    stop = self._record(evaluation) or stop
+                if stop or self._due(self.train_cfg.checkpoint_every):
+                    self.checkpoint()
+                result.interrupted = stop and self.step < self.train_cfg.steps
+        except KeyboardInterrupt:
+            if self.step > 0 and not self._checkpointed_now():
+                self.optimizer.zero_grad(set_to_none=True)
+                path = self.checkpoint()
+                log.warning("[train] interrupted: state after step %d saved to %s; run again "
+                            "with resume=True to continue", self.step, path)
+            raise
+        finally:
+            bar.close()
+            self.encoder.eval()
+            runs.write_logs(self.out_dir, self.history)
+        result.step, result.history = self.step, self.history
+        result.seconds = time.perf_counter() - t_start
+        if self.step >= self.train_cfg.steps:
+            from lacos_helpers import lora
+
+            lora.save_adapter(self.encoder.backbone, self.out_dir / runs.ADAPTER_DIR)
+        return result
+
+
+def train(cfg: RunConfig, encoder, triplets: Sequence, *, out_dir: str | os.PathLike,
+          dev_pairs: Sequence | None = None, resume: bool = True, show_progress: bool = True,
+          callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train ``encoder`` on ``triplets`` as ``cfg`` says (see :class:`Trainer`). A non-finite
+    loss raises :class:`TrainingDivergedError`; the last checkpoint is kept."""
+    return Trainer(cfg, encoder, triplets, out_dir, dev_pairs=dev_pairs, resume=resume,
+                   show_progress=show_progress, callbacks=callbacks).run()
