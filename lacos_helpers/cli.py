@@ -40,6 +40,9 @@ TRAIN_OPTIONS = (
     ("--langs", "data.train_langs", dict(type=_langs, help="NLI languages, comma separated")),
     ("--limit", "data.nli_limit", dict(type=int, help="at most N NLI triplets")),
     ("--data-source", "data.source", dict(choices=("auto", "local", "hub", "generated"))),
+    ("--nli-split", "data.nli_split",
+     dict(choices=("auto", "train", "validation", "test", "devtest"),
+          help="auto: the train split where the source has one, else dev+test")),
     ("--seed", "seed", dict(type=int)),
     ("--eval-every", "train.eval_every", dict(type=int, help="STS-B en dev every N steps")),
     ("--checkpoint-every", "train.checkpoint_every", dict(type=int)),
@@ -89,10 +92,12 @@ def train_command(args) -> int:
 
     cfg = train_config(args)
     runtime.seed_everything(cfg.seed)
+    data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
     print(cfg.summary())
     out = Path(args.out)
     triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                      seed=cfg.seed, source=cfg.data.source)
+                                      seed=cfg.seed, source=cfg.data.source,
+                                      split=cfg.data.nli_split)
     dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit)
     encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"
@@ -132,11 +137,12 @@ def _write_summary(path: Path, summary: dict) -> str:
 def evaluate_command(args) -> int:
     """STS tables for a run's encoder (or its untrained baseline) in the run's languages,
     saved under ``RUN/eval/``."""
-    from lacos_helpers import evaluation, training
+    from lacos_helpers import data, evaluation, training
 
     run = Path(args.run)
     cfg = training.load_run_config(run)
     runtime.seed_everything(cfg.seed)
+    data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
     encoder = training.load_encoder(run, trained=not args.baseline)
     label = "trained" if not args.baseline else "baseline"
     langs = args.langs or cfg.eval.langs

@@ -115,11 +115,17 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """The NLI training triplets: languages (en = SNLI+MultiNLI, others XNLI), at most
-    ``nli_limit`` of them (None = all), from ``source`` (auto | local | hub | generated)."""
+    ``nli_limit`` of them (None = all), from ``source`` (auto | local | hub | generated; the
+    ``LACOS_DATA_SOURCE`` setting overrides auto), the train split where the source has one
+    (``nli_split`` "auto"). ``allow_generated``: whether "auto" may end on the generated
+    template dataset (no data folder, no Hub); the profiles that train BLOOM on real data
+    refuse it unless it is asked for by name."""
 
     train_langs: tuple[str, ...] = ("en",)
     nli_limit: int | None = None
     source: str = "auto"
+    nli_split: str = "auto"
+    allow_generated: bool = field(default=True, metadata={"recipe": False})
 
 
 @dataclass(frozen=True)
@@ -281,6 +287,8 @@ def check(cfg: RunConfig) -> None:
     for lang in cfg.eval.langs:
         _choice(lang, STS_LANGS, "eval.langs language")
     _choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
+    _choice(cfg.data.nli_split, ("auto", "train", "validation", "test", "devtest"),
+            "data.nli_split")
     for what, value in (("data.nli_limit", cfg.data.nli_limit),
                         ("eval.sts_limit", cfg.eval.sts_limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -416,7 +424,7 @@ PROFILES: dict[str, RunConfig] = {
         quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
         lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
         encoder=EncoderConfig(pooling="weightedmean", max_length=64),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI),
+        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
         train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
                           optimizer="bnb-adam8bit", gradient_checkpointing=True),
         eval=EvalConfig(langs=STS_LANGS, batch_size=128),
@@ -429,7 +437,7 @@ PROFILES: dict[str, RunConfig] = {
         quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
         lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
         encoder=EncoderConfig(pooling="weightedmean", max_length=75),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI),
+        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
         train=TrainConfig(steps=4000, batch_size=64, learning_rate=2e-4, warmup_steps=400,
                           optimizer="bnb-adam8bit", gradient_checkpointing=True),
         eval=EvalConfig(langs=STS_LANGS, batch_size=128),

@@ -2,8 +2,8 @@
 
 Every experiment trains a fresh copy of one pristine backbone with the LACoS recipe, changed in
 one setting, for a fixed number of steps, then scores STS dev sets. Results are rows of a
-:class:`ResultTable` that is written as CSV and Markdown (``results/<profile>/<name>.*``) so the
-README can quote the latest measured numbers.
+:class:`ResultTable` that is written as CSV and Markdown (the notebook puts them under
+``course.schedule.results_dir``) so the README can quote the latest measured numbers.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
     ``overrides`` change the recipe as :meth:`RunConfig.replace` does, one section at a time:
     ``quant={"backend": "none"}``, ``lora={"r": 2}``, ``encoder={"pooling": "lasttoken"}``,
     ``train={"hard_negatives": False}``, ``model={"tiny": TinyBloomSpec(...)}``.
-    ``backbone``/``tokenizer``: a pristine (unquantized, no LoRA) base model that is deep-copied,
-    so many experiments share one load; it is not used when ``model`` is overridden (another
-    model is loaded; ``texts`` train a tiny BLOOM's tokenizer).
+    ``backbone``/``tokenizer``: a pristine (no LoRA) base model that is deep-copied, so many
+    experiments share one load; it is not used when the variant needs another load: another
+    ``model`` (``texts`` train a tiny BLOOM's tokenizer), or another ``quant.load_in_8bit``
+    (the fp32 ablation of a profile whose backbone is loaded in 8 bits loads a float one).
     """
     from lacos_helpers.evaluation import evaluate_sts
 
     run_cfg = cfg.replace(**overrides).replace(
         train={"steps": steps, "warmup_steps": max(1, steps // 10)})
-    if "model" in overrides:
+    if run_cfg.model != cfg.model or run_cfg.quant.load_in_8bit != cfg.quant.load_in_8bit:
         backbone = None
     runtime.seed_everything(run_cfg.seed)
     base = (copy.deepcopy(backbone), tokenizer) if backbone is not None else (None, None)
@@ -110,9 +111,4 @@ class ResultTable:
         return self.to_markdown()
 
 
-def results_dir(cfg: RunConfig) -> Path:
-    """Where chapter 5 writes its tables: ``results/<profile>``."""
-    return Path("results") / cfg.name
-
-
-__all__ = ["ResultTable", "results_dir", "run_experiment"]
+__all__ = ["ResultTable", "run_experiment"]

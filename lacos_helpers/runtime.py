@@ -75,6 +75,21 @@ def pick_device(preference: str | None = "auto") -> str:
     return preference
 
 
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU of compute capability >= 8.0
+    (Ampere and later). ``torch.cuda.is_bf16_supported()`` is also true on a T4 (7.5), where
+    bfloat16 is emulated."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16_CAPABILITY
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for repeatable runs."""
     import numpy as np

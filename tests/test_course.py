@@ -1,5 +1,6 @@
 """The headless course runner and notebook hygiene."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def test_notebook_conventions(path):
     assert len(h1) == 1, f"one H1 per notebook, found {h1}"
     setup = nb.cells[1]
     assert "google.colab" in setup.source and "nbval-skip" in setup.metadata.get("tags", [])
-    assert "@v" in setup.source, "Colab installs a pinned tag, never a branch"
+    assert re.search(r'REPOSITORY, REF = "[^"]+", "v\d', setup.source) and "@{REF}" in \
+        setup.source, "Colab installs a pinned release tag, never a branch"
     assert "sys.path" not in "".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "notebook.start(" in "".join(c.source for c in nb.cells[:4])
     assert "Key points" in nb.cells[-1].source

@@ -98,9 +98,9 @@ def test_hub_offline_variables_and_proxy(online_env, monkeypatch):
 
 def test_requirements_come_from_the_package_metadata():
     """pyproject.toml is the one source of versions: the check lists its dependencies."""
+    import tomllib
     from pathlib import Path
 
-    import tomllib
     from packaging.requirements import Requirement
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())

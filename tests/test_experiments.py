@@ -59,3 +59,26 @@ def test_result_table_writes_csv_and_markdown(tmp_path):
     assert table.column("en dev") == [0.5, 0.61234]
     with pytest.raises(ValueError, match="no rows"):
         experiments.ResultTable("empty", [])
+
+
+def test_fp32_ablation_of_an_8bit_loaded_profile_loads_a_float_backbone(setup, monkeypatch):
+    """colab/paper load BLOOM in 8 bits: "fp32 base" must not compare 8-bit with 8-bit."""
+    cfg, backbone, tokenizer, triplets, dev = setup
+    loads = []
+    real_build = experiments.training.build_encoder
+
+    def build(run_cfg, backbone=None, tokenizer=None, texts=None):
+        loads.append((run_cfg.quant, backbone is None))
+        if backbone is None:  # stands in for the Hub load of a float BLOOM
+            backbone, tokenizer = copy.deepcopy(setup[1]), setup[2]
+        return real_build(run_cfg, backbone, tokenizer, texts=texts)
+
+    monkeypatch.setattr(experiments.training, "build_encoder", build)
+    eight_bit = cfg.replace(model={"kind": "hub", "model_id": "bigscience/bloom-560m",
+                                   "tiny": None},
+                            quant={"backend": "bitsandbytes", "load_in_8bit": True})
+    experiments.run_experiment(eight_bit, "fp32", triplets, dev, backbone=backbone,
+                               tokenizer=tokenizer, steps=1,
+                               quant={"backend": "none", "load_in_8bit": False})
+    (quant, reloaded), = loads
+    assert reloaded and quant.backend == "none" and not quant.load_in_8bit

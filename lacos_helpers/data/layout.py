@@ -27,13 +27,22 @@ EN_NLI_PARTS = (
 )
 
 
+# Training files: SNLI + MultiNLI train (English), XNLI train (machine-translated MultiNLI).
+# A local data folder may hold them in the same format as the dev files; the Hub always has them.
+NLI_SPLITS = ("train", "validation", "test", "devtest")  # devtest = validation + test
+EN_NLI_TRAIN_PARTS = (
+    ("snli_1.0_train.csv", "stanfordnlp/snli", "train"),
+    ("multinli_1.0_train.csv", "nyu-mll/multi_nli", "train"),
+)
+
+
 def sts_path(root: str | os.PathLike, lang: str, split: str) -> Path:
     """``root/stsb_multi_mt/stsb-{lang}-{split}.csv``."""
     return Path(root) / "stsb_multi_mt" / f"stsb-{lang}-{split}.csv"
 
 
 def xnli_path(root: str | os.PathLike, split: str, lang: str) -> Path:
-    """``root/xnli/xnli_{split}_{lang}.tsv``."""
+    """``root/xnli/xnli_{split}_{lang}.tsv`` (split: train, validation or test)."""
     return Path(root) / "xnli" / f"xnli_{split}_{lang}.tsv"
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from lacos_helpers.data import sources
 from lacos_helpers.data.layout import (
     EN_NLI_PARTS,
+    EN_NLI_TRAIN_PARTS,
     HUB_LABELS,
     HUB_XNLI,
     NLI_LABELS,
+    NLI_SPLITS,
     XNLI_LABELS,
     XNLI_LANGS,
     XNLI_SPLITS,
@@ -99,17 +101,36 @@ def _triplets(records: list[Record]) -> tuple[list[NLITriplet], Counter]:
     return out, skipped
 
 
-def _nli_parts(lang: str, split: str | None) -> list[tuple[Callable[[Path], Path], tuple]]:
+def _nli_parts(lang: str, split: str) -> list[tuple[Callable[[Path], Path], tuple]]:
     """(local path as a function of the data root, Hub (id, config, split)) per file of one
-    language."""
+    language and split (train, validation, test, devtest)."""
+    if lang == "en" and split == "train":
+        return [(functools.partial(nli_en_path, file_name=f), (hub, None, hub_split))
+                for f, hub, hub_split in EN_NLI_TRAIN_PARTS]
     if lang == "en":
         return [(functools.partial(nli_en_path, file_name=f), (hub, None, hub_split))
-                for f, hub, hub_split, ours in EN_NLI_PARTS if split in (None, ours)]
+                for f, hub, hub_split, ours in EN_NLI_PARTS if split in ("devtest", ours)]
+    splits = ("train",) if split == "train" else \
+        tuple(s for s in XNLI_SPLITS if split in ("devtest", s))
     return [(functools.partial(xnli_path, split=s, lang=lang), (HUB_XNLI, lang, s))
-            for s in XNLI_SPLITS if split in (None, s)]
+            for s in splits]
+
+
+def _effective_split(lang: str, split: str | None, kind: str, root: Path | None) -> str:
+    """``split`` when given; else train where the source has it (the Hub always, a local
+    folder when it holds the train files), else devtest (validation + test)."""
+    if split not in (None, "auto"):
+        return split
+    if kind == "hub":
+        return "train"
+    if kind == "local" and all(path_in(root).is_file() for path_in, _ in _nli_parts(lang, "train")):
+        return "train"
+    return "devtest"
 
 
 def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
+    kind, root = sources.pick_source(source, data_dir)
+    split = _effective_split(lang, split, kind, root)
     parts = _nli_parts(lang, split)
 
     def build(groups: list[list[Record]], paths: list) -> Rows:
@@ -129,7 +150,9 @@ def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
         return build([_read_nli_hub(*hub) for _, hub in parts],
                      [f"{h[0]}:{h[1] + '/' if h[1] else ''}{h[2]}" for _, h in parts])
 
-    return sources.load_rows(source, data_dir, read_files, read_hub, (lang,))
+    rows = sources.load_rows(kind, root, read_files, read_hub, (lang,))
+    rows.split = split
+    return rows
 
 
 def _share(sizes: list[int], limit: int) -> list[int]:
@@ -150,20 +173,23 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
     """NLI (anchor, positive, hard_negative) triplets for MNR training.
 
     ``lang``: a code of ``XNLI_LANGS`` or a sequence of codes (concatenated in that
-    order). ``en`` = SNLI dev+test + MultiNLI dev matched+mismatched (13,639 triplets); other
-    languages = XNLI validation+test entailment rows (830 + 1670). ``split``: None (all),
-    "validation" (XNLI validation; en: SNLI dev + MNLI dev-matched) or "test" (XNLI test; en:
-    SNLI test + MNLI dev-mismatched). Rows keep file order unless ``seed`` is an int, which
-    shuffles each language deterministically. ``limit``: at most N triplets in total, shared
-    evenly over the languages (first N per language, so smaller limits give subsets).
+    order). ``split``: None (auto) = the train split where the source has it (the Hub: SNLI +
+    MultiNLI train for English, XNLI train for the others; a local folder when it holds
+    ``nli_en/snli_1.0_train.csv``, ``nli_en/multinli_1.0_train.csv``, ``xnli/xnli_train_{lang}
+    .tsv``), else "devtest": SNLI dev+test + MultiNLI dev matched+mismatched for English (13,639
+    triplets), XNLI validation+test for the others (830 + 1670). "train", "validation" (en: SNLI
+    dev + MNLI dev-matched), "test" (en: SNLI test + MNLI dev-mismatched) and "devtest" ask for
+    one. Rows keep file order unless ``seed`` is an int, which shuffles each language
+    deterministically. ``limit``: at most N triplets in total, shared evenly over the languages
+    (first N per language, so smaller limits give subsets).
     """
     langs = [lang] if isinstance(lang, str) else list(lang)
     if not langs:
         raise ValueError("lang must name at least one language")
     for code in langs:
         sources.check_choice(code, XNLI_LANGS, "NLI language")
-    if split is not None:
-        sources.check_choice(split, XNLI_SPLITS, "NLI split")
+    if split not in (None, "auto"):
+        sources.check_choice(split, NLI_SPLITS, "NLI split")
     sources.check_limit(limit)
 
     parts = [_load_nli_one(code, split, source, data_dir) for code in langs]
@@ -171,17 +197,19 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
         for part in parts:
             random.Random(seed).shuffle(part)
     takes = _share([len(p) for p in parts], limit) if limit is not None else [len(p) for p in parts]
-    out = Rows(source=parts[0].source)
+    out = Rows(source=parts[0].source, split=parts[0].split)
     for code, part, take in zip(langs, parts, takes):
         out.extend(part[:take])
         out.paths.extend(part.paths)
         out.skipped.update(part.skipped)
         if part.source != out.source:
             out.source = "mixed"
+        if part.split != out.split:
+            out.split = "mixed"
         name = "SNLI+MultiNLI" if code == "en" else "XNLI"
         hard = sum(t.hard_negative is not None for t in part[:take])
         log.info("[data] NLI %s (%s %s): %d triplets (%d with hard negative) from %s (%s)",
-                 code, name, split or "all splits", take, hard, sources.where(part),
+                 code, name, part.split, take, hard, sources.where(part),
                  sources.skipped_text(part.skipped))
     if len(langs) > 1:
         log.info("[data] NLI total: %d triplets in %d languages", len(out), len(langs))

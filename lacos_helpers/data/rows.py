@@ -28,15 +28,17 @@ class Rows(list):
     """A list of rows that remembers where it came from.
 
     ``source``: "local" | "hub" | "generated"; ``paths``: files read (or Hub ids);
-    ``skipped``: ``Counter`` of malformed rows left out, reason -> count.
+    ``skipped``: ``Counter`` of malformed rows left out, reason -> count; ``split``: the split
+    read (NLI: "train" or "devtest", ...; "" when not recorded).
     """
 
     def __init__(self, items: Iterable = (), *, source: str = "", paths: Iterable = (),
-                 skipped: Counter | dict | None = None):
+                 skipped: Counter | dict | None = None, split: str = ""):
         super().__init__(items)
         self.source = source
         self.paths = [str(p) for p in paths]
         self.skipped = Counter(skipped or {})
+        self.split = split
 
     def __repr__(self) -> str:
         return (f"Rows({len(self)} rows, source={self.source!r}, "
