@@ -3,6 +3,7 @@
     python -m lacos_helpers train --profile cpu --out runs/cpu      # the full recipe, resumable
     python -m lacos_helpers evaluate --run runs/cpu                 # trained encoder
     python -m lacos_helpers evaluate --run runs/cpu --baseline      # untrained backbone
+    python -m lacos_helpers rehearse --shape bloom-7b1                     # BLOOM's sizes, random
     python -m lacos_helpers profiles | env | course ...
 """
 
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     course.add_argument("rest", nargs=argparse.REMAINDER)
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    from lacos_helpers.rehearsal import run as rehearsal
+
+    rehearsal.add_parser(sub)
     args = parser.parse_args(argv)
     runtime.show_logs()
     if args.command == "env":
@@ -201,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         return train_command(args)
     if args.command == "evaluate":
         return evaluate_command(args)
+    if args.command == "rehearse":
+        return rehearsal.run(args)
     from lacos_helpers.course import runner
 
     return runner.main(args.rest)

@@ -70,6 +70,9 @@ class ModelConfig:
     model_id: str | None = None
     tiny: TinyBloomSpec | None = None
     device: str = _not_recipe("auto")  # "auto": cuda when available
+    # float weights as loaded (Hub models): "auto" = float16 on a GPU (and for what load_in_8bit
+    # leaves in float), float32 on a CPU; or "float32" | "float16" | "bfloat16"
+    dtype: str = "auto"
 
     @property
     def label(self) -> str:
@@ -85,12 +88,17 @@ class QuantConfig:
     :class:`~lacos_helpers.quantization.Int8Linear`) | bitsandbytes (``Linear8bitLt``).
     ``compute``: ``int8`` = LLM.int8 (outlier columns in float, the rest int8 x int8),
     ``dequantize`` = weight-only (same int8 storage, float matmul; lacos only).
-    ``load_in_8bit``: Hub weights straight to 8 bits while loading (bitsandbytes)."""
+    ``load_in_8bit``: Hub weights straight to 8 bits while loading (bitsandbytes: its loader;
+    lacos: the float16 checkpoint quantized layer by layer)."""
 
     backend: QuantBackend = "lacos"
     compute: str = "int8"
     load_in_8bit: bool = False
     threshold: float = 6.0
+    # k-bit training preparation: "standard" (peft's prepare_model_for_kbit_training: every
+    # frozen float weight in float32) or "lean" (the frozen word embeddings stay 16-bit, their
+    # output is cast to float32: the same numbers for 4 bytes per embedding weight less)
+    preparation: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,7 @@ def check(cfg: RunConfig) -> None:
     """Raise a ``ValueError`` naming the first inconsistent field of ``cfg``."""
     m, q, t = cfg.model, cfg.quant, cfg.train
     _choice(m.kind, MODEL_KINDS, "model.kind")
+    _choice(m.dtype, ("auto", "float32", "float16", "bfloat16"), "model.dtype")
     if (m.kind == "tiny-bloom") != (m.tiny is not None):
         raise ValueError("model.tiny is set exactly when model.kind is 'tiny-bloom'")
     if m.kind != "tiny-bloom" and not m.model_id:
@@ -275,8 +284,9 @@ def check(cfg: RunConfig) -> None:
     _choice(q.compute, QUANT_COMPUTES, "quant.compute")
     if q.compute != "int8" and q.backend != "lacos":
         raise ValueError(f"quant.compute={q.compute!r} needs quant.backend='lacos'")
-    if q.load_in_8bit and (m.kind != "hub" or q.backend != "bitsandbytes"):
-        raise ValueError("quant.load_in_8bit needs model.kind='hub' and backend 'bitsandbytes'")
+    if q.load_in_8bit and (m.kind != "hub" or q.backend == "none"):
+        raise ValueError("quant.load_in_8bit needs model.kind='hub' and an 8-bit backend")
+    _choice(q.preparation, ("standard", "lean"), "quant.preparation")
     _positive_int(cfg.lora.r, "lora.r")
     if not cfg.lora.alpha > 0 or not 0 <= cfg.lora.dropout < 1 or not cfg.lora.targets:
         raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
@@ -421,7 +431,7 @@ PROFILES: dict[str, RunConfig] = {
         name="colab",
         description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
         model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
+        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
         lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
         encoder=EncoderConfig(pooling="weightedmean", max_length=64),
         data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
@@ -434,7 +444,7 @@ PROFILES: dict[str, RunConfig] = {
         description="bigscience/bloom-7b1 in 8-bit on one large GPU (set LACOS_MODEL_ID for "
                     "bloom-1b1 / 1b7 / 3b)",
         model=ModelConfig(kind="hub", model_id="bigscience/bloom-7b1"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True),
+        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
         lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
         encoder=EncoderConfig(pooling="weightedmean", max_length=75),
         data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),

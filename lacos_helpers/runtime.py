@@ -90,6 +90,26 @@ def native_bf16(device) -> bool:
     return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16_CAPABILITY
 
 
+def release_free_memory() -> bool:
+    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``): a loader
+    that allocates and frees many medium-sized temporaries leaves them in the heap, where they
+    count as the process's memory until reused. Returns whether anything could be asked
+    (False off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for repeatable runs."""
     import numpy as np

@@ -469,3 +469,22 @@ def test_quantize_model_compute_option_and_errors():
     with pytest.raises(ValueError, match="needs backend='lacos'"):
         Q.quantize_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), backend="bitsandbytes",
                          compute="dequantize")
+
+
+def test_weight_only_layer_dequantizes_in_chunks_with_the_same_result(monkeypatch):
+    """Large weight-only layers (BLOOM-7b1's MLP: 268 MB in float32) are dequantized a chunk
+    of rows at a time; the product and its gradient are the same up to summation order."""
+    from lacos_helpers.quantization import int8_linear
+
+    torch.manual_seed(0)
+    layer = Q.Int8Linear.from_linear(nn.Linear(300, 700), compute="dequantize")
+    x = torch.randn(2, 5, 300, requires_grad=True)
+    whole = layer(x)
+    whole.square().sum().backward()
+    grad_whole, x.grad = x.grad.clone(), None
+    monkeypatch.setattr(int8_linear, "DEQUANT_CHUNK_NUMEL", 300 * 64)  # 11 chunks of rows
+    assert len(list(int8_linear._row_chunks(700, 300))) == 11
+    chunked = layer(x)
+    chunked.square().sum().backward()
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x.grad, grad_whole, rtol=1e-5, atol=1e-5)

@@ -60,6 +60,18 @@ def _hub_error(model_id: str, exc: BaseException, offline: bool = False) -> HubU
     )
 
 
+def load_dtype(cfg: RunConfig, device, default=None):
+    """The dtype the float weights are loaded in: ``cfg.model.dtype``, or for "auto" ``default``
+    when given, else float16 on a GPU and float32 on a CPU."""
+    import torch
+
+    if cfg.model.dtype != "auto":
+        return getattr(torch, cfg.model.dtype)
+    if default is not None:
+        return default
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
 def load_hub_model(cfg: RunConfig, device):
     """``(model, tokenizer)`` of ``cfg.model.model_id`` (Hub id or local folder)."""
     import torch
@@ -73,18 +85,20 @@ def load_hub_model(cfg: RunConfig, device):
     note = ""
     if not local and not hub_reachable():
         kwargs["local_files_only"] = True  # the local HF cache may still have it
-    if cfg.quant.load_in_8bit and on_gpu:
+    if cfg.quant.load_in_8bit and cfg.quant.backend == "lacos":
+        return _load_lacos_8bit(cfg, device, local, t0)
+    if cfg.quant.load_in_8bit:  # bitsandbytes >= 0.49 quantizes on the CPU too
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs["device_map"] = {"": device.index if device.index is not None
-                                else torch.cuda.current_device()}
-        kwargs.update(dtype_kwarg(torch.float16))  # the layers bitsandbytes leaves unquantized
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_threshold=cfg.quant.threshold)
+        kwargs["device_map"] = {"": (device.index if device.index is not None
+                                     else torch.cuda.current_device()) if on_gpu else "cpu"}
+        # the layers bitsandbytes leaves unquantized (embeddings, norms, biases)
+        kwargs.update(dtype_kwarg(load_dtype(cfg, device, default=torch.float16)))
         note = "8-bit weights (bitsandbytes LLM.int8)"
     else:
-        if cfg.quant.load_in_8bit:
-            note = f"load_in_8bit needs a CUDA GPU (bitsandbytes): loaded unquantized on {device}"
-        kwargs.update(dtype_kwarg(torch.float16 if on_gpu else torch.float32))
+        kwargs.update(dtype_kwarg(load_dtype(cfg, device)))
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(
@@ -104,3 +118,32 @@ def load_hub_model(cfg: RunConfig, device):
     tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
     report("hub", model_id, model, device, time.perf_counter() - t0, note)
     return model, tokenizer
+
+
+def _load_lacos_8bit(cfg: RunConfig, device, local: bool, t0: float):
+    """``load_in_8bit`` with the package's Int8Linear: the checkpoint streamed into 8 bits."""
+    from transformers import AutoTokenizer
+
+    from lacos_helpers.quantization.load import load_quantized
+
+    folder = Path(cfg.model.model_id).expanduser()
+    if not local:
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(cfg.model.model_id, allow_patterns=[
+                "*.json", "*.safetensors", "tokenizer*"], local_files_only=not hub_reachable()))
+        except Exception as exc:
+            raise _hub_error(cfg.model.model_id, exc, not hub_reachable()) from exc
+    import torch
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = load_quantized(folder, dtype=load_dtype(cfg, device, default=torch.float16),
+                               compute=cfg.quant.compute, threshold=cfg.quant.threshold)
+    model = model.to(device).eval()
+    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
+    report("hub", cfg.model.model_id, model, device, time.perf_counter() - t0,
+           "8-bit weights (lacos Int8Linear, loaded layer by layer)")
+    return model, tokenizer
+

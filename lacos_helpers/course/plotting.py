@@ -247,3 +247,77 @@ def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 5
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+MEMORY_PARTS = (("weights", ("weights_int8", "weights_scales", "weights_float")),
+                ("LoRA + gradients + optimizer", ("lora", "gradients", "optimizer")),
+                ("activations", ("activations",)),
+                ("transients", ("upcast_transient", "load_transient", "matmul_transient",
+                                "step_overhead", "runtime")))
+
+
+def plot_training_memory(tables: Mapping[str, Sequence[Mapping]],
+                         lines: Sequence[float] = (12, 16, 24, 32, 40, 80),
+                         title: str = "GPU memory of one training step"):
+    """Stacked bars of :func:`lacos_helpers.memory.bloom_training_table` rows, one group per
+    model and one bar per table (``{"standard": rows, "lean": rows}``), parts grouped as
+    :data:`MEMORY_PARTS` (the transients drawn at their full size: the peak takes the larger
+    of some), with dashed lines at common GPU sizes (GB)."""
+    if not tables:
+        raise ValueError("plot_training_memory needs at least one table")
+    names = list(tables)
+    models = [row["model"] for row in next(iter(tables.values()))]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(names)
+    colours = ("#4c72b0", "#dd8452", "#55a868", "#c7c7c7")
+    for k, name in enumerate(names):
+        rows = tables[name]
+        xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(rows))]
+        bottom = [0.0] * len(rows)
+        for (label, parts), colour in zip(MEMORY_PARTS, colours):
+            heights = [sum(row.get(p, 0.0) for p in parts) for row in rows]
+            ax.bar(xs, heights, width * 0.95, bottom=bottom, color=colour,
+                   label=label if k == 0 else None, edgecolor="white", linewidth=0.5)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+        for x, row in zip(xs, rows):
+            ax.text(x, row["total_gb"], f"{row['total_gb']:.1f}\n{name}", ha="center",
+                    va="bottom", fontsize=6)
+    for gb in lines:
+        ax.axhline(gb, color="red", ls="--", lw=0.7, alpha=0.6)
+        ax.text(len(models) - 0.45, gb, f"{gb:g} GB", color="red", fontsize=7, va="bottom")
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("GB (peak)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_memory_check(records: Sequence[Mapping], title: str = "Memory model vs measurement"):
+    """Predicted against measured peak (GB) of rehearsal records, one marker per backend and
+    recipe, with the 15% band around the diagonal."""
+    if not records:
+        raise ValueError("plot_memory_check needs at least one record")
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    measured = [r["peak_cuda_gb"] if r.get("peak_cuda_gb") is not None else r["peak_anon_gb"]
+                for r in records]
+    predicted = [r["predicted_gb"] for r in records]
+    top = max(measured + predicted) * 1.1
+    ax.plot([0, top], [0, top], color="gray", lw=0.8)
+    ax.fill_between([0, top], [0, 0.85 * top], [0, 1.15 * top], color="gray", alpha=0.12,
+                    label="within 15%")
+    for key in dict.fromkeys((r["backend"], r["recipe"]) for r in records):
+        chosen = [i for i, r in enumerate(records) if (r["backend"], r["recipe"]) == key]
+        ax.scatter([measured[i] for i in chosen], [predicted[i] for i in chosen], s=25,
+                   label=f"{key[0]}, {key[1]}")
+        for i in chosen:
+            ax.annotate(records[i]["size"].removeprefix("bloom-"), (measured[i], predicted[i]),
+                        fontsize=6, xytext=(3, -8), textcoords="offset points")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("measured peak (GB)")
+    ax.set_ylabel("predicted peak (GB)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

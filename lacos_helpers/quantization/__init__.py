@@ -20,6 +20,7 @@ from lacos_helpers.quantization.blockwise import (
 )
 from lacos_helpers.quantization.convert import QUANT_BACKENDS, has_8bit_layers, quantize_model
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
+from lacos_helpers.quantization.load import load_quantized
 from lacos_helpers.quantization.maps import create_dynamic_map, create_linear_map
 from lacos_helpers.quantization.memory import (
     bloom_memory_table,
@@ -43,6 +44,7 @@ __all__ = [
     "format_footprint",
     "format_memory_table",
     "has_8bit_layers",
+    "load_quantized",
     "quantize_blockwise",
     "quantize_model",
 ]

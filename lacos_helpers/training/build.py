@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from lacos_helpers import backbones, lora, quantization
+from lacos_helpers import backbones, lora, quantization, runtime
 from lacos_helpers.config import RunConfig
 from lacos_helpers.encoder import SiameseEncoder
 from lacos_helpers.training.runs import TOKENIZER_DIR, load_run_config, run_adapter_dir
@@ -40,10 +40,14 @@ def build_encoder(cfg: RunConfig, backbone: nn.Module | None = None, tokenizer=N
     elif tokenizer is None:
         raise ValueError("pass the tokenizer that belongs to the given backbone")
     quantize_backbone(cfg, backbone)
-    lora.prepare_for_kbit_training(backbone,
-                                   gradient_checkpointing=cfg.train.gradient_checkpointing)
     lora.inject_lora(backbone, target_modules=cfg.lora.targets, r=cfg.lora.r,
                      alpha=cfg.lora.alpha, dropout=cfg.lora.dropout)
+    lean = cfg.quant.preparation == "lean"
+    lora.prepare_for_kbit_training(backbone,
+                                   gradient_checkpointing=cfg.train.gradient_checkpointing,
+                                   upcast_frozen=not lean)
+    if lean:  # the loader's freed temporaries go back to the system, not kept for later
+        runtime.release_free_memory()
     log.info("[model] %s", lora.format_trainable_report(lora.trainable_report(backbone)))
     return SiameseEncoder(backbone, tokenizer, pooling=cfg.encoder.pooling,
                           max_length=cfg.encoder.max_length)
