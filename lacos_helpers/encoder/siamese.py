@@ -76,6 +76,39 @@ def positions_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
 
 
+# Cost of one extra forward call, in padded tokens: what a group of similar lengths must save in
+# padding to be worth its own call (measured on 2 CPU cores with Gemma-3-270M; see
+# benchmarks/bench_training.py --grouping).
+GROUP_OVERHEAD_TOKENS = 192
+
+
+def length_groups(lengths: Sequence[int],
+                  overhead_tokens: int = GROUP_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Split sentences into groups of similar length, each padded only to its own longest:
+    indices into ``lengths`` (every index once), groups ordered by length. The split minimises
+    ``padded tokens + overhead_tokens per group`` exactly (dynamic programming over the sorted
+    lengths), so ``overhead_tokens=0`` gives one group per distinct length and a huge overhead
+    gives one group."""
+    if overhead_tokens < 0:
+        raise ValueError(f"overhead_tokens must be >= 0, got {overhead_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sorted_lengths = [lengths[i] for i in order]
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest split of the j shortest
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = sorted_lengths[j - 1]
+        for i in range(j):
+            cost = best[i] + (j - i) * width + overhead_tokens
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[start[j]:j])
+        j = start[j]
+    return groups[::-1]
+
+
 @contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
     """Put ``module`` in eval mode, then restore each submodule's own training flag."""
@@ -208,13 +241,25 @@ class SiameseEncoder(nn.Module):
         """Token ids [b, t] and mask [b, t] -> pooled embeddings [b, d] (float32)."""
         return pool(self.hidden_states(input_ids, attention_mask), attention_mask, self.pooling)
 
-    def embed(self, sentences: str | Sequence[str]) -> Tensor:
+    def embed(self, sentences: str | Sequence[str], group_by_length: bool = True) -> Tensor:
         """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current
-        training mode: the training path. No sentences -> [0, d]."""
+        training mode: the training path. No sentences -> [0, d].
+
+        ``group_by_length``: one forward call per group of similar length
+        (:func:`length_groups`), each padded to its own longest, instead of padding all n
+        sentences to the longest. Same embeddings (padding does not change a sentence's
+        embedding) for fewer padded tokens."""
         rows = self.token_ids(sentences)
         if not rows:
             return torch.empty(0, self.embedding_dim, device=self.device)
-        return self(**self.collate(rows))
+        if not group_by_length:
+            return self(**self.collate(rows))
+        groups = length_groups([len(r) for r in rows])
+        if len(groups) == 1:
+            return self(**self.collate(rows))
+        parts = [self(**self.collate([rows[i] for i in group])) for group in groups]
+        order = torch.tensor([i for group in groups for i in group], device=parts[0].device)
+        return torch.cat(parts).index_select(0, torch.argsort(order))
 
     def encode(self, sentences: str | Sequence[str], batch_size: int = 32,
                normalize: bool = True, show_progress: bool = True,

@@ -61,3 +61,105 @@ def sts_metrics(predicted, gold) -> dict:
     """{"spearman", "pearson", "n"} of predicted similarities vs gold scores."""
     return {"spearman": spearman(predicted, gold), "pearson": pearson(predicted, gold),
             "n": int(torch.as_tensor(gold).numel())}
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_LEVEL = 0.95
+
+
+def _batched_average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """:func:`average_ranks` of every row of ``values`` [b, n] at once (ties averaged)."""
+    sorted_v, order = torch.sort(values, dim=1, stable=True)
+    starts = torch.ones_like(sorted_v, dtype=torch.bool)
+    starts[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    group = torch.cumsum(starts, dim=1) - 1  # [b, n] group id of each sorted position
+    size = torch.zeros_like(sorted_v).scatter_add_(1, group, torch.ones_like(sorted_v))
+    first = torch.cumsum(size, dim=1) - size  # 0-based start of each group
+    group_rank = first + (size + 1) / 2
+    ranks = torch.empty_like(sorted_v)
+    ranks.scatter_(1, order, torch.gather(group_rank, 1, group))
+    return ranks
+
+
+def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    denom = x.norm(dim=1) * y.norm(dim=1)
+    return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
+                       torch.full_like(denom, float("nan")))
+
+
+def _resample_index(n: int, resamples: int, seed: int) -> torch.Tensor:
+    if not isinstance(resamples, int) or resamples < 100:
+        raise ValueError(f"resamples must be an int >= 100, got {resamples!r}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(n, (resamples, n), generator=generator)
+
+
+def _interval(values: torch.Tensor, level: float) -> tuple[float, float]:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    values = values[torch.isfinite(values)]
+    tail = (1 - level) / 2
+    lo, hi = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=values.dtype))
+    return float(lo), float(hi)
+
+
+def bootstrap_spearman(predicted, gold, *, resamples: int = DEFAULT_RESAMPLES,
+                       level: float = DEFAULT_LEVEL, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Spearman correlation: ``resamples`` times, draw n
+    pairs with replacement and recompute it (ranks redone, ties averaged). Returns ``(low,
+    high)`` at ``level`` (0.95: the central 95%). ``predicted`` may hold several seeds' runs
+    [s, n]: then the interval is the seed-mean Spearman's (each resample averages the seeds on
+    the same pairs)."""
+    runs, y = _as_runs(predicted, "predicted scores"), _check_scores(gold, "gold scores")
+    _check_same_length(runs[0], y)
+    index = _resample_index(y.numel(), resamples, seed)
+    gold_ranks = _batched_average_ranks(y[index])
+    rho = sum(_batched_pearson(_batched_average_ranks(run[index]), gold_ranks) for run in runs)
+    return _interval(rho / runs.shape[0], level)
+
+
+def _as_runs(predicted, name: str) -> torch.Tensor:
+    """Predictions of one run [n] or of several seeds [s, n] as [s, n] (each row checked)."""
+    values = torch.as_tensor(predicted, dtype=torch.float64)
+    if values.dim() == 1:
+        return _check_scores(values, name).unsqueeze(0)
+    if values.dim() != 2 or values.shape[0] < 1:
+        raise ValueError(f"{name} must be [n] or [seeds, n], got shape {tuple(values.shape)}")
+    return torch.stack([_check_scores(row, f"{name}, seed {i}") for i, row in enumerate(values)])
+
+
+def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
+                                resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
+                                seed: int = 0) -> dict:
+    """Spearman(a) - Spearman(b) on the same pairs and its paired bootstrap interval (each
+    resample draws the same pairs for both systems, so what they share cancels).
+
+    ``predicted_a`` / ``predicted_b``: one run's predictions [n], or several seeds' [s, n]
+    (the same number for both): then the difference is the mean over seeds, each resample
+    averaging the seeds' differences on the same pairs. Returns ``{"delta", "low", "high",
+    "decided", "seeds", "per_seed"}``: ``decided`` is True when the interval excludes 0 (a
+    beats b when delta > 0) and every seed's difference has the sign of ``delta``."""
+    a = _as_runs(predicted_a, "predicted scores (a)")
+    b = _as_runs(predicted_b, "predicted scores (b)")
+    y = _check_scores(gold, "gold scores")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"a has {a.shape[0]} seeds but b has {b.shape[0]}")
+    for runs in (a, b):
+        _check_same_length(runs[0], y)
+    index = _resample_index(y.numel(), resamples, seed)
+    gold_ranks = _batched_average_ranks(y[index])
+    diffs = torch.zeros(resamples, dtype=torch.float64)
+    for run_a, run_b in zip(a, b):
+        diffs += (_batched_pearson(_batched_average_ranks(run_a[index]), gold_ranks)
+                  - _batched_pearson(_batched_average_ranks(run_b[index]), gold_ranks))
+    low, high = _interval(diffs / a.shape[0], level)
+    per_seed = [spearman(run_a, y) - spearman(run_b, y) for run_a, run_b in zip(a, b)]
+    delta = sum(per_seed) / len(per_seed)
+    same_sign = all(d * delta > 0 for d in per_seed)
+    return {"delta": delta, "low": low, "high": high,
+            "decided": (low > 0 or high < 0) and same_sign, "seeds": len(per_seed),
+            "per_seed": per_seed}

@@ -13,7 +13,11 @@ import torch
 from lacos_helpers import data
 from lacos_helpers.data.layout import STS_LANGS
 from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
-from lacos_helpers.evaluation.metrics import sts_metrics
+from lacos_helpers.evaluation.metrics import (
+    bootstrap_spearman,
+    paired_bootstrap_difference,
+    sts_metrics,
+)
 from lacos_helpers.evaluation.tables import METRICS, STSTable
 
 log = logging.getLogger(__name__)
@@ -101,11 +105,19 @@ def _table_from_pairs(pairs_by_label: Mapping[str, list], cache: EmbeddingCache,
     log.info("[eval] %s: %d rows (%s), %d pairs", title, len(pairs_by_label),
              ", ".join(pairs_by_label), len(all_pairs))
     cache.embed(data.sts_sentences(all_pairs))
-    rows = []
+    rows, scores = [], {}
     for label, pairs in pairs_by_label.items():
-        metrics = evaluate_sts(None, pairs, cache=cache)
-        rows.append({"lang": label, **metrics})
-    return STSTable(rows, title=title, meta=meta)
+        gold = _gold_scores(pairs)
+        predicted = cosine_scores(cache, pairs)
+        low, high = bootstrap_spearman(predicted, gold)
+        rows.append({"lang": label, **sts_metrics(predicted, gold), "spearman_low": low,
+                     "spearman_high": high})
+        scores[label] = (predicted, gold)
+    first = next(iter(pairs_by_label.values()))
+    meta = {**meta, "n_of": getattr(first, "total", len(first)),
+            "sample_seed": getattr(first, "sample_seed", None),
+            "interval": "95% percentile bootstrap, 1000 resamples"}
+    return STSTable(rows, title=title, meta=meta, scores=scores)
 
 
 def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "test",
@@ -113,8 +125,10 @@ def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "tes
               source: str | None = None, cache: EmbeddingCache | None = None,
               batch_size: int = 64, show_progress: bool = True) -> STSTable:
     """Monolingual STS-B (stsb_multi_mt) table: one row per language with Spearman, Pearson
-    (raw, in [-1, 1]) and n. ``limit``: first N pairs per language; ``source`` / ``data_dir``
-    as in :func:`data.load_sts`. Pass a ``cache`` to share embeddings with other tables."""
+    (raw, in [-1, 1]), n and the Spearman's 95% bootstrap interval. ``limit``: at most N pairs
+    per language, the same stratified sample in every language (:func:`data.load_sts`);
+    ``source`` / ``data_dir`` as there. Pass a ``cache`` to share embeddings with other
+    tables."""
     langs = _check_langs(langs, STS_LANGS)
     cache = _as_cache(encoder, cache, batch_size, show_progress)
     pairs = {lang: data.read_sts(lang, split, limit, source=source, data_dir=data_dir)
@@ -166,7 +180,10 @@ def crosslingual_matrix(encoder, langs: str | Sequence[str] = STS_LANGS,
 def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", *,
                    labels: tuple[str, str] = ("before", "after"), title: str = "") -> STSTable:
     """Before/after table: columns lang, ``labels[0]``, ``labels[1]``, delta (= after - before,
-    raw) and n, for ``metric``; both tables must cover the same rows with the same n."""
+    raw) and n, for ``metric``; both tables must cover the same rows with the same n. When
+    both tables hold their per-pair scores (tables from :func:`sts_table` /
+    :func:`crosslingual_table`) and the metric is Spearman, the delta gets a paired bootstrap
+    95% interval (``delta_low``, ``delta_high``) and ``decided`` (the interval excludes 0)."""
     if before.labels != after.labels:
         raise ValueError(f"tables cover different rows: {before.labels} vs {after.labels}")
     if len(set(labels)) != 2 or "delta" in labels:
@@ -179,7 +196,23 @@ def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", 
                              "compare on the same pairs")
         if metric not in b or metric not in a:
             raise KeyError(f"metric {metric!r} missing; columns: {before.columns}")
-        rows.append({"lang": label, labels[0]: b[metric], labels[1]: a[metric],
-                     "delta": a[metric] - b[metric], **({"n": a["n"]} if "n" in a else {})})
+        row = {"lang": label, labels[0]: b[metric], labels[1]: a[metric],
+               "delta": a[metric] - b[metric]}
+        paired = _paired(before, after, label) if metric == "spearman" else None
+        if paired is not None:
+            row.update(delta_low=paired["low"], delta_high=paired["high"],
+                       decided=paired["decided"])
+        rows.append({**row, **({"n": a["n"]} if "n" in a else {})})
     return STSTable(rows, title=title or f"{metric}: {labels[0]} vs {labels[1]}",
-                    score_columns=(*labels, "delta"), primary=labels[1])
+                    score_columns=(*labels, "delta"), primary=labels[1],
+                    meta={"interval": "95% paired bootstrap, 1000 resamples"})
+
+
+def _paired(before: STSTable, after: STSTable, label: str) -> dict | None:
+    """Paired bootstrap of after - before on the same pairs (None without per-pair scores)."""
+    if label not in before.scores or label not in after.scores:
+        return None
+    (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
+    if not torch.equal(gold_a, gold_b):
+        raise ValueError(f"row {label!r}: the two tables scored different pairs")
+    return paired_bootstrap_difference(pred_a, pred_b, gold_a)

@@ -40,8 +40,10 @@ class STSTable:
 
     def __init__(self, rows: Iterable[Mapping], *, title: str = "",
                  score_columns: Sequence[str] = METRICS, primary: str = "spearman",
-                 meta: Mapping | None = None):
+                 meta: Mapping | None = None, scores: Mapping | None = None):
         self.rows = [dict(r) for r in rows]
+        # per-row (predicted, gold) scores: what a paired comparison resamples (not saved)
+        self.scores = dict(scores or {})
         if not self.rows:
             raise ValueError("an STSTable needs at least one row")
         self.columns = list(self.rows[0])
@@ -91,25 +93,56 @@ class STSTable:
         key = self.columns[0]
         return {str(r[key]): {c: v for c, v in r.items() if c != key} for r in self.rows}
 
+    @property
+    def shown_columns(self) -> list[str]:
+        """Columns of the markdown: an interval (``<c>_low`` / ``<c>_high``) is shown inside
+        its column ``<c>``, not on its own."""
+        return [c for c in self.columns if not self._is_interval_bound(c)]
+
+    def _is_interval_bound(self, column: str) -> bool:
+        base, _, end = column.rpartition("_")
+        return end in ("low", "high") and base in self.columns
+
+    def _cell(self, row: Mapping, column: str) -> str:
+        text = _format_cell(row[column], column in self.score_columns, column == "delta")
+        low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+        if isinstance(low, float) and isinstance(high, float) and column in self.score_columns:
+            signed = column == "delta"
+            text += f" [{_format_cell(low, True, signed)}, {_format_cell(high, True, signed)}]"
+        if isinstance(row[column], bool):
+            text = "yes" if row[column] else "no"
+        return text
+
     def _cells(self, with_mean: bool) -> list[list[str]]:
-        body = [[_format_cell(r[c], c in self.score_columns, c == "delta") for c in self.columns]
-                for r in self.rows]
+        shown = self.shown_columns
+        body = [[self._cell(r, c) for c in shown] for r in self.rows]
         if with_mean and self.score_columns:
             body.append(["**mean**" if c == self.columns[0] else
                          _format_cell(self.mean(c), True, c == "delta")
-                         if c in self.score_columns else "" for c in self.columns])
+                         if c in self.score_columns else "" for c in shown])
         return body
 
+    def caption(self) -> str:
+        """The title, with the sample and interval the rows were computed on when known."""
+        notes = []
+        if self.meta.get("sample_seed") is not None:
+            notes.append(f"n of {self.meta['n_of']} pairs, sample stratified by gold score, "
+                         f"seed {self.meta['sample_seed']}")
+        if self.meta.get("interval"):
+            notes.append(f"[brackets]: {self.meta['interval']}")
+        return self.title + (f" ({'; '.join(notes)})" if notes else "")
+
     def to_markdown(self, with_mean: bool = True) -> str:
-        """Markdown table, scores x100 with 2 decimals, plus a mean row; title as a caption."""
-        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.columns]
+        """Markdown table, scores x100 with 2 decimals (intervals in brackets), plus a mean row;
+        the title (with sample and interval) as a caption."""
+        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.shown_columns]
         cells = [header] + self._cells(with_mean and len(self.rows) > 1)
         widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         lines = ["| " + " | ".join(s.ljust(w) for s, w in zip(row, widths)) + " |"
                  for row in cells]
         lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2)
                                        for i, w in enumerate(widths)) + "|")
-        caption = f"**{self.title}**\n\n" if self.title else ""
+        caption = f"**{self.caption()}**\n\n" if self.title else ""
         return caption + "\n".join(lines) + "\n"
 
     def to_csv(self, path: str | os.PathLike) -> Path:
