@@ -3,6 +3,7 @@
     python -m lacos_helpers train --profile cpu --out runs/cpu      # the full recipe, resumable
     python -m lacos_helpers evaluate --run runs/cpu                 # trained encoder
     python -m lacos_helpers evaluate --run runs/cpu --baseline      # untrained backbone
+    python -m lacos_helpers export --run runs/cpu --out models/lacos-cpu   # sentence-transformers
     python -m lacos_helpers rehearse --shape bloom-7b1                     # BLOOM's sizes, random
     python -m lacos_helpers profiles | env | course ...
 """
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     from lacos_helpers.rehearsal import run as rehearsal
 
     rehearsal.add_parser(sub)
+    from lacos_helpers.export import cli as export_cli
+
+    export_cli.add_parser(sub)
     args = parser.parse_args(argv)
     runtime.show_logs()
     if args.command == "env":
@@ -207,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_command(args)
     if args.command == "rehearse":
         return rehearsal.run(args)
+    if args.command == "export":
+        return export_cli.run(args)
     from lacos_helpers.course import runner
 
     return runner.main(args.rest)

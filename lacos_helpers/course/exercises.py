@@ -174,3 +174,59 @@ def check_last_token_pool(fn: Callable) -> bool:
         assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the mask to "
                                            "find the last position where it is 1")
     return _ok("Exercise 3.2: last-token pooling")
+
+
+def _mrr_cases(seed: int = 6):
+    """``(ids [q, k], relevant sets)``: first-rank hits, later hits, misses, two relevant ids."""
+    g = torch.Generator().manual_seed(seed)
+    for q, k in ((24, 10), (7, 3), (1, 5)):
+        ids = torch.stack([torch.randperm(60, generator=g)[:k] for _ in range(q)])
+        relevant = []
+        for i, row in enumerate(ids.tolist()):
+            kind = i % 4
+            if kind == 0:
+                relevant.append({row[0]})                       # found first
+            elif kind == 1:
+                relevant.append({row[-1]})                      # found last
+            elif kind == 2:
+                relevant.append({100 + i})                      # not found
+            else:
+                relevant.append({row[min(2, k - 1)], 100 + i})  # two relevant, one found
+        yield ids, relevant, k
+
+
+def check_mrr(fn: Callable) -> bool:
+    """Exercise 6.1: ``fn(ids [q, k], relevant: list[set[int]]) -> float``, MRR@k: the mean
+    over queries of 1 / (1-based rank of the first relevant id in the row), 0 when none."""
+    from lacos_helpers.evaluation.retrieval import retrieval_metrics
+
+    for ids, relevant, k in _mrr_cases():
+        got = float(fn(ids, relevant))
+        want = retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
+        assert abs(got - want) < 1e-9, (
+            f"MRR {got:.4f}, expected {want:.4f} ({len(ids)} queries, k={k}): ranks start at "
+            "1, a query with no relevant id in its row adds 0, and with several relevant ids "
+            "the first one found counts")
+    return _ok("Exercise 6.1: MRR@k")
+
+
+def check_bitext_accuracy(fn: Callable) -> bool:
+    """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
+    accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
+    in ``gold[i]``."""
+    from lacos_helpers.evaluation.retrieval import bitext_accuracy
+
+    g = torch.Generator().manual_seed(7)
+    for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
+        target = torch.nn.functional.normalize(torch.randn(m, 16, generator=g), dim=1)
+        pick = torch.randperm(m, generator=g)[:n]
+        source = torch.nn.functional.normalize(
+            target[pick] + noise * torch.randn(n, 16, generator=g), dim=1)
+        gold = [{int(j)} for j in pick]
+        got = float(fn(source, target, gold))
+        want = bitext_accuracy(source, target, gold)
+        assert abs(got - want) < 1e-9, (
+            f"accuracy {got:.4f}, expected {want:.4f} (n={n}, m={m}): score every target for "
+            "each source row (source @ target.T), take the argmax over targets (dim=1) and "
+            "check it is in that row's gold set")
+    return _ok("Exercise 6.2: bitext accuracy@1")

@@ -249,6 +249,99 @@ def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 5
     return fig
 
 
+# --------------------------------------------------------------------- chapter 6: using them
+
+def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str,
+                      title: str = "", *, percent: bool = True):
+    """Bars of several metrics (x axis) for several models (one colour each):
+    ``{model: {metric: value}}``, e.g. recall@1 / recall@10 / MRR@10 untrained vs trained.
+    ``percent``: values in [0, 1] are shown x100."""
+    if not values:
+        raise ValueError("plot_grouped_bars needs at least one model")
+    models = list(values)
+    metrics = list(dict.fromkeys(m for row in values.values() for m in row))
+    scale = 100.0 if percent else 1.0
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(metrics) + 2), 3.2))
+    for i, model in enumerate(models):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
+        ys = [scale * values[model].get(m, float("nan")) for m in metrics]
+        bars = ax.bar(xs, ys, width, label=model, color=f"C{i}")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel(ylabel + (" x100" if percent else ""))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall_speed(curves: Mapping[str, Sequence[tuple[str, float, float]]],
+                      title: str = "Approximate search: recall against the exact index", *,
+                      recall_label: str = "neighbour recall@10", exact_qps: float | None = None):
+    """Recall (y, 0-1) vs queries per second (x, log scale) of approximate indexes, one line
+    per index kind: ``{kind: [(setting label, recall, queries/s), ...]}`` (e.g. IVF over
+    ``nprobe``, HNSW over ``efSearch``), each point labelled with its setting; ``exact_qps``
+    draws the exact index's speed (recall 1 by definition) as a dashed line."""
+    if not curves:
+        raise ValueError("plot_recall_speed needs at least one curve")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (kind, points) in enumerate(curves.items()):
+        if not points:
+            continue
+        labels, recall, speed = zip(*points)
+        ax.plot(speed, recall, marker="o", color=f"C{i}", label=kind)
+        for text, y, x in zip(labels, recall, speed):
+            ax.annotate(str(text), (x, y), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7, color=f"C{i}")
+    if exact_qps is not None:
+        ax.axvline(exact_qps, color="grey", ls="--", lw=1, label="exact index")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per second (log scale)")
+    ax.set_ylabel(recall_label)
+    ax.set_ylim(top=1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_projections(points: Mapping[str, object], colour_by: Mapping[str, Sequence[str]],
+                     title: str = "Embeddings in 2-D (PCA)", *, max_legend: int = 12):
+    """Scatter plots of 2-D projections [n, 2]: one row per embedding model
+    (``{"untrained": xy, "trained": xy}``), one column per labelling
+    (``{"genre": labels, "language": langs}``, each of length n)."""
+    if not points or not colour_by:
+        raise ValueError("plot_projections needs projections and at least one labelling")
+    models, kinds = list(points), list(colour_by)
+    fig, axes = plt.subplots(len(models), len(kinds), squeeze=False,
+                             figsize=(4.2 * len(kinds), 3.6 * len(models)))
+    for r, model in enumerate(models):
+        xy = points[model]
+        xy = xy.detach().cpu().numpy() if hasattr(xy, "detach") else xy
+        for c, kind in enumerate(kinds):
+            labels = list(colour_by[kind])
+            if len(labels) != len(xy):
+                raise ValueError(f"{kind}: {len(labels)} labels for {len(xy)} points")
+            ax = axes[r][c]
+            names = list(dict.fromkeys(labels))
+            cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+            for i, name in enumerate(names):
+                chosen = [j for j, x in enumerate(labels) if x == name]
+                ax.scatter(xy[chosen, 0], xy[chosen, 1], s=6, alpha=0.55, color=cmap(i % 20),
+                           edgecolors="none", label=name)
+            ax.set_title(f"{model}: coloured by {kind}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if len(names) <= max_legend:
+                ax.legend(fontsize=7, markerscale=2, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 MEMORY_PARTS = (("weights", ("weights_int8", "weights_scales", "weights_float")),
                 ("LoRA + gradients + optimizer", ("lora", "gradients", "optimizer")),
                 ("activations", ("activations",)),
@@ -320,4 +413,40 @@ def plot_memory_check(records: Sequence[Mapping], title: str = "Memory model vs 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=6)
     fig.tight_layout()
+    return fig
+
+
+def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
+                  title: str = "Bitext mining accuracy@1", *, xlabel: str = "searched language",
+                  ylabel: str = "query language", label: str = "accuracy@1 x100"):
+    """Side-by-side heatmaps on one colour scale (0-100) of ``{model: {(row, column): value in
+    [0, 1]}}``, annotated x100; missing cells (the diagonal) stay blank."""
+    import numpy as np
+
+    if not matrices:
+        raise ValueError("plot_heatmaps needs at least one matrix")
+    grids = {}
+    for name, cells in matrices.items():
+        labels = list(dict.fromkeys(x for key in cells for x in key))
+        grid = [[float(cells.get((a, b), float("nan"))) for b in labels] for a in labels]
+        grids[name] = (labels, labels, grid)
+    size = max(len(cols) for _, cols, _ in grids.values())
+    fig, axes = plt.subplots(1, len(grids), squeeze=False, layout="constrained",
+                             figsize=(len(grids) * (1.5 + 0.55 * size) + 1.2, 1.6 + 0.5 * size))
+    image = None
+    for ax, (name, (rows, cols, grid)) in zip(axes[0], grids.items()):
+        values = 100 * np.array(grid, dtype=float)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100,
+                          aspect="auto")
+        ax.set_xticks(range(len(cols)), cols)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        for (r, c), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 50 else "black")
+        ax.set_title(name, fontsize=10)
+    fig.colorbar(image, ax=list(axes[0]), label=label)
+    fig.suptitle(title)
     return fig

@@ -1,0 +1,49 @@
+"""A trained run as a model other tools load: a sentence-transformers folder with a model card.
+
+``backbone`` (LoRA folded into float weights, 8-bit layers dequantized), ``folder`` (the
+sentence-transformers configuration files, pooling names), ``card`` (the model card),
+``st_model`` (:func:`export_run`: write, load back with sentence-transformers, compare), ``cli``
+(``python -m lacos_helpers export``).
+"""
+
+from lacos_helpers.export.backbone import float_backbone
+from lacos_helpers.export.card import model_card, run_eval_tables
+from lacos_helpers.export.cli import add_parser, run
+from lacos_helpers.export.folder import ST_POOLING, UnsupportedPoolingError, st_pooling_mode
+from lacos_helpers.export.st_model import (
+    EXPORT_MODES,
+    EXPORT_PADDING_SIDE,
+    PARITY_TOLERANCE,
+    PROBE_SENTENCES,
+    ExportError,
+    ExportResult,
+    adapter_export_problem,
+    adapter_load_error,
+    check_adapter_export,
+    export_encoder,
+    export_run,
+    st_encode,
+)
+
+__all__ = [
+    "EXPORT_MODES",
+    "EXPORT_PADDING_SIDE",
+    "PARITY_TOLERANCE",
+    "PROBE_SENTENCES",
+    "ST_POOLING",
+    "ExportError",
+    "ExportResult",
+    "UnsupportedPoolingError",
+    "adapter_export_problem",
+    "adapter_load_error",
+    "add_parser",
+    "check_adapter_export",
+    "export_encoder",
+    "export_run",
+    "float_backbone",
+    "model_card",
+    "run",
+    "run_eval_tables",
+    "st_encode",
+    "st_pooling_mode",
+]

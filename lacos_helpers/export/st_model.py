@@ -1,0 +1,355 @@
+"""A trained run as a sentence-transformers model folder, checked against the run's encoder.
+
+``export_run(run, out, mode="merged")`` writes a folder that ``SentenceTransformer(out)`` loads
+with nothing of this package installed:
+
+- the backbone in float32 with LoRA folded into the dequantized 8-bit weights
+  (:func:`lacos_helpers.export.backbone.float_backbone`);
+- a ``Pooling`` module with the run's pooling and a ``Normalize`` module (our ``encode``
+  returns unit vectors, so cosine = dot product);
+- the tokenizer with **right padding**. Our encoder passes decoders position ids counted from
+  the first real token; sentence-transformers passes none, so under left padding the model
+  numbers the padding too. Neither BLOOM's ALiBi (built from the attention mask) nor Gemma's
+  rotary positions (attention sees only position *differences*) change under such a shift, so
+  sentence-transformers 6 agrees with either side; but older versions (Colab ships 5.7) count
+  the weighted mean's weights from position 0, older last-token poolings assume right padding,
+  and decoders with absolute position embeddings do see the shift. With right padding the
+  first real token is position 0 everywhere, and every version computes what ours does;
+- a model card (``README.md``) and ``lacos_export.json``: recipe, STS tables of the run, and the
+  largest difference between ``SentenceTransformer(out).encode`` and the run's encoder on
+  probe sentences (measured when sentence-transformers is installed).
+
+``mode="adapter"`` keeps them apart: the float base in ``out/base`` and the peft adapter in
+``out``; sentence-transformers loads it through transformers' peft integration
+(``load_adapter``). The export loads it back the same way and refuses, naming the versions,
+when that fails (:func:`adapter_load_error`).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lacos_helpers.export.backbone import float_backbone
+from lacos_helpers.export.card import model_card, run_eval_tables
+from lacos_helpers.export.folder import st_pooling_mode, write_st_files
+
+log = logging.getLogger(__name__)
+
+EXPORT_MODES = ("merged", "adapter")
+RECORD_FILE = "lacos_export.json"
+EXPORT_PADDING_SIDE = "right"
+PARITY_TOLERANCE = 1e-4  # max abs difference per embedding component (unit vectors)
+
+# Sentences of different lengths and scripts, one longer than any max_length (truncation):
+# batches of them are padded, so the parity check covers padding and truncation.
+PROBE_SENTENCES = (
+    "A man is playing a guitar.",
+    "Ein Mann spielt Gitarre.",
+    "Un homme joue de la guitare sur la scène devant un public nombreux.",
+    "Dos perros corren por el campo.",
+    "Кошка спит на диване.",
+    "一个女人正在切洋葱。",
+    "The stock market fell sharply on Monday after the central bank raised interest rates "
+    "for the third time this year, surprising analysts who had expected a pause, and the "
+    "losses spread from banks to technology companies, retailers and energy producers within "
+    "the first hour of trading in New York, London and Frankfurt." * 2,
+    "Yes.",
+)
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be made (the message says why and what to do instead)."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_run` wrote: ``folder``, ``mode``, the pooling (ours and
+    sentence-transformers'), ``max_abs_diff`` between sentence-transformers and the run's
+    encoder on ``probe_count`` sentences (None when sentence-transformers is not installed),
+    whether that difference is expected to be float rounding only (``exact_compute``)."""
+
+    folder: Path
+    mode: str
+    run: str
+    pooling: str
+    st_pooling: str
+    normalize: bool
+    max_seq_length: int
+    padding_side: str
+    exact_compute: bool
+    max_abs_diff: float | None = None
+    probe_count: int = 0
+    checked_with: str | None = None
+    versions: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["folder"] = str(self.folder)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# what can be exported
+# --------------------------------------------------------------------------------------------
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def integration_peft_version() -> str | None:
+    """The peft version transformers' peft integration names as its minimum
+    (``MIN_PEFT_VERSION``; None if it names none). In transformers 5.25 ``add_adapter`` and
+    ``set_adapter`` check it, ``load_adapter`` (what loading an adapter folder uses) does not."""
+    try:
+        from transformers.integrations import peft as hf_peft
+    except ImportError:  # pragma: no cover - transformers without the integration
+        return None
+    return getattr(hf_peft, "MIN_PEFT_VERSION", None)
+
+
+def adapter_export_problem() -> str | None:
+    """Why an adapter export cannot work here, known before trying (None: try it; the export
+    then loads the folder with sentence-transformers and refuses if that fails)."""
+    if _version("peft") is None:
+        return "peft is not installed (sentence-transformers loads an adapter folder with peft)"
+    return None
+
+
+def check_adapter_export() -> None:
+    """Raise :class:`ExportError` when :func:`adapter_export_problem` names a problem."""
+    problem = adapter_export_problem()
+    if problem:
+        raise ExportError(f"--adapter export refused: {problem}. Export with --merged (LoRA "
+                          "folded into the float weights: needs no peft) or install peft.")
+
+
+def adapter_load_error(exc: Exception) -> ExportError:
+    """The refusal when sentence-transformers could not load the adapter folder just written:
+    its error, the versions involved, what to do instead."""
+    needed = integration_peft_version()
+    peft_version = _version("peft")
+    hint = (f"; transformers' peft integration asks for peft >= {needed}"
+            if needed and peft_version and _version_tuple(peft_version) < _version_tuple(needed)
+            else "")
+    return ExportError(
+        f"--adapter export refused: sentence-transformers {_version('sentence-transformers')} "
+        f"could not load the adapter folder with peft {peft_version} and transformers "
+        f"{_version('transformers')}{hint} ({type(exc).__name__}: {exc}). Export with --merged "
+        "(LoRA folded into the float weights: needs no peft) or upgrade peft; nothing was kept.")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def exact_compute(cfg) -> bool:
+    """Whether the float export computes what the run's encoder computes (up to rounding):
+    a float base, or 8-bit storage with weight-only compute. LLM.int8 (ours with
+    ``compute="int8"``, bitsandbytes) also rounds activations to int8, which a float model
+    does not."""
+    return cfg.quant.backend == "none" or (cfg.quant.backend == "lacos"
+                                          and cfg.quant.compute == "dequantize")
+
+
+# --------------------------------------------------------------------------------------------
+# the export
+# --------------------------------------------------------------------------------------------
+
+def _export_tokenizer(tokenizer, max_length: int):
+    """A copy of ``tokenizer`` that pads on the right and says so in its saved config."""
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = EXPORT_PADDING_SIDE
+    tok.init_kwargs["padding_side"] = EXPORT_PADDING_SIDE
+    tok.model_max_length = int(max_length)
+    return tok
+
+
+def _prepare_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} is not empty: choose a new folder or pass overwrite=True "
+                          "(CLI: --overwrite)")
+
+
+def _versions() -> dict[str, str]:
+    from lacos_helpers import __version__
+
+    names = ("sentence_transformers", "transformers", "torch", "peft")
+    found = {name: _version(name.replace("_", "-")) for name in names}
+    return {"lacos_helpers": __version__, **{k: v for k, v in found.items() if v}}
+
+
+def st_encode(folder: str | os.PathLike, sentences, batch_size: int = 32) -> torch.Tensor:
+    """``SentenceTransformer(folder).encode(sentences)`` on the CPU -> float32 [n, d]."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
+    out = model.encode(list(sentences), batch_size=batch_size, convert_to_tensor=True,
+                       show_progress_bar=False)
+    return out.detach().float().cpu()
+
+
+def parity(folder: Path, reference: torch.Tensor, sentences) -> tuple[float | None, str | None]:
+    """Largest |difference| between sentence-transformers' embeddings of ``sentences`` from
+    ``folder`` and ``reference`` [n, d]; (None, None) when sentence-transformers is missing."""
+    version = _version("sentence-transformers")
+    if version is None:
+        log.warning("[export] sentence-transformers is not installed: the folder was not "
+                    "loaded back to check it (pip install sentence-transformers)")
+        return None, None
+    theirs = st_encode(folder, sentences)
+    if theirs.shape != reference.shape:
+        raise ExportError(f"sentence-transformers returned {tuple(theirs.shape)} for "
+                          f"{tuple(reference.shape)} reference embeddings")
+    return float((theirs - reference).abs().max()), f"sentence-transformers {version}"
+
+
+def _check_parity(result: ExportResult) -> None:
+    if result.max_abs_diff is None:
+        return
+    if result.exact_compute and result.max_abs_diff > PARITY_TOLERANCE:
+        raise ExportError(
+            f"the exported model differs from the run's encoder by up to "
+            f"{result.max_abs_diff:.2e} (> {PARITY_TOLERANCE:g}) on {result.probe_count} probe "
+            "sentences; nothing was kept. Please report this with the run's run.json.")
+    if not result.exact_compute:
+        log.warning("[export] LLM.int8 runs compute with int8 activations; the float export "
+                    "differs from the run's encoder by up to %.2e per component",
+                    result.max_abs_diff)
+
+
+ADAPTER_BASE_DIR = "base"
+
+
+def write_adapter_folder(encoder, folder: str | os.PathLike) -> Path:
+    """The ``--adapter`` layout: the peft adapter (``adapter_config.json``,
+    ``adapter_model.safetensors``) and the tokenizer in ``folder``, the float32 base (8-bit
+    weights dequantized, no LoRA) in ``folder/base``, which the adapter config names as its
+    ``base_model_name_or_path`` (an absolute path: edit it after moving the folder). Converts
+    the encoder's backbone in place. Returns ``folder``."""
+    from lacos_helpers import lora
+
+    folder = Path(folder)
+    backbone = encoder.backbone
+    lora.save_adapter(backbone, folder)
+    set_adapter_base(folder, folder / ADAPTER_BASE_DIR)
+    float_backbone(backbone, merge=False)
+    backbone.save_pretrained(str(folder / ADAPTER_BASE_DIR), safe_serialization=True)
+    _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
+    return folder
+
+
+def set_adapter_base(folder: str | os.PathLike, base: str | os.PathLike) -> None:
+    """Point the adapter config of ``folder`` at the base model folder ``base`` (absolute)."""
+    from lacos_helpers.lora import ADAPTER_CONFIG_NAME
+
+    path = Path(folder) / ADAPTER_CONFIG_NAME
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = str(Path(base).resolve())
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def write_merged_folder(encoder, folder: str | os.PathLike) -> Path:
+    """The ``--merged`` layout: the float32 backbone with LoRA folded in and the tokenizer
+    (right padding) in ``folder``. Converts the encoder's backbone in place."""
+    folder = Path(folder)
+    float_backbone(encoder.backbone, merge=True)
+    encoder.backbone.save_pretrained(str(folder), safe_serialization=True)
+    _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
+    return folder
+
+
+def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
+                   mode: str = "merged", normalize: bool = True, overwrite: bool = False,
+                   probe_sentences=PROBE_SENTENCES, run_record: dict | None = None
+                   ) -> ExportResult:
+    """Write ``encoder`` (a trained :class:`~lacos_helpers.encoder.SiameseEncoder`; its
+    backbone is converted **in place**, so do not use it afterwards) as a sentence-transformers
+    folder ``out`` and check it (see the module docstring). ``cfg`` (its RunConfig) and
+    ``run_dir`` feed the model card. Raises :class:`ExportError` (folder not empty, adapter
+    mode unsupported here, parity check failed) or
+    :class:`~lacos_helpers.export.folder.UnsupportedPoolingError`; nothing is left in ``out``
+    when it fails."""
+    if mode not in EXPORT_MODES:
+        raise ValueError(f"unknown export mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
+    st_mode = st_pooling_mode(encoder.pooling)  # refuse before any work
+    if mode == "adapter":
+        check_adapter_export()
+    out = Path(out)
+    _prepare_target(out, overwrite)
+    probes = list(probe_sentences)
+    reference = encoder.encode(probes, normalize=normalize, show_progress=False)
+    result = ExportResult(
+        folder=out, mode=mode, run=str(run_dir or ""), pooling=encoder.pooling,
+        st_pooling=st_mode, normalize=normalize, max_seq_length=encoder.max_length,
+        padding_side=EXPORT_PADDING_SIDE, probe_count=len(probes), versions=_versions(),
+        exact_compute=True if cfg is None else exact_compute(cfg))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (write_merged_folder if mode == "merged" else write_adapter_folder)(encoder, tmp)
+        write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
+                       max_seq_length=encoder.max_length, normalize=normalize,
+                       versions=result.versions)
+        if probes:
+            try:
+                result.max_abs_diff, result.checked_with = parity(tmp, reference, probes)
+            except Exception as exc:  # loading failed: say why, in the export's terms
+                if mode == "adapter":
+                    raise adapter_load_error(exc) from exc
+                raise
+        _check_parity(result)
+        if mode == "adapter":  # checked in the temporary folder: now name the final one
+            set_adapter_base(tmp, out / ADAPTER_BASE_DIR)
+        tables = run_eval_tables(run_dir) if run_dir is not None else {}
+        (tmp / "README.md").write_text(model_card(result, cfg, tables, run_record),
+                                       encoding="utf-8")
+        record = {**result.to_dict(), "folder": str(out)}
+        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("[export] %s model written to %s (pooling %s%s; parity %s)", mode, out,
+             result.st_pooling, " + normalize" if normalize else "",
+             "not checked" if result.max_abs_diff is None else
+             f"max |diff| {result.max_abs_diff:.1e} with {result.checked_with}")
+    return result
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, mode: str = "merged",
+               normalize: bool = True, overwrite: bool = False,
+               probe_sentences=PROBE_SENTENCES) -> ExportResult:
+    """Export the trained encoder of ``run_dir`` (final adapter, else its latest checkpoint) as
+    a sentence-transformers folder ``out``: see :func:`export_encoder`."""
+    from lacos_helpers import training
+
+    cfg = training.load_run_config(run_dir)
+    st_pooling_mode(cfg.encoder.pooling)  # refuse before loading the model
+    if mode == "adapter":
+        check_adapter_export()
+    encoder = training.load_encoder(run_dir)
+    return export_encoder(encoder, out, cfg=cfg, run_dir=run_dir, mode=mode,
+                          normalize=normalize, overwrite=overwrite,
+                          probe_sentences=probe_sentences,
+                          run_record=training.read_run(run_dir))
