@@ -6,6 +6,13 @@
     python -m lacos_helpers export --run runs/cpu --out models/lacos-cpu   # sentence-transformers
     python -m lacos_helpers rehearse --shape bloom-7b1                     # BLOOM's sizes, random
     python -m lacos_helpers profiles | env | course ...
+
+``train`` on several processes (data parallel, negatives gathered from every process; the global
+batch ``--batch-size`` is split between them):
+
+    torchrun --nproc-per-node 4 -m lacos_helpers train --profile colab --out runs/ddp
+    accelerate launch --multi_gpu --num_processes 4 -m lacos_helpers train --profile colab ...
+    torchrun --nproc-per-node 2 -m lacos_helpers train --profile ci --out runs/ci2   # CPU, gloo
 """
 
 from __future__ import annotations
@@ -48,6 +55,10 @@ TRAIN_OPTIONS = (
     ("--seed", "seed", dict(type=int)),
     ("--eval-every", "train.eval_every", dict(type=int, help="STS-B en dev every N steps")),
     ("--checkpoint-every", "train.checkpoint_every", dict(type=int)),
+    # issue 16: GradCache
+    ("--cache-chunk", "train.cache_chunk", dict(type=int, help="GradCache: embed the batch in "
+                                                "chunks of N triplets (same gradients, memory "
+                                                "of N, one extra forward)")),
 )
 TRAIN_SWITCHES = (  # store_true flags: (flag, path, value when given, help)
     ("--no-hard-negatives", "train.hard_negatives", False, "MNR without the contradiction"),
@@ -88,24 +99,47 @@ def train_config(args) -> config.RunConfig:
 
 def train_command(args) -> int:
     """Load data and model for the configuration, train (resuming if possible), evaluate STS-B
-    en dev before and after, write ``train_summary.json`` into the run directory."""
+    en dev before and after, write ``train_summary.json`` into the run directory.
+
+    Launched by torchrun / ``accelerate launch`` as one of several processes (issue 16): the
+    processes join one group, train data-parallel (:class:`DistributedTrainer`) and only rank
+    0 prints, evaluates the untrained model and writes."""
+    from lacos_helpers.training import distributed
+
+    info = distributed.init_process_group()
+    code = _train(args, info)  # on an error the process exits and the launcher stops the rest
+    distributed.shutdown()
+    return code
+
+
+def _train(args, info) -> int:
     from lacos_helpers import data, training
     from lacos_helpers.evaluation import evaluate_sts
+    from lacos_helpers.training import distributed
 
     cfg = train_config(args)
+    if info.is_distributed:
+        cfg = cfg.replace(model={"device": distributed.process_device(info)})
+        if not info.is_main:  # one copy of the log lines, from rank 0
+            logging.getLogger(runtime.PACKAGE_LOGGER).setLevel(logging.WARNING)
     runtime.seed_everything(cfg.seed)
     data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
-    print(cfg.summary())
+    if info.is_main:
+        print(cfg.summary())
+        if info.is_distributed:
+            print(f"{info.world_size} processes: {cfg.train.batch_size // info.world_size} of "
+                  f"the {cfg.train.batch_size} triplets of each global batch per process")
     out = Path(args.out)
-    triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                      seed=cfg.seed, source=cfg.data.source,
-                                      split=cfg.data.nli_split)
-    dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit)
-    encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
+    with distributed.main_process_first():  # rank 0 fills the caches (data, tokenizer) first
+        triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
+                                          seed=cfg.seed, source=cfg.data.source,
+                                          split=cfg.data.nli_split)
+        dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit)
+        encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() and \
         not args.no_resume else {}
-    if "dev_spearman_before" not in summary:
+    if "dev_spearman_before" not in summary and info.is_main:
         before = evaluate_sts(encoder, dev, batch_size=cfg.eval.batch_size)
         summary["dev_spearman_before"] = before["spearman"]
         _write_summary(summary_path, summary)  # a resumed run skips this evaluation
@@ -113,13 +147,20 @@ def train_command(args) -> int:
     if cfg.train.eval_every is None:
         cfg = cfg.replace(train={"eval_every": cfg.train.steps})
     t0 = time.perf_counter()
-    result = training.train(cfg, encoder, triplets, out_dir=out, dev_pairs=dev,
-                            resume=not args.no_resume)
+    if info.is_distributed:
+        result = training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
+                                             resume=not args.no_resume).run()
+    else:
+        result = training.train(cfg, encoder, triplets, out_dir=out, dev_pairs=dev,
+                                resume=not args.no_resume)
+    if not info.is_main:
+        return 0
     evals = result.evals
     t = result.config.train
     summary.update({
         "profile": cfg.name, "steps": result.step, "triplets": result.n_triplets,
         "pairs_seen": result.step * t.batch_size * t.grad_accum,
+        "processes": info.world_size,
         "train_seconds_this_session": round(time.perf_counter() - t0, 1),
         "dev_spearman_after": evals[-1]["spearman"] if evals else None,
         "final_loss": result.losses[-1] if result.losses else None,

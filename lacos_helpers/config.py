@@ -153,7 +153,10 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     weight_decay: float = 0.0
     optimizer: str = "adam8bit"
-    gradient_checkpointing: bool = False
+    # memory/time trade-offs that train the same model: activations recomputed in backward;
+    # GradCache (embed the batch in chunks of this many triplets, gradients as plain MNR)
+    gradient_checkpointing: bool = _not_recipe(False)
+    cache_chunk: int | None = _not_recipe(None)
     eval_every: int | None = _not_recipe(None)
     checkpoint_every: int | None = _not_recipe(None)
     keep_checkpoints: int = _not_recipe(2)
@@ -316,6 +319,7 @@ def check(cfg: RunConfig) -> None:
         raise ValueError(f"train.warmup_steps must be an int >= 0, got {t.warmup_steps!r}")
     _choice(t.schedule, SCHEDULES, "train.schedule")
     _positive_int(t.eval_every, "train.eval_every", allow_none=True)
+    _positive_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
     _positive_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)
     _positive_int(t.keep_checkpoints, "train.keep_checkpoints")
     _positive_int(cfg.eval.batch_size, "eval.batch_size")

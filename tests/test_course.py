@@ -27,6 +27,22 @@ def test_course_notebooks_exist_in_order():
     assert names == sorted(names)
 
 
+def markdown_prose_lines(source: str) -> list[str]:
+    """The lines of a markdown cell outside fenced code blocks (a shell comment is no heading)."""
+    lines, fenced = [], False
+    for line in source.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def test_fenced_code_is_not_prose():
+    assert markdown_prose_lines("# Title\n```bash\n# comment\n```\n# Second") == ["# Title",
+                                                                                    "# Second"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_conventions(path):
     nb = nbformat.read(path, as_version=4)
@@ -34,8 +50,8 @@ def test_notebook_conventions(path):
     first = nb.cells[0]
     assert first.cell_type == "markdown" and "colab-badge" in first.source and "binder" in \
         first.source.lower()
-    h1 = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
-          if line.startswith("# ")]
+    h1 = [line for c in nb.cells if c.cell_type == "markdown"
+          for line in markdown_prose_lines(c.source) if line.startswith("# ")]
     assert len(h1) == 1, f"one H1 per notebook, found {h1}"
     setup = nb.cells[1]
     assert "google.colab" in setup.source and "nbval-skip" in setup.metadata.get("tags", [])

@@ -1,16 +1,21 @@
 """Training: build the encoder (``build``), run the loop (``loop``: :class:`Trainer`,
 :func:`train`), the learning-rate schedule (``schedule``), mixed precision (``precision``),
-checkpoints (``checkpoints``) and run directories (``runs``: ``run.json``, logs, resume check).
+checkpoints (``checkpoints``) and run directories (``runs``: ``run.json``, logs, resume check);
+several processes (``distributed``: gathered negatives, :class:`DistributedTrainer`) and
+DeepSpeed ZeRO-3 (``zero``, imported on use: it needs the ``deepspeed`` extra).
 """
 
 from lacos_helpers.data.sampling import BatchPlan
 from lacos_helpers.training.build import build_encoder, load_encoder, quantize_backbone
 from lacos_helpers.training.checkpoints import latest_checkpoint
+from lacos_helpers.training.distributed import DistributedTrainer, GatheredMNRObjective
 from lacos_helpers.training.loop import (
+    MNRObjective,
     Trainer,
     TrainingDivergedError,
     TrainResult,
     batch_loss,
+    default_objective,
     train,
     usable_triplets,
 )
@@ -25,12 +30,16 @@ from lacos_helpers.training.schedule import lr_factor, make_scheduler
 
 __all__ = [
     "BatchPlan",
+    "DistributedTrainer",
+    "GatheredMNRObjective",
     "RunMismatchError",
     "TrainResult",
+    "MNRObjective",
     "Trainer",
     "TrainingDivergedError",
     "batch_loss",
     "build_encoder",
+    "default_objective",
     "latest_checkpoint",
     "load_encoder",
     "load_run_config",

@@ -13,6 +13,7 @@ uninterrupted run (the data order is a function of the step; the RNG state is re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -95,6 +96,35 @@ def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
                     symmetric=train.symmetric)
 
 
+class MNRObjective:
+    """How a micro-batch becomes gradients: the plain MNR loss of :func:`batch_loss`,
+    back-propagated at once. Other objectives (GradCache, embeddings gathered across processes)
+    implement the same method."""
+
+    def loss_and_backward(self, encoder, batch: Sequence, train: TrainConfig,
+                          backward: Callable[[torch.Tensor], None],
+                          forward_context: Callable = contextlib.nullcontext) -> float:
+        """Compute the loss of ``batch`` inside ``forward_context()`` (autocast on a GPU), call
+        ``backward(loss)`` outside it and return the loss (a non-finite loss is returned
+        before any backward)."""
+        with forward_context():
+            loss = batch_loss(encoder, batch, train)
+        if torch.isfinite(loss):
+            backward(loss)
+        return loss.item()
+
+
+def default_objective(train: TrainConfig):
+    """The objective of ``train`` on one process: plain MNR, or GradCache (cached MNR, same
+    gradients in chunks of ``train.cache_chunk`` triplets) when ``cache_chunk`` is set.
+    (issue 16: added for GradCache)"""
+    if train.cache_chunk:
+        from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective
+
+        return CachedMNRObjective(train.cache_chunk)
+    return MNRObjective()
+
+
 def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
@@ -110,17 +140,32 @@ class Trainer:
     ``dev_pairs``: STS pairs evaluated every ``train.eval_every`` steps and at the end.
     ``resume``: continue from ``out_dir``'s latest checkpoint if there is one (the run's recipe
     must match, else :class:`~lacos_helpers.training.runs.RunMismatchError`); False starts over.
+    ``objective``: how a micro-batch becomes gradients (default :func:`default_objective`:
+    :class:`MNRObjective`, or GradCache when ``train.cache_chunk`` is set).
+    ``rank`` / ``world_size``: this process's place among data-parallel processes: every
+    process walks the same global batches and takes its share (:meth:`local_batch`); only rank
+    0 writes the run directory. Distributed objectives average gradients in
+    :meth:`sync_gradients`.
     """
 
     def __init__(self, cfg: RunConfig, encoder, triplets: Sequence, out_dir: str | os.PathLike,
                  *, dev_pairs: Sequence | None = None, resume: bool = True,
-                 show_progress: bool = True, callbacks: Sequence[Callback] = ()):
+                 show_progress: bool = True, callbacks: Sequence[Callback] = (),
+                 objective=None, rank: int = 0, world_size: int = 1):
         self.cfg, self.train_cfg, self.encoder = cfg, cfg.train, encoder
         self.train_set = usable_triplets(triplets, cfg.train.hard_negatives)
         if cfg.train.eval_every and not dev_pairs:
             raise ValueError("train.eval_every is set but no dev_pairs were given")
         self.dev_pairs, self.resume, self.show_progress = dev_pairs, resume, show_progress
         self.callbacks = list(callbacks)
+        self.objective = objective or default_objective(cfg.train)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in range for world_size {world_size}")
+        if cfg.train.batch_size % world_size:
+            raise ValueError(f"train.batch_size {cfg.train.batch_size} (the global batch) must "
+                             f"be divisible by the {world_size} processes")
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
         self.out_dir = Path(out_dir)
         self.device = next(encoder.parameters()).device
         self.params = _trainable_parameters(encoder)
@@ -140,12 +185,15 @@ class Trainer:
     def prepare_run_dir(self) -> Path | None:
         """Create ``out_dir``, check that a run there has the same recipe, write ``run.json``;
         returns the checkpoint to resume from (None: start fresh)."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        record = runs.run_record(self.cfg, self.encoder, len(self.train_set))
+        record = runs.run_record(self.cfg, self.encoder, len(self.train_set),
+                                 world_size=self.world_size)
         checkpoint = checkpoints.latest_checkpoint(self.out_dir) if self.resume else None
         if checkpoint is not None:
             runs.check_resumable(self.out_dir, record)
-        elif not self.resume:
+        if not self.is_main:
+            return checkpoint
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None and not self.resume:
             checkpoints.clear_checkpoints(self.out_dir)
         runs.write_run(self.out_dir, record)
         save_run_tokenizer(self.cfg, self.encoder, self.out_dir)
@@ -169,6 +217,21 @@ class Trainer:
         log.info("[train] resumed from %s (step %d of %d)", checkpoint, self.step,
                  self.train_cfg.steps)
 
+    def local_batch(self, micro_batch: int) -> list:
+        """This process's share of global micro-batch ``micro_batch`` (all of it with one
+        process): the same global batches whatever the number of processes."""
+        batch = self.plan[micro_batch]
+        share = len(batch) // self.world_size
+        return batch[self.rank * share:(self.rank + 1) * share]
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        scaled = loss / self.train_cfg.grad_accum
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+
+    def sync_gradients(self) -> None:
+        """Called after the micro-batches' backward passes, before clipping: distributed
+        training averages the gradients of the processes here (one process: nothing)."""
+
     def train_step(self) -> dict:
         """One optimizer step (``grad_accum`` micro-batches); returns its log record."""
         t = self.train_cfg
@@ -176,17 +239,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for k in range(t.grad_accum):
-            batch = self.plan[self.step * t.grad_accum + k]
-            with autocast(self.device):
-                loss = batch_loss(self.encoder, batch, t)
-            if not torch.isfinite(loss):
+            batch = self.local_batch(self.step * t.grad_accum + k)
+            loss = self.objective.loss_and_backward(
+                self.encoder, batch, t, self._backward,
+                forward_context=lambda: autocast(self.device))
+            if not math.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"loss is {loss.item()} at step {self.step + 1}; training stopped. Last good "
+                    f"loss is {loss} at step {self.step + 1}; training stopped. Last good "
                     f"checkpoint: {self.last_good or 'none yet'}. Lower the learning rate or "
                     "check the data.")
-            scaled = loss / t.grad_accum
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            total += loss.item() / t.grad_accum
+            total += loss / t.grad_accum
+        self.sync_gradients()
         grad_norm = self._clip_gradients()
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scaler is not None:
@@ -221,8 +284,10 @@ class Trainer:
         metrics = evaluate_sts(self.encoder, self.dev_pairs, batch_size=self.cfg.eval.batch_size)
         return {"kind": "eval", "step": self.step, **metrics}
 
-    def checkpoint(self) -> Path:
-        """Checkpoint the state after the current step."""
+    def checkpoint(self) -> Path | None:
+        """Checkpoint the state after the current step (rank 0 writes; others return None)."""
+        if not self.is_main:
+            return None
         state = checkpoints.TrainerState(
             step=self.step, optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
@@ -237,7 +302,8 @@ class Trainer:
     def _record(self, record: dict) -> bool:
         """Keep and log a record; True when a callback asks to stop."""
         self.history.append(record)
-        runs.append_log(self.out_dir, record)
+        if self.is_main:
+            runs.append_log(self.out_dir, record)
         stop = False
         for callback in self.callbacks:
             stop = bool(callback(record)) or stop
@@ -255,12 +321,13 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.restore(self.prepare_run_dir())
-        runs.write_logs(self.out_dir, self.history)
+        if self.is_main:
+            runs.write_logs(self.out_dir, self.history)
         result = TrainResult(self.out_dir, self.step, self.cfg, len(self.train_set),
                              self.history, self.resumed_from)
         t_start = time.perf_counter()
         bar = tqdm(total=self.train_cfg.steps, initial=self.step, desc="train", unit="step",
-                   disable=not self.show_progress, dynamic_ncols=True)
+                   disable=not (self.show_progress and self.is_main), dynamic_ncols=True)
         self.encoder.train()
         try:
             while self.step < self.train_cfg.steps and not result.interrupted:
@@ -277,7 +344,7 @@ class Trainer:
                     self.checkpoint()
                 result.interrupted = stop and self.step < self.train_cfg.steps
         except KeyboardInterrupt:
-            if self.step > 0 and not self._checkpointed_now():
+            if self.step > 0 and self.is_main and not self._checkpointed_now():
                 self.optimizer.zero_grad(set_to_none=True)
                 path = self.checkpoint()
                 log.warning("[train] interrupted: state after step %d saved to %s; run again "
@@ -286,10 +353,11 @@ class Trainer:
         finally:
             bar.close()
             self.encoder.eval()
-            runs.write_logs(self.out_dir, self.history)
+            if self.is_main:
+                runs.write_logs(self.out_dir, self.history)
         result.step, result.history = self.step, self.history
         result.seconds = time.perf_counter() - t_start
-        if self.step >= self.train_cfg.steps:
+        if self.step >= self.train_cfg.steps and self.is_main:
             from lacos_helpers import lora
 
             lora.save_adapter(self.encoder.backbone, self.out_dir / runs.ADAPTER_DIR)
@@ -298,8 +366,9 @@ class Trainer:
 
 def train(cfg: RunConfig, encoder, triplets: Sequence, *, out_dir: str | os.PathLike,
           dev_pairs: Sequence | None = None, resume: bool = True, show_progress: bool = True,
-          callbacks: Sequence[Callback] = ()) -> TrainResult:
+          callbacks: Sequence[Callback] = (), objective=None) -> TrainResult:
     """Train ``encoder`` on ``triplets`` as ``cfg`` says (see :class:`Trainer`). A non-finite
     loss raises :class:`TrainingDivergedError`; the last checkpoint is kept."""
     return Trainer(cfg, encoder, triplets, out_dir, dev_pairs=dev_pairs, resume=resume,
-                   show_progress=show_progress, callbacks=callbacks).run()
+                   show_progress=show_progress, callbacks=callbacks,
+                   objective=objective).run()
