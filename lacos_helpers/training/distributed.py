@@ -41,11 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lacos_helpers.encoder.losses.cached_mnr import (
-    CachedMNRObjective,
-    embed_triplets,
-    triplet_mnr_loss,
-)
+from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective, gathered_loss_and_backward
 from lacos_helpers.training.loop import Trainer
 
 log = logging.getLogger(__name__)
@@ -234,13 +230,8 @@ class GatheredMNRObjective:
                           forward_context=contextlib.nullcontext) -> float:
         """The global loss (the same on every process); NaN (no backward) when any process's
         embeddings are not finite."""
-        with forward_context():
-            local = embed_triplets(encoder, batch, train.hard_negatives)
-        full, _ = self.gather(local)
-        loss = triplet_mnr_loss(full, train.scale, train.symmetric)
-        if torch.isfinite(loss):
-            backward(loss)
-        return loss.item()
+        return gathered_loss_and_backward(encoder, batch, train, backward, forward_context,
+                                          self.gather)
 
 
 def distributed_objective(train):

@@ -91,6 +91,21 @@ def triplet_mnr_loss(embeddings: Tensor, scale: float, symmetric: bool = False) 
     return mnr_loss(embeddings[0], embeddings[1], negatives, scale=scale, symmetric=symmetric)
 
 
+def gathered_loss_and_backward(encoder, batch: Sequence, train, backward: Callable,
+                               forward_context: Callable = contextlib.nullcontext,
+                               gather: Callable = no_gather) -> float:
+    """Embed ``batch`` with its graph, ``gather`` the embeddings of every process (identity
+    with one), back-propagate the MNR loss of the whole ``[roles, B, d]`` batch when finite;
+    returns the loss."""
+    with forward_context():
+        local = embed_triplets(encoder, batch, train.hard_negatives)
+    full, _ = gather(local)
+    loss = triplet_mnr_loss(full, train.scale, train.symmetric)
+    if torch.isfinite(loss):
+        backward(loss)
+    return loss.item()
+
+
 class RandomState:
     """The CPU and CUDA random states at one moment, to replay a forward pass's dropout."""
 
@@ -142,13 +157,8 @@ class CachedMNRObjective:
     # ---- the three steps -------------------------------------------------------------------
 
     def _direct(self, encoder, batch, train, backward, forward_context) -> float:
-        with forward_context():
-            local = embed_triplets(encoder, batch, train.hard_negatives)
-        full, _ = self.gather(local)
-        loss = triplet_mnr_loss(full, train.scale, train.symmetric)
-        if torch.isfinite(loss):
-            backward(loss)
-        return loss.item()
+        return gathered_loss_and_backward(encoder, batch, train, backward, forward_context,
+                                          self.gather)
 
     def _embed_without_graph(self, encoder, chunks, train, forward_context):
         """Step 1: ``[roles, s, d]`` embeddings of this process's triplets, chunk by chunk
