@@ -109,3 +109,88 @@ def test_chapter3_checkers(capsys):
         exercises.check_mnr_loss(dot_product_mnr)
     with pytest.raises(AssertionError, match="left padding"):
         exercises.check_last_token_pool(right_padding_only_last_token)
+
+
+def good_spearman(predicted, gold):
+    from lacos_helpers.evaluation.metrics import average_ranks, pearson
+
+    return pearson(average_ranks(predicted), average_ranks(gold))
+
+
+def ordinal_rank_spearman(predicted, gold):
+    from lacos_helpers.evaluation.metrics import pearson
+
+    def rank(v):
+        return v.argsort(stable=True).argsort().double() + 1
+
+    return pearson(rank(predicted), rank(gold))
+
+
+def good_crosslingual(first, second, gold):
+    from lacos_helpers.evaluation.metrics import spearman
+
+    return {(x, y): spearman(torch.nn.functional.cosine_similarity(first[x], second[y], dim=1),
+                             gold) for x in first for y in second}
+
+
+def dot_crosslingual(first, second, gold):
+    from lacos_helpers.evaluation.metrics import spearman
+
+    return {(x, y): spearman((first[x] * second[y]).sum(1), gold) for x in first for y in second}
+
+
+def off_diagonal_crosslingual(first, second, gold):
+    return {k: v for k, v in good_crosslingual(first, second, gold).items() if k[0] != k[1]}
+
+
+def good_verdict(c):
+    agree = all(d * c["delta"] > 0 for d in c["per_seed"])
+    if (c["low"] > 0 or c["high"] < 0) and agree:
+        return "better" if c["delta"] > 0 else "worse"
+    return "not decided"
+
+
+def delta_verdict(c):
+    return "better" if c["delta"] > 0 else "worse"
+
+
+def interval_only_verdict(c):
+    return "better" if c["low"] > 0 else "worse" if c["high"] < 0 else "not decided"
+
+
+def test_evaluation_checkers_accept_right_answers(capsys):
+    assert exercises.check_spearman(good_spearman)
+    assert exercises.check_crosslingual_matrix(good_crosslingual)
+    assert exercises.check_verdict(good_verdict)
+    assert capsys.readouterr().out.count("[OK]") == 3
+
+
+@pytest.mark.parametrize("check, wrong, hint", [
+    (exercises.check_spearman, ordinal_rank_spearman, "mean of the ranks"),
+    (exercises.check_crosslingual_matrix, dot_crosslingual, "cosine similarity, not the dot"),
+    (exercises.check_crosslingual_matrix, off_diagonal_crosslingual, "diagonal too"),
+    (exercises.check_verdict, delta_verdict, "from the interval"),
+    (exercises.check_verdict, interval_only_verdict, "every seed"),
+])
+def test_evaluation_checkers_reject_wrong_answers(check, wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        check(wrong)
+
+
+def test_check_ablation():
+    from lacos_helpers import config
+    from lacos_helpers.experiments import Variant
+
+    cfg = config.load_profile("ci")
+    assert exercises.check_ablation(Variant("dropout 0.1", {"lora": {"dropout": 0.1}}), cfg)
+    with pytest.raises(AssertionError, match="taken"):
+        exercises.check_ablation(Variant("LACoS recipe", {"lora": {"dropout": 0.1}}), cfg,
+                                 taken=["LACoS recipe"])
+    with pytest.raises(AssertionError, match="change one thing"):
+        exercises.check_ablation(Variant("same"), cfg)
+    with pytest.raises(AssertionError, match="do not apply"):
+        exercises.check_ablation(Variant("typo", {"lora": {"rank": 4}}), cfg)
+    with pytest.raises(AssertionError, match="change nothing"):
+        exercises.check_ablation(Variant("no-op", {"lora": {"r": cfg.lora.r}}), cfg)
+    with pytest.raises(AssertionError, match="Variant"):
+        exercises.check_ablation({"lora": {"r": 4}}, cfg)

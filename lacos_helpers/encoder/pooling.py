@@ -11,6 +11,13 @@ reduces them to one sentence embedding (``[batch, hidden]``), ignoring the paddi
     differs under left padding).
 ``lasttoken``
     the hidden state of the last real token (the only one that has seen the whole sentence).
+
+Which one LACoS-BLOOM used: the paper's text, as far as this project could check, does not
+state its pooling, so no mode here is "the paper's". The profiles choose for their own reasons:
+``ci`` the plain mean (random tiny model: cheap and padding-proof); ``cpu`` the last token
+(measured best after training on Gemma-3-270M, STS-B en dev 0.828 vs 0.821 for the weighted
+mean, though the worst untrained); ``colab`` / ``paper`` the weighted mean that SGPT recommends
+for decoders (not measured on BLOOM here). Chapter 5 ablates the others.
 """
 
 from __future__ import annotations

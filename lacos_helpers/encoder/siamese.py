@@ -133,7 +133,9 @@ class SiameseEncoder(nn.Module):
     (:func:`lacos_helpers.models.prepare_tokenizer`); either padding side works. Sentences are
     truncated to ``max_length`` tokens. A sentence that tokenizes to nothing (``""`` with a
     tokenizer that adds no BOS) gets one BOS token (else EOS, else pad) as its only real token,
-    so every sentence has a defined, finite embedding.
+    so every sentence has a defined, finite embedding. ``pooling``: a mode of
+    :mod:`lacos_helpers.encoder.pooling`; the default ``"mean"`` is the simplest, not the
+    paper's (its text does not state one; that module says why each profile picks its own).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
