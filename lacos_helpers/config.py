@@ -285,7 +285,7 @@ def check(cfg: RunConfig) -> None:
         raise ValueError(f"model.kind {m.kind!r} needs a model.model_id")
     _choice(q.backend, QUANT_BACKENDS, "quant.backend")
     _choice(q.compute, QUANT_COMPUTES, "quant.compute")
-    if q.compute != "int8" and q.backend != "lacos":
+    if q.compute != "int8" and q.backend == "bitsandbytes":  # ("none": nothing is 8-bit)
         raise ValueError(f"quant.compute={q.compute!r} needs quant.backend='lacos'")
     if q.load_in_8bit and (m.kind != "hub" or q.backend == "none"):
         raise ValueError("quant.load_in_8bit needs model.kind='hub' and an 8-bit backend")

@@ -118,3 +118,13 @@ def test_recipe_differences_name_every_changed_field():
 def test_bad_configuration_is_refused(override, match):
     with pytest.raises(ValueError, match=match):
         config.load_profile("ci", **override)
+
+
+def test_no_8bit_variant_of_the_weight_only_profile_is_valid():
+    """The cpu profile (compute='dequantize') without 8 bits, as chapter 5's fp32 ablation and
+    ZeRO-3 (`zero.zero_recipe`) make it: the compute mode is moot, not an error."""
+    cfg = config.load_profile("cpu", quant={"backend": "none", "load_in_8bit": False})
+    assert cfg.quant.backend == "none" and cfg.quant.compute == "dequantize"
+    from lacos_helpers.training import zero
+
+    assert zero.zero_recipe(config.load_profile("cpu")).quant.backend == "none"
