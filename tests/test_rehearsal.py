@@ -150,10 +150,11 @@ def test_memory_model_parts_and_orders():
 @pytest.mark.slow
 def test_rehearsal_of_bloom_560m_matches_the_memory_model(tmp_path):
     """The colab profile's code path on a random BLOOM-560m, in its own process (a clean
-    memory measurement): one step trains, the adapter reloads, and the memory model bounds the
-    peak: never more than 15% under it, at most 40% over it. (At 560m the anonymous peak of
-    identical runs varies: the loader's transient measured 0.70 to 1.41 GB in the lean recipe,
-    and one or two threads moved the standard recipe's peak from 2.52 to 1.91 GB, glibc's
+    memory measurement): one step trains, the adapter reloads, and the memory model brackets
+    the peak: the prediction is never more than 15% under it, and the prediction without its
+    load transient is not more than 15% over it. (At 560m the anonymous peak of identical runs
+    varies: the loader's transient measured 0.70 to 1.41 GB in the lean recipe, 0.94 in a fresh
+    clone, and one or two threads moved the standard recipe's peak from 2.52 to 1.91 GB, glibc's
     per-thread arenas; the shipped reference records of 1b1 to 7b1 are matched within 12%.)"""
     out = tmp_path / "records.jsonl"
     done = subprocess.run([sys.executable, "-m", "lacos_helpers", "rehearse", "--shape",
@@ -163,7 +164,10 @@ def test_rehearsal_of_bloom_560m_matches_the_memory_model(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     record = json.loads(Path(out).read_text().splitlines()[-1])
     assert record["reload_max_abs_diff"] < 1e-5 and record["final_loss"] > 0
-    assert -15 <= record["error_percent"] <= 40, record
+    predicted, measured = record["predicted_gb"], record["peak_anon_gb"]
+    steady = predicted - record["predicted_components_gb"]["load_transient"]
+    assert measured <= 1.15 * predicted, record  # the model never under-predicts by > 15%
+    assert 0 < steady <= 1.15 * measured, record  # nor over-predicts beyond the load transient
 
 
 def test_rehearse_takes_a_shape_name_or_a_config_file(tmp_path):
