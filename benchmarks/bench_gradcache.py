@@ -21,40 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
-
-
-def rss_bytes() -> int:
-    """Current resident memory of this process (Linux ``/proc``)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident memory every ``interval`` seconds while the block runs."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.peak = rss_bytes()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def build(args, batch: int, chunk: int | None):
@@ -103,14 +72,16 @@ def run_one(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
-    with PeakRSS() as peak:
-        before = rss_bytes()
+    from lacos_helpers.rehearsal.measure import PeakMemory, process_memory
+
+    with PeakMemory() as peak:  # sampled by a separate process
+        before = process_memory()["rss"]
         loss = step(plan[0])
         if device.type == "cuda":
             torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     added = (torch.cuda.max_memory_allocated() - base if device.type == "cuda"
-             else peak.peak - before)
+             else peak.peak_rss - before)
     return {**spec, "seconds": seconds, "step_mb": added / 2**20, "loss": loss,
             "device": str(device)}
 
