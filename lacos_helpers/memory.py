@@ -131,9 +131,9 @@ class MemoryEstimate:
 
 def lora_parameters(shape: bloom.BloomShape, r: int, targets) -> int:
     """LoRA parameters of a BLOOM shape (``r * (in + out)`` per targeted layer and block)."""
-    per_block = sum(r * (i + o) * shape.hidden_size
-                    for i, o in (bloom.LINEAR_SHAPES[t] for t in dict.fromkeys(targets)))
-    return shape.n_layer * per_block
+    from lacos_helpers.lora.report import lora_param_count
+
+    return lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
 
 def activation_bytes(shape: bloom.BloomShape, sequences: int, tokens: int,
