@@ -6,9 +6,10 @@ predicted similarity, so that two variants can be compared on the *same pairs* w
 bootstrap (:func:`lacos_helpers.evaluation.metrics.paired_bootstrap_difference`).
 
 A :class:`Study` is one question (data size, model size, ablations ...): it runs its variants,
-caches every result under a key of everything that decides it (configuration, steps, training
-triplets, evaluation pairs, the package's code), so a second run of the notebook reuses what did
-not change, and decides each claim from its interval, training another seed of both variants
+caches every result under a key of everything that decides the trained model (configuration,
+steps, training triplets, the package's code) with its scores per evaluation set, so a second run
+of the notebook reuses what did not change and two studies that train the same model train it
+once, and decides each claim from its interval, training another seed of both variants
 when one seed's interval does not decide. Results are a :class:`ResultTable` (CSV + Markdown).
 """
 
@@ -47,16 +48,57 @@ def _digest(items) -> str:
     return h.hexdigest()
 
 
+def training_key(run_cfg: RunConfig, triplets: Sequence,
+                 texts: Sequence[str] | None = None) -> str:
+    """What decides a trained model, hashed: the whole configuration (steps and seed included),
+    the training triplets in order, the texts a tiny BLOOM's tokenizer is trained on, and the
+    package's code (:func:`runtime.code_fingerprint`). Two studies that train the same model
+    (chapter 5's multilingual study and its ablations both train the recipe) share it."""
+    parts = [run_cfg.to_dict(), runtime.code_fingerprint(),
+             _digest(tuple(t) for t in triplets), _digest(texts or ())]
+    return _digest(parts)[:20]
+
+
+def eval_set_key(name: str, pairs: Sequence) -> str:
+    """One evaluation set, named and hashed (every pair): ``"en dev:<digest>"``."""
+    return f"{name}:{_digest(tuple(p) for p in pairs)[:16]}"
+
+
 def experiment_key(run_cfg: RunConfig, triplets: Sequence, eval_sets: Mapping[str, Sequence],
                    texts: Sequence[str] | None = None) -> str:
-    """What decides an experiment's result, hashed: the whole configuration (steps and seed
-    included), the training triplets in order, every evaluation pair, the texts a tiny BLOOM's
-    tokenizer is trained on, and the package's code (:func:`runtime.code_fingerprint`)."""
-    parts = [run_cfg.to_dict(), runtime.code_fingerprint(),
-             _digest(tuple(t) for t in triplets),
-             {name: _digest(tuple(p) for p in pairs) for name, pairs in eval_sets.items()},
-             _digest(texts or ())]
-    return _digest(parts)[:20]
+    """What decides an experiment's result, hashed: :func:`training_key` and every evaluation
+    pair (:func:`eval_set_key`)."""
+    return _digest([training_key(run_cfg, triplets, texts),
+                    sorted(eval_set_key(n, p) for n, p in eval_sets.items())])[:20]
+
+
+def _cached_row(cache_file: Path, eval_sets: Mapping[str, Sequence]) -> dict | None:
+    """The cached training's row scored on ``eval_sets``; None when the file is missing or
+    lacks one of them."""
+    if not cache_file.is_file():
+        return None
+    entry = json.loads(cache_file.read_text(encoding="utf-8"))
+    scored = entry.get("evals", {})
+    keys = {name: eval_set_key(name, pairs) for name, pairs in eval_sets.items()}
+    if any(k not in scored for k in keys.values()):
+        return None
+    row = dict(entry["row"])
+    row.update({name: scored[k]["spearman"] for name, k in keys.items()})
+    row[PREDICTIONS] = {name: scored[k]["predictions"] for name, k in keys.items()}
+    return row
+
+
+def _store_row(cache_file: Path, row: Mapping, eval_sets: Mapping[str, Sequence]) -> None:
+    """Write one training's row and its scores per evaluation set (atomically)."""
+    evals = {eval_set_key(name, pairs): {"spearman": row[name],
+                                         "predictions": row[PREDICTIONS][name]}
+             for name, pairs in eval_sets.items()}
+    common = {k: v for k, v in row.items()
+              if k not in eval_sets and k not in (PREDICTIONS, "experiment", "cached")}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"row": common, "evals": evals}), encoding="utf-8")
+    tmp.replace(cache_file)
 
 
 def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
@@ -75,7 +117,8 @@ def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
     LoRA) base model that is deep-copied, so many experiments share one load; it is not used
     when the variant needs another load: another ``model`` (``texts`` train a tiny BLOOM's
     tokenizer), or another ``quant.load_in_8bit``. ``cache_dir``: reuse the result of an
-    identical experiment (:func:`experiment_key`) and store new ones there.
+    identical training (:func:`training_key`) that was scored on every set of ``eval_sets``
+    (whatever else it was scored on), and store new ones there.
     """
     from lacos_helpers.evaluation import cosine_scores
     from lacos_helpers.evaluation.metrics import spearman
@@ -86,10 +129,10 @@ def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
         run_cfg = run_cfg.replace(seed=seed)
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{experiment_key(run_cfg, triplets, eval_sets, texts)}.json"
-        if cache_file.is_file():
-            row = {**json.loads(cache_file.read_text(encoding="utf-8")), "experiment": label,
-                   "cached": True}
+        cache_file = Path(cache_dir) / f"{training_key(run_cfg, triplets, texts)}.json"
+        cached = _cached_row(cache_file, eval_sets)
+        if cached is not None:
+            row = {"experiment": label, **cached, "cached": True}
             log.info("[experiment] %s (seed %s): cached result %s", label, row["seed"],
                      cache_file.name)
             return row
@@ -114,10 +157,7 @@ def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
     log.info("[experiment] %s (seed %s): %s", label, run_cfg.seed,
              {k: v for k, v in row.items() if k not in ("experiment", PREDICTIONS)})
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row), encoding="utf-8")
-        tmp.replace(cache_file)
+        _store_row(cache_file, row, eval_sets)
     return row
 
 
@@ -360,5 +400,5 @@ class Study:
         return paths
 
 
-__all__ = ["ResultTable", "Study", "Variant", "experiment_key", "run_experiment",
-           "verdict_text"]
+__all__ = ["ResultTable", "Study", "Variant", "eval_set_key", "experiment_key",
+           "run_experiment", "training_key", "verdict_text"]

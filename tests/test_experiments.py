@@ -25,6 +25,13 @@ def test_experiment_steps_follow_the_profile(monkeypatch):
     assert schedule.experiment_steps(config.load_profile("ci")) == 20
 
 
+def test_experiment_batch_size_follows_the_schedule():
+    cpu, ci = config.load_profile("cpu"), config.load_profile("ci")
+    assert schedule.experiment_config(cpu).train.batch_size == 16 != cpu.train.batch_size
+    assert schedule.experiment_config(cpu).replace(train={"batch_size": 32}) == cpu  # only the batch
+    assert schedule.experiment_config(ci) == ci                                       # none set: unchanged
+
+
 def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
     cfg, backbone, tokenizer, triplets, dev = setup
     before = copy.deepcopy(backbone.state_dict())
@@ -104,6 +111,26 @@ def test_an_identical_experiment_is_read_from_the_cache(setup, tmp_path):
     assert k0 != key(base, triplets[:-1], dev)
     assert k0 != key(base, triplets, {"en dev": dev["en dev"][:-1]})
     assert len(list(tmp_path.glob("*.json"))) == 1
+    train_key = experiments.training_key
+    assert train_key(base, triplets) == train_key(base, list(triplets))
+    assert train_key(base, triplets) != train_key(base.replace(seed=1), triplets)
+    assert train_key(base, triplets) != train_key(base, triplets[1:])
+
+
+def test_a_training_scored_on_more_sets_is_reused_for_a_subset(setup, tmp_path):
+    cfg, backbone, tokenizer, triplets, dev = setup
+    both = {**dev, "de dev": data.load_sts("de", "dev", limit=30)}
+    kwargs = dict(backbone=backbone, tokenizer=tokenizer, cache_dir=tmp_path, steps=2)
+    wide = experiments.run_experiment(cfg, "multilingual study", triplets, both, **kwargs)
+    narrow = experiments.run_experiment(cfg, "ablation study", triplets, dev, **kwargs)
+    assert not wide["cached"] and narrow["cached"]
+    assert set(narrow[experiments.PREDICTIONS]) == {"en dev"} and "de dev" not in narrow
+    assert narrow["en dev"] == wide["en dev"]
+    assert narrow[experiments.PREDICTIONS]["en dev"] == wide[experiments.PREDICTIONS]["en dev"]
+    # a set the cached training was not scored on (other pairs) trains again
+    other = {"en dev": dev["en dev"][:-1]}
+    again = experiments.run_experiment(cfg, "other pairs", triplets, other, **kwargs)
+    assert not again["cached"] and len(again[experiments.PREDICTIONS]["en dev"]) == len(other["en dev"])
 
 
 def _fake_rows(monkeypatch, quality):

@@ -16,16 +16,21 @@ from lacos_helpers.config import RunConfig
 class CourseSchedule:
     """``steps``: training steps of the notebooks' run (None: the profile's ``train.steps``);
     ``sts_limit``: STS pairs per language the notebooks evaluate (None: ``eval.sts_limit``);
-    ``experiment_steps``: steps of one chapter-5 experiment (None: half of ``steps``, >= 5)."""
+    ``experiment_steps``: steps of one chapter-5 experiment (None: half of ``steps``, >= 5);
+    ``experiment_batch_size``: triplets per step of one chapter-5 experiment (None: the
+    profile's ``train.batch_size``)."""
 
     steps: int | None = None
     sts_limit: int | None = None
     experiment_steps: int | None = None
+    experiment_batch_size: int | None = None
 
 
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
-    "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=15),
+    # cpu: chapter 5 trains about 20 experiments (variants x seeds); 10 steps of 16 triplets
+    # (~45 s each on 2 cores) keep its cold run near a quarter of an hour.
+    "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
 }
@@ -49,6 +54,13 @@ def course_sts_limit(cfg: RunConfig) -> int | None:
 def experiment_steps(cfg: RunConfig) -> int:
     """Optimizer steps of one chapter-5 experiment."""
     return course_schedule(cfg).experiment_steps or max(5, course_steps(cfg) // 2)
+
+
+def experiment_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the batch size of one chapter-5 experiment (its steps are
+    :func:`experiment_steps`)."""
+    batch = course_schedule(cfg).experiment_batch_size
+    return cfg.replace(train={"batch_size": batch}) if batch else cfg
 
 
 def course_config(cfg: RunConfig) -> RunConfig:
