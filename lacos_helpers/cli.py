@@ -45,7 +45,10 @@ TRAIN_OPTIONS = (
                                               "pairs per update, not more negatives")),
     ("--pooling", "encoder.pooling", dict(help="mean | weightedmean | lasttoken")),
     ("--max-length", "encoder.max_length", dict(type=int, help="tokens per sentence")),
-    ("--lora-r", "lora.r", dict(type=int)),
+    ("--lora-r", "lora.r", dict(type=int, help="LoRA rank (give --lora-alpha too to keep "
+                                             "alpha / r)")),
+    ("--lora-alpha", "lora.alpha", dict(type=float, help="LoRA scale numerator (scale = "
+                                                         "alpha / r)")),
     ("--langs", "data.train_langs", dict(type=_langs, help="NLI languages, comma separated")),
     ("--limit", "data.nli_limit", dict(type=int, help="at most N NLI triplets")),
     ("--data-source", "data.source", dict(choices=("auto", "local", "hub", "generated"))),
