@@ -29,7 +29,8 @@ class CourseSchedule:
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
     # cpu: chapter 5 trains about 20 experiments (variants x seeds); 10 steps of 16 triplets
-    # (~45 s each on 2 cores) keep its cold run near a quarter of an hour.
+    # (~50 s each with its evaluation, 2 cores): 21 min cold, half of 15 x 32's ~40 (8 steps
+    # were no faster: more comparisons stayed open after one seed and trained a second).
     "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
