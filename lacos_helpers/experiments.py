@@ -256,8 +256,8 @@ class ResultTable:
             return text
         if column == "seed":
             return ",".join(str(r["seed"]) for r in self.runs(label))
-        if isinstance(value, float):
-            return f"{value:.4g}"
+        if isinstance(value, float):   # a seed mean of whole numbers (triplets) stays whole
+            return f"{value:.0f}" if value.is_integer() else f"{value:.4g}"
         return str(value)
 
     def to_markdown(self, score_columns: Sequence[str] = ()) -> str:

@@ -66,6 +66,9 @@ def test_result_table_writes_csv_and_markdown(tmp_path):
     md = md_path.read_text()
     assert "| b | 61.2 | 3 |" in md and md.rstrip().endswith("note")
     assert table.column("en dev") == [0.5, 0.61234]
+    seeds = experiments.ResultTable("seeds", [{"experiment": "a", "triplets": 25338, "seed": s}
+                                              for s in (0, 1)])
+    assert "| a | 25338 | 0,1 |" in seeds.to_markdown()   # a mean of two seeds' counts, not 2.534e+04
     with pytest.raises(ValueError, match="no rows"):
         experiments.ResultTable("empty", [])
 
