@@ -28,8 +28,9 @@ def test_experiment_steps_follow_the_profile(monkeypatch):
 def test_experiment_batch_size_follows_the_schedule():
     cpu, ci = config.load_profile("cpu"), config.load_profile("ci")
     assert schedule.experiment_config(cpu).train.batch_size == 16 != cpu.train.batch_size
-    assert schedule.experiment_config(cpu).replace(train={"batch_size": 32}) == cpu  # only the batch
-    assert schedule.experiment_config(ci) == ci                                       # none set: unchanged
+    # only the batch changes; a profile without an experiment batch is unchanged
+    assert schedule.experiment_config(cpu).replace(train={"batch_size": 32}) == cpu
+    assert schedule.experiment_config(ci) == ci
 
 
 def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
@@ -68,7 +69,7 @@ def test_result_table_writes_csv_and_markdown(tmp_path):
     assert table.column("en dev") == [0.5, 0.61234]
     seeds = experiments.ResultTable("seeds", [{"experiment": "a", "triplets": 25338, "seed": s}
                                               for s in (0, 1)])
-    assert "| a | 25338 | 0,1 |" in seeds.to_markdown()   # a mean of two seeds' counts, not 2.534e+04
+    assert "| a | 25338 | 0,1 |" in seeds.to_markdown()   # a mean of seeds' counts, not 2.534e+04
     with pytest.raises(ValueError, match="no rows"):
         experiments.ResultTable("empty", [])
 
@@ -133,7 +134,8 @@ def test_a_training_scored_on_more_sets_is_reused_for_a_subset(setup, tmp_path):
     # a set the cached training was not scored on (other pairs) trains again
     other = {"en dev": dev["en dev"][:-1]}
     again = experiments.run_experiment(cfg, "other pairs", triplets, other, **kwargs)
-    assert not again["cached"] and len(again[experiments.PREDICTIONS]["en dev"]) == len(other["en dev"])
+    assert not again["cached"]
+    assert len(again[experiments.PREDICTIONS]["en dev"]) == len(other["en dev"])
 
 
 def _fake_rows(monkeypatch, quality):
