@@ -154,6 +154,24 @@ def test_llm_int8_run_exports_with_its_measured_difference(cfg, ci_backbone, tri
     assert cosine.min().item() > 0.99
 
 
+def test_a_run_trained_with_cpu_bf16_exports_exactly_against_float32(
+        cfg, ci_backbone, triplets, tmp_path, monkeypatch):
+    from lacos_helpers.encoder import siamese
+
+    monkeypatch.setattr(siamese, "cpu_native_bf16", lambda: True)
+    run = train_run(cfg.replace(encoder={"cpu_bf16": True}), ci_backbone, triplets,
+                    tmp_path / "run")
+    assert training.read_run(run)["environment"]["compute_dtype"] == "torch.bfloat16"
+    encoder = training.load_encoder(run)
+    assert encoder.compute_dtype == torch.bfloat16
+    as_trained = encoder.encode(SENTENCES, show_progress=False)
+    result = export.export_run(run, tmp_path / "st")
+    assert result.exact_compute and result.max_abs_diff <= TOL  # vs the encoder in float32
+    assert "in float32, as exported" in (tmp_path / "st" / "README.md").read_text()
+    theirs = st_model_from(tmp_path / "st").encode(SENTENCES, convert_to_tensor=True).float()
+    assert (theirs * as_trained).sum(dim=1).min().item() > 0.99  # bf16 rounding only
+
+
 def test_bitsandbytes_8bit_layers_export_too(cfg, ci_backbone, tmp_path):
     """The colab / paper profiles' bitsandbytes ``Linear8bitLt`` layers are dequantized and
     merged the same way (LLM.int8 compute: close, not equal)."""
@@ -297,7 +315,8 @@ def test_gemma_export_matches_under_both_padding_sides(tmp_path):
     ours = {}
     for side in ("left", "right"):
         encoder.tokenizer.padding_side = side
-        ours[side] = encoder.encode(SENTENCES, batch_size=4, show_progress=False)
+        with encoder.float32():  # the export is float32 (the profile may train in bfloat16)
+            ours[side] = encoder.encode(SENTENCES, batch_size=4, show_progress=False)
     encoder.tokenizer.padding_side = "left"
     result = export.export_encoder(encoder, tmp_path / "st", cfg=cfg)
     assert result.max_abs_diff <= TOL and result.exact_compute

@@ -58,3 +58,15 @@ def test_start_prints_the_box(capsys, monkeypatch):
     notebook.start("test chapter")
     out = capsys.readouterr().out
     assert "What is running (ci profile)" in out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_box_says_what_precision_this_cpu_computes_in(monkeypatch, native):
+    from lacos_helpers import runtime
+
+    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: native)
+    text = _flat("cpu")
+    assert "matmuls:" in text
+    assert ("bfloat16 (autocast) on this CPU" in text) is native
+    assert ("float32: this CPU has no native bfloat16" in text) is not native
+    assert "matmuls:" not in _flat("ci")

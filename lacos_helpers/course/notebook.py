@@ -112,8 +112,22 @@ def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
                  "columns (|x| >= 6) in float, as bitsandbytes' load_in_8bit")
     else:
         quant = "LLM.int8 by bitsandbytes (load_in_8bit), as in the paper"
-    return [("model", model), ("positions", positions), ("LoRA", lora),
+    rows = [("model", model), ("positions", positions), ("LoRA", lora),
             ("frozen 8-bit", quant), ("licence", licence)]
+    if cfg.encoder.cpu_bf16:
+        rows.append(("matmuls", _cpu_matmul_line()))
+    return rows
+
+
+def _cpu_matmul_line() -> str:
+    from lacos_helpers.runtime import cpu_native_bf16
+
+    if cpu_native_bf16():
+        return ("bfloat16 (autocast) on this CPU, which multiplies bfloat16 natively "
+                "(AVX512-BF16 or AMX): about 1.5x faster steps; pooling, loss and optimizer in "
+                "float32")
+    return ("float32: this CPU has no native bfloat16 (encoder.cpu_bf16 applies only where it "
+            "has AVX512-BF16 or AMX), so steps take about 1.5x longer than measured in README")
 
 
 def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[str, str]]:

@@ -61,7 +61,8 @@ def _parity(result) -> str:
     if result.max_abs_diff is None:
         return ("Not checked: sentence-transformers was not installed when the folder was "
                 "written.")
-    text = (f"`SentenceTransformer(folder).encode` vs the run's encoder on "
+    text = (f"`SentenceTransformer(folder).encode` vs the run's encoder (in float32, as "
+            f"exported, also where training used bfloat16 matmuls) on "
             f"{result.probe_count} probe sentences (mixed lengths and scripts, one truncated): "
             f"max |difference| **{result.max_abs_diff:.1e}** per component "
             f"({result.checked_with}).")

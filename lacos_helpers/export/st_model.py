@@ -17,7 +17,8 @@ with nothing of this package installed:
   first real token is position 0 everywhere, and every version computes what ours does;
 - a model card (``README.md``) and ``lacos_export.json``: recipe, STS tables of the run, and the
   largest difference between ``SentenceTransformer(out).encode`` and the run's encoder on
-  probe sentences (measured when sentence-transformers is installed).
+  probe sentences (measured when sentence-transformers is installed; the encoder computes in
+  float32 for it, as the export does, also where training used bfloat16 matmuls).
 
 ``mode="adapter"`` keeps them apart: the float base in ``out/base`` and the peft adapter in
 ``out``; sentence-transformers loads it through transformers' peft integration
@@ -296,7 +297,8 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
     out = Path(out)
     _prepare_target(out, overwrite)
     probes = list(probe_sentences)
-    reference = encoder.encode(probes, normalize=normalize, show_progress=False)
+    with encoder.float32():  # the export is float32: compare with the encoder in float32
+        reference = encoder.encode(probes, normalize=normalize, show_progress=False)
     result = ExportResult(
         folder=out, mode=mode, run=str(run_dir or ""), pooling=encoder.pooling,
         st_pooling=st_mode, normalize=normalize, max_seq_length=encoder.max_length,

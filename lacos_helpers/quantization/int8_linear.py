@@ -117,9 +117,19 @@ def _dequantized_rows(weight_int8, weight_scale, start, stop, dtype):
     return weight_int8[start:stop].to(dtype) * weight_scale[start:stop, None].to(dtype)
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul with ``x`` runs in: the autocast dtype where autocast is on for
+    ``x``'s device, else ``x``'s own."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
+
+
 class _DequantLinearFunction(torch.autograd.Function):
     """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
-    to the input dtype for this call only, in chunks of output rows (at most
+    to the compute dtype (the input's, or autocast's: bfloat16 rows are then made directly,
+    not float32 rows cast again) for this call only, in chunks of output rows (at most
     ``DEQUANT_CHUNK_NUMEL`` weights in float at once); backward re-dequantizes instead of
     keeping the float weight alive."""
 
@@ -127,15 +137,17 @@ class _DequantLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight_int8, weight_scale, bias):
         ctx.save_for_backward(weight_int8, weight_scale)
         ctx.has_bias = bias is not None
-        bias = None if bias is None else bias.to(x.dtype)
+        dtype = _compute_dtype(x)
+        x = x.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
         rows, cols = weight_int8.shape
         chunks = list(_row_chunks(rows, cols))
         if len(chunks) == 1:
-            weight = _dequantized_rows(weight_int8, weight_scale, 0, rows, x.dtype)
+            weight = _dequantized_rows(weight_int8, weight_scale, 0, rows, dtype)
             return F.linear(x, weight, bias)
         y = x.new_empty(*x.shape[:-1], rows)
         for start, stop in chunks:
-            weight = _dequantized_rows(weight_int8, weight_scale, start, stop, x.dtype)
+            weight = _dequantized_rows(weight_int8, weight_scale, start, stop, dtype)
             y[..., start:stop] = F.linear(x, weight, None if bias is None else bias[start:stop])
         return y
 
@@ -177,7 +189,8 @@ class Int8Linear(nn.Module):
     ``compute="dequantize"`` keeps the same int8 storage but computes weight-only: each call
     dequantizes the rows to the input's dtype and runs one float matmul (no activation
     quantization). On CPUs, which have no fast int8 GEMM path for the outlier decomposition,
-    this runs at float speed; it is what the ``cpu`` profile uses.
+    this runs at float speed; it is what the ``cpu`` profile uses. Under CPU autocast (the
+    ``cpu`` profile's ``encoder.cpu_bf16``) the rows are dequantized straight to bfloat16.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,

@@ -64,6 +64,7 @@ def run_record(cfg: RunConfig, encoder, n_triplets: int, *, world_size: int = 1)
             "lacos_helpers": __version__, **runtime.versions(),
             "platform": platform.platform(), "device": str(device),
             "device_name": runtime.device_summary(), "dtype": str(dtype),
+            "compute_dtype": str(encoder.compute_dtype or dtype),
             "world_size": world_size, "batch_size_per_process": cfg.train.batch_size,
             "global_batch_size": cfg.train.batch_size * world_size,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
