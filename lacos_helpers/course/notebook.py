@@ -124,10 +124,10 @@ def _cpu_matmul_line() -> str:
 
     if cpu_native_bf16():
         return ("bfloat16 (autocast) on this CPU, which multiplies bfloat16 natively "
-                "(AVX512-BF16 or AMX): about 1.5x faster steps; pooling, loss and optimizer in "
+                "(AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and optimizer in "
                 "float32")
     return ("float32: this CPU has no native bfloat16 (encoder.cpu_bf16 applies only where it "
-            "has AVX512-BF16 or AMX), so steps take about 1.5x longer than measured in README")
+            "has AVX512-BF16 or AMX), so steps take 1.1-1.5x longer than measured in README")
 
 
 def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[str, str]]:
