@@ -265,10 +265,7 @@ class SiameseEncoder(nn.Module):
             kwargs["position_ids"] = positions_from_mask(attention_mask)
         if self._pass_use_cache:
             kwargs["use_cache"] = False
-        dtype = self.compute_dtype
-        autocast = (torch.autocast("cpu", dtype=dtype) if dtype is not None
-                    else contextlib.nullcontext())
-        with autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.compute_dtype is not None):
             output = self.backbone(**kwargs)
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
         return hidden.float()
