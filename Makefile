@@ -11,9 +11,15 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.lacos-installed
 
 # Real data from the shared folder when it is there; otherwise the Hub or generated data is used.
+# DATA=none runs as a newcomer's clone does (no data folder: the Hub or generated data).
+DATA ?= auto
+ifeq ($(DATA),none)
+unexport LACOS_DATA_DIR
+else
 ifeq ($(strip $(LACOS_DATA_DIR)),)
 ifneq ($(wildcard ../shared/data/README.md),)
 export LACOS_DATA_DIR := $(abspath ../shared/data)
+endif
 endif
 endif
 export MPLBACKEND ?= Agg
@@ -26,7 +32,8 @@ course test test-fast: export LACOS_STATIC_WIDGETS := 1
 
 help:
 	@echo "make course [PROFILE=cpu|ci|colab|paper]  run the whole course headless into build/"
-	@echo "make test                                  package tests + nbval over notebooks (ci profile)"
+	@echo "make test [DATA=none]                      package tests + nbval over notebooks (ci profile);"
+	@echo "                                           DATA=none: without the data folder, as a newcomer"
 	@echo "make test-fast                             same without the slow real-model tests"
 	@echo "make lint                                  ruff (rules in pyproject.toml) over code and notebooks"
 	@echo "make lab                                   JupyterLab on the course"

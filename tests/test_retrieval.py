@@ -354,3 +354,33 @@ def test_chapter6_figures_draw_and_reject_bad_input():
     with pytest.raises(ValueError, match="at least one"):
         plotting.plot_grouped_bars({}, "score")
     plt.close("all")
+
+
+def test_neighbour_recall_counts_ties_when_scores_are_given():
+    """Equal embeddings (the generated data has many) tie: the ids an index returns among equal
+    scores are arbitrary, so an exhaustive IVF scan may return other ids than the flat index."""
+    exact = (torch.tensor([[0.9, 0.5, 0.5]]), torch.tensor([[1, 2, 3]]))
+    other_tie = (torch.tensor([[0.9, 0.5, 0.5]]), torch.tensor([[1, 2, 4]]))
+    assert retrieval.neighbour_recall(other_tie[1], exact[1]) == pytest.approx(2 / 3)
+    assert retrieval.neighbour_recall(other_tie, exact) == 1.0
+    below = (torch.tensor([[0.9, 0.5, 0.4]]), torch.tensor([[1, 2, 4]]))
+    assert retrieval.neighbour_recall(below, exact) == pytest.approx(2 / 3)
+    assert retrieval.neighbour_recall(below, exact, tolerance=0.2) == 1.0
+
+
+def test_exhaustive_ivf_on_duplicated_documents_is_exact_up_to_ties():
+    base = unit_vectors(300, seed=12, centers=10)
+    corpus = torch.cat([base, base, base])  # every document three times: ties everywhere
+    queries = unit_vectors(40, seed=13, centers=10)
+    exact = retrieval.search(retrieval.flat_index(corpus), queries, 10)
+    nlist = retrieval.default_nlist(len(corpus))
+    found = retrieval.search(retrieval.ivf_index(corpus, nlist, nprobe=nlist), queries, 10)
+    tolerance = retrieval.score_tolerance(queries, corpus)
+    torch.testing.assert_close(found[0], exact[0], rtol=0, atol=tolerance)
+    assert retrieval.neighbour_recall(found, exact, tolerance) == 1.0
+
+
+def test_score_tolerance_is_the_float32_summation_bound():
+    q, x = np.ones((2, 100), np.float32), np.full((3, 100), 0.5, np.float32)
+    eps = float(np.finfo(np.float32).eps)
+    assert retrieval.score_tolerance(q, x) == pytest.approx(2 * 100 * eps * 10 * 5)

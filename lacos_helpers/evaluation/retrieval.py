@@ -240,14 +240,43 @@ def retrieval_metrics(ids: torch.Tensor, relevant: Sequence, ks: Sequence[int] =
     return out
 
 
-def neighbour_recall(approx_ids: torch.Tensor, exact_ids: torch.Tensor) -> float:
-    """Share of the exact top-k neighbours [q, k] that an approximate index also returned in
-    its top k [q, k] (1.0: the approximate index lost nothing)."""
+def score_tolerance(queries, corpus) -> float:
+    """How far two float32 computations of the same inner products ``queries [q, d] @ corpus
+    [n, d].T`` may differ (another summation order, another kernel): ``2 d eps max|q| max|x|``
+    (each result is within ``d eps`` times ``sum |q_i x_i| <= |q| |x|`` of the exact value)."""
+    q = torch.as_tensor(as_float_matrix(queries, "queries"))
+    x = torch.as_tensor(as_float_matrix(corpus, "corpus"))
+    eps = torch.finfo(torch.float32).eps
+    return float(2 * q.shape[1] * eps * q.norm(dim=1).max() * x.norm(dim=1).max())
+
+
+def _ids_and_scores(result) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(result, tuple):
+        scores, ids = result
+        return torch.as_tensor(ids), torch.as_tensor(scores)
+    return torch.as_tensor(result), None
+
+
+def neighbour_recall(approx, exact, tolerance: float = 0.0) -> float:
+    """Share of the exact top-k neighbours that an approximate index also returned in its top k
+    (1.0: the approximate index lost nothing). ``approx`` and ``exact``: ids [q, k], or the
+    ``(scores, ids)`` of :func:`search`. With scores on both sides, ties count: a returned
+    document that is not among the exact ids but scores at least the exact k-th score (less
+    ``tolerance``, e.g. :func:`score_tolerance`) is as good a k-th neighbour (equal embeddings
+    make "the same ids" an arbitrary choice)."""
+    approx_ids, approx_scores = _ids_and_scores(approx)
+    exact_ids, exact_scores = _ids_and_scores(exact)
     if approx_ids.shape != exact_ids.shape:
         raise ValueError(f"approximate ids {tuple(approx_ids.shape)} and exact ids "
                          f"{tuple(exact_ids.shape)} must have the same shape [queries, k]")
-    found = [len(set(a) & set(e)) / len(e)
-             for a, e in zip(approx_ids.tolist(), exact_ids.tolist())]
+    ties = approx_scores is not None and exact_scores is not None
+    found = []
+    for row, (a, e) in enumerate(zip(approx_ids.tolist(), exact_ids.tolist())):
+        hits = set(a) & set(e)
+        if ties:
+            kth = float(exact_scores[row].min()) - tolerance
+            hits |= {i for i, s in zip(a, approx_scores[row].tolist()) if i >= 0 and s >= kth}
+        found.append(min(len(hits), len(e)) / len(e))
     return float(np.mean(found))
 
 
@@ -360,17 +389,18 @@ def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask
     query_seconds = time.perf_counter() - start
     options = index_options or {}
     results: dict[str, dict] = {}
-    exact_ids = None
+    exact = None
     for kind in ("flat", *[x for x in kinds if x != "flat"]):
         index, seconds = build_index(kind, corpus, **options.get(kind, {}))
-        _, ids = search_excluding(index, queries, k, task.exclude)
+        scores, ids = search_excluding(index, queries, k, task.exclude)
         row = {**retrieval_metrics(ids, task.relevant, ks=(1, k), mrr_at=k),
                "queries_per_s": queries_per_second(index, queries, k),
                "build_s": seconds, "index_bytes": index_bytes(index)}
         if kind == "flat":
-            exact_ids = ids
+            exact = (scores, ids)
         else:
-            row[f"neighbour_recall@{k}"] = neighbour_recall(ids, exact_ids)
+            row[f"neighbour_recall@{k}"] = neighbour_recall(
+                (scores, ids), exact, score_tolerance(queries, corpus))
         if kind in kinds:
             results[kind] = row
     results["encode"] = {"corpus": len(task.corpus), "queries": len(task.queries),
