@@ -79,6 +79,37 @@ def pick_device(preference: str | None = "auto") -> str:
 NATIVE_BF16_CAPABILITY = (8, 0)
 
 
+def to_device(batch, model_or_device):
+    """``batch`` (a tensor, a tokenizer's ``BatchEncoding`` or a dict of tensors) on the device
+    of ``model_or_device`` (a module: the device of its first parameter, where a model's input
+    embeddings live; or a device). A single-device ``device_map`` adds no input hook, so a
+    batch a tokenizer made on the CPU must be moved before the model sees it."""
+    import torch
+
+    if isinstance(model_or_device, torch.nn.Module):
+        device = next(model_or_device.parameters()).device
+    else:
+        device = torch.device(model_or_device)
+    if isinstance(batch, torch.Tensor) or hasattr(batch, "to") and not isinstance(batch, dict):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return type(batch)({k: v.to(device) if isinstance(v, torch.Tensor) else v
+                            for k, v in batch.items()})
+    raise TypeError(f"to_device takes a tensor, a BatchEncoding or a dict of tensors, "
+                    f"got {type(batch).__name__}")
+
+
+def to_numpy(tensor):
+    """A tensor on any device and of any float dtype as a numpy array (detached, on the CPU;
+    16-bit floats as float32, which numpy and matplotlib read)."""
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
 def native_bf16(device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA GPU of compute capability >= 8.0
     (Ampere and later). ``torch.cuda.is_bf16_supported()`` is also true on a T4 (7.5), where
@@ -255,5 +286,5 @@ class logs_at:  # noqa: N801 - used like a function: ``with logs_at(logging.WARN
 __all__ = [
     "OFFLINE_VARS", "cache_dir", "data_dir", "device_summary", "env_flag", "hub_offline",
     "hub_reachable", "in_colab", "logs_at", "pick_device", "seed_everything", "show_logs",
-    "versions",
+    "to_device", "to_numpy", "versions",
 ]
