@@ -184,10 +184,11 @@ class Trainer:
 
     def prepare_run_dir(self) -> Path | None:
         """Create ``out_dir``, check that a run there has the same recipe, write ``run.json``;
-        returns the checkpoint to resume from (None: start fresh)."""
+        returns the checkpoint to resume from (None: start fresh), whole or not: :meth:`restore`
+        falls back from a damaged one."""
         record = runs.run_record(self.cfg, self.encoder, len(self.train_set),
                                  world_size=self.world_size)
-        checkpoint = checkpoints.latest_checkpoint(self.out_dir) if self.resume else None
+        checkpoint = checkpoints.resume_checkpoint(self.out_dir) if self.resume else None
         if checkpoint is not None:
             runs.check_resumable(self.out_dir, record)
         if not self.is_main:
@@ -201,12 +202,14 @@ class Trainer:
 
     def restore(self, checkpoint: Path | None) -> None:
         """Load a checkpoint (adapter, optimizer, scheduler, scaler, RNG, history), or seed a
-        fresh run."""
+        fresh run. A damaged checkpoint gives way to the newest whole one before it, with a
+        warning naming the damaged file (:func:`checkpoints.read_resumable`). The state is read
+        on the CPU; the optimizer moves it to the parameters' device as it loads it."""
         if checkpoint is None:
             torch.manual_seed(self.cfg.seed)
             random.seed(self.cfg.seed)
             return
-        state = checkpoints.read_checkpoint(checkpoint, self.encoder.backbone, self.device)
+        checkpoint, state = checkpoints.read_resumable(checkpoint, self.encoder.backbone)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         if self.scaler is not None and state.scaler is not None:
