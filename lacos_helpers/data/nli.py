@@ -47,38 +47,132 @@ def _nli_record(premise, hypothesis, label: str | None) -> Record:
     return premise, hypothesis, label
 
 
-def _read_table(path: Path, delimiter: str, columns: tuple[str, ...], **kw) -> list[dict]:
+def _read_table(path: Path, delimiter: str, columns: tuple[str, ...],
+                **fmt) -> list[tuple[int, tuple]]:
+    """(line, values of ``columns``) per row of a file with a header (a value is None where
+    the row is short); a header without ``columns`` is a :class:`DataFileError`."""
     if not path.is_file():
         raise FileNotFoundError(f"NLI file not found: {path}")
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter, **kw)
-        missing = [c for c in columns if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: header lacks column(s) {missing}; found {reader.fieldnames}")
-        return list(reader)
+    records = sources.read_records(path, delimiter, **fmt)
+    header = next(records, (1, []))[1]
+    index = {name: i for i, name in enumerate(header)}  # a repeated name: the last one
+    missing = [c for c in columns if c not in index]
+    if missing:
+        raise sources.DataFileError(path, 1, f"header lacks column(s) {missing}; found {header}")
+    at = [index[c] for c in columns]
+    return [(line, tuple(row[i] if i < len(row) else None for i in at)) for line, row in records]
 
 
 def _read_nli_csv(path: Path) -> list[Record]:
     """SNLI/MultiNLI CSV (``pairID,sentence1,sentence2,label``; label name or '-')."""
     rows = _read_table(path, ",", ("sentence1", "sentence2", "label"))
-    return [_nli_record(r["sentence1"], r["sentence2"], r["label"]) for r in rows]
+    return sources.located_records(path, ((line, _nli_record(*r)) for line, r in rows))
 
 
 def _read_xnli_tsv(path: Path) -> list[Record]:
     """XNLI TSV (``id premise hypothesis label``; 0 entailment, 1 neutral, 2 contradiction)."""
     rows = _read_table(path, "\t", ("premise", "hypothesis", "label"), quoting=csv.QUOTE_NONE)
-    out = []
-    for r in rows:
-        label = r["label"]
-        label = XNLI_LABELS.get(label.strip(), "?") if label is not None else None
-        out.append(_nli_record(r["premise"], r["hypothesis"], label))
-    return out
+    return sources.located_records(path, (
+        (line, _nli_record(p, h, XNLI_LABELS.get(label.strip(), "?") if label is not None
+                           else None)) for line, (p, h, label) in rows))
 
 
-def _read_nli_hub(path: str, name: str | None, split: str) -> list[Record]:
-    ds = sources.hub_load(path, name, split)
+def _hub_records(ds) -> list[Record]:
+    """Row by row, for a Hub stand-in that is not a ``datasets.Dataset`` (or an odd schema)."""
     return [_nli_record(r.get("premise"), r.get("hypothesis"), HUB_LABELS.get(r.get("label"), "?"))
             for r in ds]
+
+
+# What ``str.strip()`` strips: every code point ``c`` with ``c.isspace()``.
+_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+          "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def _hub_schema(table) -> bool:
+    """Whether ``table`` has the Hub's types: string texts, int (ClassLabel) labels."""
+    import pyarrow as pa
+
+    def kind(name, *checks):
+        return any(check(table.schema.field(name).type) for check in (pa.types.is_null, *checks))
+
+    text = (pa.types.is_string, pa.types.is_large_string)
+    return (kind("premise", *text) and kind("hypothesis", *text)
+            and kind("label", pa.types.is_integer))
+
+
+def _table_triplets(table) -> tuple[list[NLITriplet], Counter]:
+    """:func:`_triplets` of a Hub table (``premise``, ``hypothesis``, int ``label``), computed
+    column-wise. Same rows, order and skip counts as :func:`_hub_records` row by row (the strip
+    is ``str.strip()``'s)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def stripped(name):
+        return pc.utf8_trim(table.column(name).cast(pa.large_string()), _SPACE)
+
+    def where(mask):
+        return pc.fill_null(mask, False)
+
+    premise, hypothesis = stripped("premise"), stripped("hypothesis")
+    label = table.column("label").cast(pa.int64())
+    filled = where(pc.and_(pc.greater(pc.utf8_length(premise), 0),
+                           pc.greater(pc.utf8_length(hypothesis), 0)))
+    no_gold = where(pc.equal(label, -1))
+    known = pc.is_in(label, value_set=pa.array([-1, 0, 1, 2], pa.int64()))  # null: not known
+    masks = {"missing field": pc.invert(filled), "no gold label": pc.and_(filled, no_gold),
+             "unknown label": pc.and_(filled, pc.invert(known))}
+    skipped = Counter({reason: n for reason, mask in masks.items()
+                       if (n := pc.sum(mask).as_py() or 0)})
+    keep = pc.and_(filled, pc.is_in(label, value_set=pa.array([0, 2], pa.int64())))
+    triplets = _match_negatives(premise.filter(keep).combine_chunks(),
+                                hypothesis.filter(keep).combine_chunks(),
+                                label.filter(keep).to_numpy() == 0)
+    return triplets, skipped
+
+
+def _group_rank(ids):
+    """For each position, how many earlier positions have the same id (0, 1, 2...)."""
+    import numpy as np
+
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=1)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(len(ids), np.int64)
+    rank[order] = np.arange(len(ids)) - starts[ids[order]]
+    return rank
+
+
+def _match_negatives(premise, hypothesis, entails) -> list[NLITriplet]:
+    """Entailment and contradiction rows (arrow texts, stripped; ``entails`` a bool array) ->
+    triplets in row order, as :func:`_triplets` makes them: the k-th entailment of a premise
+    gets its (k mod n)-th of n contradictions. Only the triplets' texts become Python strings."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.dictionary_encode(premise).indices.to_numpy().astype(np.int64)
+    ent, con = np.flatnonzero(entails), np.flatnonzero(~entails)
+    ent_ids, con_ids = ids[ent], ids[con]
+    counts = np.bincount(con_ids, minlength=int(ids.max(initial=-1)) + 1)
+    starts = np.cumsum(counts) - counts
+    by_premise = con[np.argsort(con_ids, kind="stable")]  # contradictions grouped, in row order
+    n = counts[ent_ids]
+    has = n > 0
+    negative = np.zeros(len(ent), np.int64)
+    negative[has] = by_premise[starts[ent_ids[has]] + _group_rank(ent_ids)[has] % n[has]]
+    negatives = hypothesis.take(pa.array(negative, mask=~has))
+    return list(map(NLITriplet, premise.take(ent).to_pylist(), hypothesis.take(ent).to_pylist(),
+                    negatives.to_pylist()))
+
+
+def _hub_triplets(path: str, name: str | None, split: str) -> tuple[list[NLITriplet], Counter]:
+    """Triplets and skip counts of one Hub dataset split, read column-wise when it is a
+    ``datasets.Dataset`` in the Hub's schema (millions of rows on the train splits)."""
+    ds = sources.hub_load(path, name, split)
+    table = sources.hub_table(ds, ("premise", "hypothesis", "label"))
+    if table is None or not _hub_schema(table):
+        return _triplets(_hub_records(ds))
+    return _table_triplets(table)
 
 
 def _triplets(records: list[Record]) -> tuple[list[NLITriplet], Counter]:
@@ -133,10 +227,9 @@ def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
     split = _effective_split(lang, split, kind, root)
     parts = _nli_parts(lang, split)
 
-    def build(groups: list[list[Record]], paths: list) -> Rows:
+    def build(groups: list[tuple[list[NLITriplet], Counter]], paths: list) -> Rows:
         rows = Rows(paths=paths)
-        for records in groups:  # hard negatives are looked up within one file only
-            triplets, skipped = _triplets(records)
+        for triplets, skipped in groups:  # hard negatives are looked up within one file only
             rows.extend(triplets)
             rows.skipped.update(skipped)
         return rows
@@ -144,10 +237,10 @@ def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
     def read_files(root: Path) -> Rows:
         paths = [path_in(root) for path_in, _ in parts]
         reader = _read_nli_csv if lang == "en" else _read_xnli_tsv
-        return build([reader(p) for p in paths], paths)
+        return build([_triplets(reader(p)) for p in paths], paths)
 
     def read_hub() -> Rows:
-        return build([_read_nli_hub(*hub) for _, hub in parts],
+        return build([_hub_triplets(*hub) for _, hub in parts],
                      [f"{h[0]}:{h[1] + '/' if h[1] else ''}{h[2]}" for _, h in parts])
 
     rows = sources.load_rows(kind, root, read_files, read_hub, (lang,))

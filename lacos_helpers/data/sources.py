@@ -8,14 +8,20 @@ local folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, 
 generated dataset, and says so in a warning. A profile that trains on real data only (``colab``,
 ``paper``) refuses the generated dataset unless it is asked for by name; a Hub that is reachable
 but fails is an error, never a quiet switch to generated sentences.
+
+Local files are read with :func:`read_records`: a file that is not UTF-8 or cannot be parsed is
+a :class:`DataFileError` naming the file and line; rows skipped on purpose are counted and
+logged with their lines (:func:`located_records`). A Hub ``datasets.Dataset`` is read
+column-wise (:func:`hub_table`), never row by row.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +91,120 @@ def hub_load(path: str, name: str | None, split: str):
     from datasets import load_dataset
 
     return load_dataset(path, name, split=split)
+
+
+def hub_table(ds, columns: Sequence[str]):
+    """The ``columns`` of a ``datasets.Dataset`` as one ``pyarrow.Table``, read column-wise (a
+    column the dataset lacks is all null); None when ``ds`` is not a ``Dataset`` (a stand-in
+    list of dicts): read it row by row."""
+    try:
+        import pyarrow as pa
+        from datasets import Dataset
+    except ImportError:
+        return None
+    if not isinstance(ds, Dataset):
+        return None
+    present = [c for c in columns if c in ds.column_names]
+    table = ds.select_columns(present).with_format("arrow")[:]  # applies any indices mapping
+    for name in columns:
+        if name not in present:
+            table = table.append_column(name, pa.nulls(len(table)))
+    return table.select(list(columns))
+
+
+def hub_columns(ds, columns: Sequence[str]) -> list[tuple] | None:
+    """The rows of ``ds`` as tuples of ``columns`` (None where a column is missing), built from
+    whole columns (:func:`hub_table`); None when ``ds`` is not a ``datasets.Dataset``."""
+    table = hub_table(ds, columns)
+    if table is None:
+        return None
+    return list(zip(*(table.column(c).to_pylist() for c in columns)))
+
+
+# --------------------------------------------------------------------------- local files
+
+FILE_FIX = ("re-download the file (or copy it again from the shared data folder), or fix or "
+            "delete that line; data files are UTF-8 text, one row per line")
+EXPECTED_SKIPS = ("no gold label",)  # rows the datasets leave out on purpose
+
+
+class DataFileError(ValueError):
+    """A local data file that cannot be decoded or parsed: ``path``, ``line`` (1-based, a
+    header is line 1; None when unknown) and ``problem`` say where and what."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, problem: str):
+        self.path, self.line, self.problem = Path(path), line, problem
+        where = f"{path}, line {line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}; {FILE_FIX}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.line, self.problem)
+
+
+def _utf8_error(path: Path, exc: UnicodeDecodeError) -> DataFileError:
+    """Where the first byte that is not UTF-8 is in ``path`` (the decoder's own position is
+    relative to the chunk it was decoding)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as full:
+        pos = full.start
+        return DataFileError(path, raw.count(b"\n", 0, pos) + 1,
+                             f"not valid UTF-8 (byte 0x{raw[pos]:02x} at offset {pos} of the "
+                             f"file: {full.reason})")
+    return DataFileError(path, None, f"not valid UTF-8 ({exc})")  # the file changed meanwhile
+
+
+def read_records(path: Path, delimiter: str = ",", columns: int | None = None,
+                 **fmt) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each non-blank record of a UTF-8 CSV/TSV file, in order.
+
+    A byte that is not UTF-8, a record the ``csv`` module cannot parse, or a record that runs
+    over several lines without ``columns`` fields (an unclosed quote; None: as many as the
+    first record, the header) is a :class:`DataFileError` naming the file and line."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, **fmt)
+        line = 1
+        try:
+            for fields in reader:
+                if fields:
+                    columns = len(fields) if columns is None else columns
+                    if reader.line_num > line and len(fields) != columns:
+                        raise DataFileError(
+                            path, line, f"the row that starts here runs on to line "
+                            f"{reader.line_num} with {len(fields)} field(s) instead of "
+                            f"{columns}: a quote (\") without its closing quote?")
+                    yield line, fields
+                line = reader.line_num + 1
+        except UnicodeDecodeError as exc:
+            raise _utf8_error(path, exc) from exc
+        except csv.Error as exc:
+            raise DataFileError(path, line, f"malformed {kind} row ({exc})") from exc
+
+
+def _lines_text(lines: list[int], most: int = 5) -> str:
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    more = f" and {len(lines) - most} more" if len(lines) > most else ""
+    return "lines " + ", ".join(map(str, lines[:most])) + more
+
+
+def located_records(path: Path, located: Iterable[tuple[int, object]]) -> list:
+    """The records of (line, record) pairs; a record that is a str (the reason the row is
+    skipped) is also logged with its line: a warning, unless every skipped row is one the
+    dataset leaves out on purpose (:data:`EXPECTED_SKIPS`, logged at debug level)."""
+    records, skipped = [], {}
+    for line, record in located:
+        records.append(record)
+        if isinstance(record, str):
+            skipped.setdefault(record, []).append(line)
+    if skipped:
+        total = sum(map(len, skipped.values()))
+        level = logging.DEBUG if set(skipped) <= set(EXPECTED_SKIPS) else logging.WARNING
+        log.log(level, "[data] %s: %d row%s skipped: %s", path, total, "s" * (total != 1),
+                ", ".join(f"{r} ({_lines_text(skipped[r])})" for r in sorted(skipped)))
+    return records
 
 
 # --------------------------------------------------------------------------- validation

@@ -3,7 +3,6 @@ rows: the evaluation data."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import random
@@ -38,16 +37,21 @@ def _parse_sts_row(row: Sequence) -> Raw:
 
 
 def _read_sts_file(path: Path) -> list[Raw]:
+    """Rows of an STS-B CSV (no header); skipped rows are counted and logged with their line."""
     if not path.is_file():
         raise FileNotFoundError(f"STS file not found: {path}")
-    with open(path, encoding="utf-8", newline="") as fh:
-        return [_parse_sts_row(row) for row in csv.reader(fh) if row]
+    rows = sources.read_records(path, ",", columns=3)
+    return sources.located_records(path, ((line, _parse_sts_row(row)) for line, row in rows))
 
 
 def _read_sts_hub(lang: str, split: str) -> list[Raw]:
+    """Rows of one Hub split, read column by column (row by row for a stand-in list)."""
     ds = sources.hub_load(HUB_STS, lang, split)
-    return [_parse_sts_row([r.get("sentence1"), r.get("sentence2"), r.get("similarity_score")])
-            for r in ds]
+    columns = ("sentence1", "sentence2", "similarity_score")
+    rows = sources.hub_columns(ds, columns)
+    if rows is None:
+        rows = [tuple(r.get(c) for c in columns) for r in ds]
+    return [_parse_sts_row(row) for row in rows]
 
 
 def _align(raw_x: list[Raw], raw_y: list[Raw], names: tuple[str, str]) -> list[Raw]:
