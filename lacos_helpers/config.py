@@ -19,6 +19,7 @@ that changes what is trained (:func:`recipe_differences`) and names each differe
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import types
@@ -509,7 +510,33 @@ def load_profile(name: str | None = None, **overrides) -> RunConfig:
     env_model = os.environ.get("LACOS_MODEL_ID", "").strip()
     if env_model and cfg.model.kind == "hub":
         cfg = cfg.replace(model={"model_id": env_model})
+    env_overrides = environment_overrides()
+    if env_overrides:
+        try:
+            cfg = cfg.replace_paths(env_overrides)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{OVERRIDES_VAR}: {exc}") from exc
     return cfg.replace(**overrides) if overrides else cfg
+
+
+OVERRIDES_VAR = "LACOS_OVERRIDES"
+
+
+def environment_overrides() -> dict[str, Any]:
+    """Dotted-path overrides of every profile from ``LACOS_OVERRIDES``, a JSON object such as
+    ``{"train.steps": 4, "eval.langs": ["en", "de"]}``: a profile's own code at a smaller size
+    (the tests run the ``colab`` profile's notebooks on a CPU this way). Empty when unset."""
+    text = os.environ.get(OVERRIDES_VAR, "").strip()
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{OVERRIDES_VAR} is not valid JSON ({exc}): {text!r}") from exc
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise ValueError(f"{OVERRIDES_VAR} must be a JSON object of dotted paths, e.g. "
+                         f'{{"train.steps": 4}}; got {text!r}')
+    return values
 
 
 def profile_table() -> str:
@@ -525,6 +552,7 @@ def profile_table() -> str:
 __all__ = [
     "PROFILES", "SECTIONS", "DataConfig", "EncoderConfig", "EvalConfig", "LoRAConfig",
     "ModelConfig", "QuantConfig", "RunConfig", "TinyBloomSpec", "TrainConfig",
-    "UnknownProfileError", "default_profile_name", "load_profile", "profile_table",
+    "UnknownProfileError", "default_profile_name", "environment_overrides", "load_profile",
+    "profile_table",
     "recipe_differences",
 ]

@@ -54,9 +54,12 @@ def test_apply_rewrites_stale_badges_and_cell():
     assert not publish.apply(nb, "notebooks/09_x.ipynb", PUB)  # idempotent
 
 
-def _run_install_cell(monkeypatch, returncode):
+def _run_install_cell(monkeypatch, returncode, gpu=True):
+    import torch
+
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(subprocess, "run",
                         lambda args, **kw: calls.append(args) or types.SimpleNamespace(
                             returncode=returncode))
@@ -66,7 +69,7 @@ def _run_install_cell(monkeypatch, returncode):
 
 def test_install_cell_pins_the_release_and_caps_versions(monkeypatch):
     (args,) = _run_install_cell(monkeypatch, 0)
-    assert args[-1] == PUB.install_spec and "-c" in args
+    assert args[-1] == PUB.install_spec() and "-c" in args
     assert args[args.index("-c") + 1] == PUB.constraints_url
 
 
@@ -74,9 +77,18 @@ def test_install_cell_failure_says_what_to_do(monkeypatch):
     with pytest.raises(RuntimeError) as info:
         _run_install_cell(monkeypatch, 1)
     message = str(info.value)
-    assert PUB.install_spec in message
+    assert PUB.install_spec() in message
     for hint in ("REF", "lacos_helpers-*.whl", "git clone", "pip install -e"):
         assert hint in message
+
+
+def test_install_cell_on_a_cpu_only_runtime_installs_the_offline_model(monkeypatch):
+    """Without a GPU Colab runs the cpu profile, whose backbone is the offline-model extra."""
+    (args,) = _run_install_cell(monkeypatch, 0, gpu=False)
+    assert args[-1] == PUB.install_spec(publish.COLAB_CPU_EXTRAS)
+    assert "offline-model" in args[-1]
+    (args,) = _run_install_cell(monkeypatch, 0, gpu=True)
+    assert "offline-model" not in args[-1]
 
 
 def test_install_cell_does_nothing_outside_colab(monkeypatch):

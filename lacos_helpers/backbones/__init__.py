@@ -61,6 +61,22 @@ def load_backbone(cfg: RunConfig, *, texts: Iterable[str] | None = None, tokeniz
     raise ValueError(f"unknown model.kind {kind!r}; expected 'tiny-bloom', 'hub' or 'gguf'")
 
 
+RANDOM_WEIGHTS_MARKER = "rehearsal.json"  # written by rehearsal.write_random_bloom
+
+
+def has_random_weights(cfg: RunConfig) -> bool:
+    """Whether the configuration's backbone is random-init, not pretrained: the ``ci``
+    profile's tiny BLOOM, or a Hub-layout folder written by ``rehearsal.write_random_bloom``
+    (BLOOM's real shapes, random weights). Training such a model runs the recipe's code;
+    it need not improve a score in a few steps."""
+    from pathlib import Path
+
+    if cfg.model.kind == "tiny-bloom":
+        return True
+    folder = Path(str(cfg.model.model_id)).expanduser()
+    return cfg.model.kind == "hub" and (folder / RANDOM_WEIGHTS_MARKER).is_file()
+
+
 __all__ = [
     "DEFAULT_GGUF_PACKAGE",
     "OFFLINE_EXTRA_HINT",
@@ -70,6 +86,7 @@ __all__ = [
     "count_parameters",
     "describe_backbone",
     "gguf_path",
+    "has_random_weights",
     "load_backbone",
     "model_device",
     "model_dtype",

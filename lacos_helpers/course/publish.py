@@ -19,7 +19,10 @@ from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TAG = "nbval-skip"  # the install cell never runs under nbval (it is Colab-only)
-COLAB_EXTRAS = "search"  # Colab brings torch, transformers, Jupyter; the course adds the rest
+# Colab brings torch, transformers, Jupyter; the course adds the rest. A GPU runtime runs the
+# `colab` profile; a CPU-only runtime the `cpu` profile, which needs the offline decoder too.
+COLAB_EXTRAS = "search"
+COLAB_CPU_EXTRAS = "search,offline-model"
 BADGE_MARK = "[![Open In Colab]"
 
 
@@ -30,9 +33,9 @@ class Publication:
     repository: str
     ref: str
 
-    @property
-    def install_spec(self) -> str:
-        return (f"lacos-helpers[{COLAB_EXTRAS}] @ "
+    def install_spec(self, extras: str = COLAB_EXTRAS) -> str:
+        """What the install cell asks pip for (``extras``: those of a GPU runtime by default)."""
+        return (f"lacos-helpers[{extras}] @ "
                 f"git+https://github.com/{self.repository}@{self.ref}")
 
     @property
@@ -69,8 +72,12 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
+    import torch  # Colab ships it
+
     REPOSITORY, REF = "{pub.repository}", "{pub.ref}"  # where the course is published
-    SPEC = f"lacos-helpers[{COLAB_EXTRAS}] @ git+https://github.com/{{REPOSITORY}}@{{REF}}"
+    # a GPU runtime runs the colab profile; a CPU-only one the cpu profile, with its offline model
+    EXTRAS = "{COLAB_EXTRAS}" if torch.cuda.is_available() else "{COLAB_CPU_EXTRAS}"
+    SPEC = f"lacos-helpers[{{EXTRAS}}] @ git+https://github.com/{{REPOSITORY}}@{{REF}}"
     CONSTRAINTS = f"https://raw.githubusercontent.com/{{REPOSITORY}}/{{REF}}/constraints.txt"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, SPEC]
     if subprocess.run(pip).returncode != 0:
@@ -79,7 +86,7 @@ if "google.colab" in sys.modules:
             "a branch such as 'main' and run this cell again; (2) upload a wheel built with "
             "`python -m build` in the repository and run `%pip install lacos_helpers-*.whl`; "
             f"(3) `!git clone https://github.com/{{REPOSITORY}}` then "
-            "`%pip install -e ./<folder>[{COLAB_EXTRAS}]`.")'''
+            f"`%pip install -e ./<folder>[{{EXTRAS}}]`.")'''
 
 
 def _first_markdown(nb):

@@ -42,14 +42,22 @@ def course_schedule(cfg: RunConfig) -> CourseSchedule:
     return SCHEDULES.get(cfg.name, CourseSchedule())
 
 
+def _smaller(a: int | None, b: int | None) -> int | None:
+    """The smaller of two limits, None meaning no limit."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 def course_steps(cfg: RunConfig) -> int:
-    """Training steps of the notebooks' run."""
-    return course_schedule(cfg).steps or cfg.train.steps
+    """Training steps of the notebooks' run: the schedule's, never more than the
+    configuration's own ``train.steps`` (a profile made smaller, e.g. by ``LACOS_OVERRIDES``,
+    trains less in the notebooks too)."""
+    return _smaller(course_schedule(cfg).steps, cfg.train.steps)
 
 
 def course_sts_limit(cfg: RunConfig) -> int | None:
-    """STS pairs per language the notebooks evaluate (None: all)."""
-    return course_schedule(cfg).sts_limit or cfg.eval.sts_limit
+    """STS pairs per language the notebooks evaluate (None: all): the schedule's, never more
+    than ``eval.sts_limit``."""
+    return _smaller(course_schedule(cfg).sts_limit, cfg.eval.sts_limit)
 
 
 def experiment_steps(cfg: RunConfig) -> int:

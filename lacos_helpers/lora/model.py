@@ -90,7 +90,9 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
     r, alpha, dropout = _check_rank(r), _check_alpha(alpha), _check_dropout(dropout)
     matches = _matching_modules(model, targets)
     for name, module in matches:
-        replace_submodule(model, name, LoRALinear(module, r=r, alpha=alpha, dropout=dropout))
+        layer = LoRALinear(module, r=r, alpha=alpha, dropout=dropout)
+        layer.train(module.training)  # a model in eval mode gets no active LoRA dropout
+        replace_submodule(model, name, layer)
     for name, param in model.named_parameters():
         param.requires_grad_(_is_lora_parameter(name))
     model.lacos_lora = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout,

@@ -62,10 +62,12 @@ while True:
 class PeakMemory:
     """Context manager: the peaks of :func:`process_memory` while it is open (``peak_anon``,
     ``peak_rss`` in bytes), sampled every ``interval`` seconds by a separate process;
-    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` when a GPU is
-    used."""
+    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` when ``cuda`` (the
+    measured work runs on the GPU; a CPU rehearsal in a process that also holds a model on the
+    GPU must not report that model's peak as its own)."""
 
     interval: float = 0.005
+    cuda: bool = False
     peak_anon: int = 0
     peak_rss: int = 0
     start_anon: int = 0
@@ -99,7 +101,7 @@ class PeakMemory:
 
         self.start_anon = process_memory()["rss_anon"]
         self.sample()
-        if torch.cuda.is_available():
+        if self.cuda:
             torch.cuda.reset_peak_memory_stats()
         self._sampler = subprocess.Popen(
             [sys.executable, "-c", _SAMPLER, f"/proc/{os.getpid()}/status", str(self.interval)],
@@ -116,7 +118,7 @@ class PeakMemory:
         finally:
             self._sampler.stdin.close()
             self._sampler.wait(timeout=10)
-        if torch.cuda.is_available():
+        if self.cuda:
             self.cuda_peak = torch.cuda.max_memory_allocated()
         return False
 

@@ -80,7 +80,9 @@ def rehearse(shape: str = "560m", *, steps: int = 1, batch: int = 2, max_length:
                            batch=batch, max_length=max_length, checkpointing=checkpointing,
                            device=device)
     baseline_anon = process_memory()["rss_anon"]
-    with PeakMemory() as peak, tempfile.TemporaryDirectory(prefix="lacos-rehearsal-") as out:
+    on_gpu = device_type(cfg) == "cuda"
+    with PeakMemory(cuda=on_gpu) as peak, \
+            tempfile.TemporaryDirectory(prefix="lacos-rehearsal-") as out:
         t0 = time.perf_counter()
         encoder = training.build_encoder(cfg)
         load_seconds = time.perf_counter() - t0
