@@ -3,10 +3,11 @@ peak, from the configuration alone (no model needed), checked against the peaks 
 ``python -m lacos_helpers rehearse`` (README: within 15% at 560m and 1b1; the 7b1 point is
 reported beside its prediction).
 
-What is counted: on a GPU, CUDA allocations (``max_memory_allocated``); on a CPU, the process's
-*anonymous* resident memory. bitsandbytes' loader leaves the float16 tensors it does not
-quantize memory-mapped from the checkpoint: file pages the kernel can drop and re-read, not
-anonymous memory, until the standard k-bit preparation copies them to float32.
+What is counted: on a GPU, CUDA allocations (``max_memory_allocated``) plus the CUDA context
+(outside the allocator: what ``nvidia-smi`` adds); on a CPU, the process's *anonymous*
+resident memory. bitsandbytes' loader leaves the float16 tensors it does not quantize
+memory-mapped from the checkpoint: file pages the kernel can drop and re-read, not anonymous
+memory, until the standard k-bit preparation copies them to float32.
 
 Parts (bytes; GB = 1e9):
 
@@ -33,16 +34,33 @@ Parts (bytes; GB = 1e9):
 ``activations``
     with gradient checkpointing each block keeps its input (``tokens x h``) and one block at a
     time is recomputed in full; without it every block keeps everything. Attention scores are
-    ``sequences x heads x T x T``. Sentences per step = batch x 3 (anchor, positive, hard
-    negative in one forward);
+    ``sequences x heads x T x T``. Sentences per forward = triplets x 3 (anchor, positive, hard
+    negative in one forward); with GradCache (``train.cache_chunk``) the triplets of one chunk,
+    plus the cached embeddings of the whole batch. Each tensor is counted in its real dtype
+    (:func:`activation_dtypes`);
 ``matmul_transient``
     bitsandbytes' CPU training matmul (``MatMul8bitFp``) dequantizes the weight it multiplies
     to float32, in the forward and again in the backward (the largest: ``4h x h``); the
-    package's weight-only ``Int8Linear`` does it in chunks of 8M weights; on a GPU the int8
-    kernels do not dequantize;
+    package's weight-only ``Int8Linear`` does it in chunks of 8M weights; on a GPU
+    bitsandbytes' int8 kernels do not dequantize in the forward, but its backward dequantizes
+    the weight in the dtype of the layer's input (float32 here) to compute the input gradient;
 ``step_overhead``, ``runtime``
     on a CPU: autograd's bookkeeping and heap growth during a step (~0.4 GB measured at every
-    size) and the Python process with torch, transformers and the data (~0.3 GB).
+    size) and the Python process with torch, transformers and the data (~0.3 GB). On a GPU:
+    no step overhead; ``runtime`` is the CUDA context (:data:`CUDA_CONTEXT_BYTES`).
+
+**Dtypes of the activations.** The residual stream is float32 under both recipes: the
+standard preparation upcasts the embeddings (and every other non-int8 parameter) to float32;
+the lean one keeps the embedding matrix 16-bit but its forward hook hands the first LayerNorm
+float32, and the LayerNorms are float32 in both (CUDA autocast runs ``layer_norm`` in float32
+anyway). An 8-bit layer with int8 compute (bitsandbytes' ``MatMul8bitLt`` on a GPU, our
+``Int8Linear(compute="int8")``) returns its *input's* dtype, so what the stream feeds (qkv, the
+MLP's 4h before and after GELU, its output) stays float32 even under autocast; float matmuls
+(weight-only ``Int8Linear``, bitsandbytes on a CPU, float layers) return the autocast dtype:
+float16 / bfloat16 on a GPU, bfloat16 on a CPU with ``encoder.cpu_bf16`` where the CPU has it,
+else float32. The attention matmuls (scores, context) run in the autocast dtype; BLOOM's
+softmax is float32, and so is the score after adding the float32 mask. Under autocast, matmuls
+fed float32 keep 16-bit copies of their inputs (q, k, v, the adapter's input).
 
 The peak is the resident part (weights, adapters, process) plus the largest of the transients
 that never overlap: the load and upcast transients before training, one step's memory during
@@ -58,29 +76,117 @@ from lacos_helpers.config import RunConfig
 
 GB = 1e9
 MIB = 1 << 20
+FLOAT32_BYTES, HALF_BYTES = 4, 2
 # Measured on the reference machine (python -m lacos_helpers rehearse, README):
 CPU_RUNTIME_BYTES = 0.30e9  # anonymous RSS once torch, transformers, bitsandbytes and data load
 CPU_STEP_OVERHEAD_BYTES = 0.40e9  # a step's autograd and heap growth beyond its tensors
 CPU_RESIDUAL_BYTES = 0.06e9  # small allocations that stay after loading (tokenizer, hooks ...)
 BNB_CPU_LOAD_HEAP_BYTES = 0.75e9  # glibc heap kept after bitsandbytes' CPU quantization
+# The CUDA context torch creates on first use, outside its caching allocator (so not in
+# max_memory_allocated, but in nvidia-smi and missing from mem_get_info's free): 287 MB with
+# lazy module loading (CUDA_MODULE_LOADING=LAZY, torch's default since 1.13; measured in
+# pytorch/pytorch PR #86509; 667 MB eager), plus the cuBLAS / cuBLASLt handles and the kernels of
+# bitsandbytes as they load. Counted as 0.5 GB: the upper end, not measured here (no GPU).
+CUDA_CONTEXT_BYTES = 0.5e9
 GLIBC_MMAP_THRESHOLD = 32 * MIB  # allocations this large go to mmap and are returned at once
 LACOS_DEQUANT_CHUNK = 1 << 23  # quantization.int8_linear.DEQUANT_CHUNK_NUMEL
 ADAM8BIT_BYTES_PER_PARAM = 2 + 2 * 4 / 256  # two uint8 moments + a float32 absmax per 256
 ADAM32_BYTES_PER_PARAM = 8
-# Float values one BLOOM block holds per token and hidden unit at the peak of its forward +
-# backward: its saved tensors (LayerNorm outputs, qkv and its head-split copies, context and its
-# merge, dense and residual outputs, the MLP's 4h before and after GELU, LoRA's dropout and
-# low-rank outputs: ~28) and the gradients alive while its backward runs (~17). Fitted to the
-# measured peak of BLOOM-560m at 96 sentences x 64 tokens (README); per attention-score element:
-# scores, masked scores, softmax and its gradient.
-BLOCK_ACTIVATIONS_PER_TOKEN_H = 45
+# Values one BLOOM block holds per token and hidden unit at the peak of its forward +
+# backward: its saved tensors (~28: LayerNorm outputs, qkv and its head-split copies, context
+# and its merge, dense and residual outputs, the MLP's 4h before and after GELU, LoRA's dropout
+# and low-rank outputs) and the gradients alive while its backward runs (~17); 45 in all,
+# fitted to the measured peak of BLOOM-560m at 96 sentences x 64 tokens on a CPU (float32,
+# README). Split by the op that makes each tensor, which sets its dtype:
+BLOCK_STREAM_VALUES = 9  # residual stream, LayerNorm outputs, the adapter's input (+ grads)
+BLOCK_LINEAR_VALUES = 31  # outputs of the stream-fed linears: qkv (+ the LoRA update, heads
+#                           split), the MLP's 4h before and after GELU, its output (+ grads)
+BLOCK_ATTENTION_VALUES = 5  # attention matmul outputs: context, merged heads, dense (+ grads)
+BLOCK_ACTIVATIONS_PER_TOKEN_H = (BLOCK_STREAM_VALUES + BLOCK_LINEAR_VALUES
+                                 + BLOCK_ATTENTION_VALUES)
+# autocast's 16-bit copies of float32 matmul inputs: q, k, v (when the linears return float32)
+# and the adapter's input
+AUTOCAST_QKV_COPIES, AUTOCAST_ADAPTER_COPIES = 3, 1
+# per attention-score element: scores (attention dtype), scores + float32 mask, softmax
+# (float32: BLOOM's code) and its gradient; under autocast a 16-bit copy of the
+# probabilities for the matmul with the values
 BLOCK_SCORE_TENSORS = 4
+GRADCACHE_EMBEDDING_COPIES = 3  # cached embeddings, their leaf copy and its gradient (float32)
+
+
+@dataclass(frozen=True)
+class ActivationDtypes:
+    """Bytes per value of each kind of activation (see the module docstring): the residual
+    stream, the outputs of the stream-fed linear layers, the attention matmuls; ``autocast``:
+    the autocast dtype's bytes (None: no autocast)."""
+
+    stream: int = FLOAT32_BYTES
+    linear: int = FLOAT32_BYTES
+    attention: int = FLOAT32_BYTES
+    autocast: int | None = None
+
+    @classmethod
+    def uniform(cls, bytes_per_value: int) -> ActivationDtypes:
+        """Every activation in one dtype (no autocast copies)."""
+        return cls(bytes_per_value, bytes_per_value, bytes_per_value, None)
+
+
+def activation_dtypes(cfg: RunConfig, device: str = "cpu",
+                      cpu_native_bf16: bool | None = None) -> ActivationDtypes:
+    """The dtypes of a training step's activations under ``cfg`` on ``device`` ("cpu" or
+    "cuda"). On a CPU, ``encoder.cpu_bf16`` autocasts to bfloat16 where the CPU multiplies it
+    natively (``cpu_native_bf16``; None: ask this CPU)."""
+    if device == "cpu":
+        bf16 = cfg.encoder.cpu_bf16
+        if bf16 and cpu_native_bf16 is None:
+            from lacos_helpers.runtime import cpu_native_bf16 as native
+
+            cpu_native_bf16 = native()
+        amp = HALF_BYTES if bf16 and cpu_native_bf16 else None
+    else:  # float16 below compute capability 8.0, bfloat16 from it: 2 bytes either way
+        amp = HALF_BYTES
+    q = cfg.quant
+    keeps_input = (q.backend == "bitsandbytes" and device != "cpu") or \
+        (q.backend == "lacos" and q.compute == "int8")
+    stream = FLOAT32_BYTES
+    linear = stream if keeps_input or amp is None else amp
+    return ActivationDtypes(stream=stream, linear=linear, attention=amp or linear,
+                            autocast=amp)
+
+
+def _block_bytes(n: int, h: int, scores: int, d: ActivationDtypes) -> float:
+    """One block's activations at its backward's peak (``n`` tokens, ``scores`` elements)."""
+    per_token = (BLOCK_STREAM_VALUES * d.stream + BLOCK_LINEAR_VALUES * d.linear
+                 + BLOCK_ATTENTION_VALUES * d.attention)
+    per_score = d.attention + (BLOCK_SCORE_TENSORS - 1) * FLOAT32_BYTES
+    if d.autocast is not None:
+        copies = AUTOCAST_ADAPTER_COPIES + (AUTOCAST_QKV_COPIES if d.linear != d.autocast
+                                            else 0)
+        per_token += copies * d.autocast
+        per_score += d.autocast
+    return per_token * n * h + per_score * scores
+
+
+def activation_bytes(shape: bloom.BloomShape, sequences: int, tokens: int,
+                     checkpointing: bool, dtypes: ActivationDtypes | int) -> float:
+    """Activation memory of one forward + backward of ``sequences`` sentences of ``tokens``
+    tokens each (see the module docstring); ``dtypes``: :func:`activation_dtypes`, or the
+    bytes of every value."""
+    d = ActivationDtypes.uniform(dtypes) if isinstance(dtypes, int) else dtypes
+    h, n = shape.hidden_size, sequences * tokens
+    scores = sequences * shape.n_head * tokens * tokens
+    block = _block_bytes(n, h, scores, d)
+    boundaries = 4 * n * h * d.stream  # embedding output and its LayerNorm, ln_f, pooled
+    if checkpointing:
+        return shape.n_layer * n * h * d.stream + block + boundaries
+    return shape.n_layer * block + boundaries
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Predicted peak of one training step, by part (bytes); ``lean``: whether the load heap
-    is returned before training (the lean recipe)."""
+    is returned before training (the lean recipe); ``cuda``: whether on a GPU (then
+    ``runtime`` is the CUDA context)."""
 
     weights_int8: float
     weights_scales: float
@@ -95,6 +201,7 @@ class MemoryEstimate:
     step_overhead: float
     runtime: float
     lean: bool = False
+    cuda: bool = False
 
     @property
     def resident(self) -> float:
@@ -123,10 +230,26 @@ class MemoryEstimate:
     def total_gb(self) -> float:
         return self.total / GB
 
+    @property
+    def allocated(self) -> float:
+        """On a GPU, the peak of torch's allocations (``max_memory_allocated``): the total
+        without the CUDA context; on a CPU the total."""
+        return self.total - (self.runtime if self.cuda else 0.0)
+
+    @property
+    def training(self) -> float:
+        """The peak once the model is loaded and prepared (the load and upcast transients are
+        over): what a run about to train still has to meet."""
+        if self.lean:
+            return self.resident + self.step
+        small = self.step - self.activations
+        return self.resident + self.load_transient + self.activations + max(
+            small - self.load_transient, 0.0)
+
     def components_gb(self) -> dict[str, float]:
         """``{part: GB}`` rounded to 3 decimals."""
         return {f.name: round(getattr(self, f.name) / GB, 3) for f in fields(self)
-                if f.name != "lean"}
+                if f.name not in ("lean", "cuda")}
 
 
 def lora_parameters(shape: bloom.BloomShape, r: int, targets) -> int:
@@ -134,20 +257,6 @@ def lora_parameters(shape: bloom.BloomShape, r: int, targets) -> int:
     from lacos_helpers.lora.report import lora_param_count
 
     return lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
-
-
-def activation_bytes(shape: bloom.BloomShape, sequences: int, tokens: int,
-                     checkpointing: bool, bytes_per_value: int) -> float:
-    """Activation memory of one forward + backward of ``sequences`` sentences of ``tokens``
-    tokens each (see the module docstring)."""
-    h, n = shape.hidden_size, sequences * tokens
-    scores = sequences * shape.n_head * tokens * tokens
-    block = (BLOCK_ACTIVATIONS_PER_TOKEN_H * n * h + BLOCK_SCORE_TENSORS * scores) \
-        * bytes_per_value
-    boundaries = 4 * n * h * bytes_per_value  # embedding output and its LayerNorm, ln_f, pooled
-    if checkpointing:
-        return shape.n_layer * n * h * bytes_per_value + block + boundaries
-    return shape.n_layer * block + boundaries
 
 
 def _linear_sizes(h: int) -> list[int]:
@@ -162,13 +271,28 @@ def bnb_cpu_load_heap(h: int) -> float:
     return BNB_CPU_LOAD_HEAP_BYTES * small / sum(sizes)
 
 
+def step_activations(cfg: RunConfig, shape: bloom.BloomShape, triplets: int, tokens: int,
+                     dtypes: ActivationDtypes) -> float:
+    """Activations of one step of ``triplets`` triplets of ``tokens`` tokens: one forward +
+    backward of all of them, or with GradCache (``train.cache_chunk`` below ``triplets``) one
+    chunk at a time plus the cached float32 embeddings of the whole batch."""
+    roles = 3 if cfg.train.hard_negatives else 2
+    chunk = cfg.train.cache_chunk
+    checkpointing = cfg.train.gradient_checkpointing
+    if not chunk or chunk >= triplets:
+        return activation_bytes(shape, triplets * roles, tokens, checkpointing, dtypes)
+    cache = GRADCACHE_EMBEDDING_COPIES * roles * triplets * shape.hidden_size * FLOAT32_BYTES
+    return activation_bytes(shape, chunk * roles, tokens, checkpointing, dtypes) + cache
+
+
 def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
                              batch: int | None = None, max_length: int | None = None,
-                             device: str = "cpu",
-                             vocab_size: int = bloom.VOCAB_SIZE) -> MemoryEstimate:
+                             device: str = "cpu", vocab_size: int = bloom.VOCAB_SIZE,
+                             cpu_native_bf16: bool | None = None) -> MemoryEstimate:
     """Peak memory of one training step of ``cfg`` (8-bit backend and load, LoRA, optimizer,
-    gradient checkpointing, k-bit preparation, batch and length; ``batch`` / ``max_length``
-    override the configuration's) on a BLOOM of ``shape``, on ``device`` ("cpu" or "cuda")."""
+    gradient checkpointing, GradCache chunk, k-bit preparation, batch and length; ``batch`` /
+    ``max_length`` override the configuration's) on a BLOOM of ``shape``, on ``device``
+    ("cpu" or "cuda"); ``cpu_native_bf16``: see :func:`activation_dtypes`."""
     s = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
     h, L = s.hidden_size, s.n_layer
     counts = bloom.param_count(h, L, vocab_size)
@@ -196,26 +320,29 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
     n_lora = lora_parameters(s, cfg.lora.r, cfg.lora.targets)
     optimizer = n_lora * (ADAM8BIT_BYTES_PER_PARAM if "8bit" in cfg.train.optimizer
                           else ADAM32_BYTES_PER_PARAM)
-    sequences = (batch or cfg.train.batch_size) * (3 if cfg.train.hard_negatives else 2)
-    tokens = max_length or cfg.encoder.max_length
-    width = 4 if cpu else 2  # CPUs compute in float32, GPUs under 16-bit autocast
-    activations = activation_bytes(s, sequences, tokens, cfg.train.gradient_checkpointing,
-                                   width)
-    largest = max(_linear_sizes(h))
-    if cpu and q.backend == "bitsandbytes":
-        matmul = 2 * 4 * largest
-    elif q.backend == "lacos" and q.compute == "dequantize":
-        matmul = 2 * width * min(largest, LACOS_DEQUANT_CHUNK)
-    else:
-        matmul = 0.0
+    dtypes = activation_dtypes(cfg, device, cpu_native_bf16)
+    activations = step_activations(cfg, s, batch or cfg.train.batch_size,
+                                   max_length or cfg.encoder.max_length, dtypes)
     return MemoryEstimate(
         weights_int8=float(weights_int8), weights_scales=float(scales),
         weights_float=float(weights_float), upcast_transient=float(upcast),
         load_transient=float(load), lora=4.0 * n_lora, gradients=4.0 * n_lora,
         optimizer=float(optimizer), activations=float(activations),
-        matmul_transient=float(matmul),
+        matmul_transient=float(_matmul_transient(cfg, h, device, dtypes)),
         step_overhead=CPU_STEP_OVERHEAD_BYTES if cpu else 0.0,
-        runtime=CPU_RUNTIME_BYTES + CPU_RESIDUAL_BYTES if cpu else 0.0, lean=lean)
+        runtime=CPU_RUNTIME_BYTES + CPU_RESIDUAL_BYTES if cpu else CUDA_CONTEXT_BYTES,
+        lean=lean, cuda=not cpu)
+
+
+def _matmul_transient(cfg: RunConfig, h: int, device: str, dtypes: ActivationDtypes) -> float:
+    """The largest weight an 8-bit matmul dequantizes at once (see ``matmul_transient``)."""
+    q, largest = cfg.quant, max(_linear_sizes(h))
+    if q.backend == "bitsandbytes":  # CPU: float32 dequantization in forward and backward;
+        return 2 * 4 * largest if device == "cpu" else dtypes.linear * largest  # GPU: backward
+    if q.backend == "lacos" and q.compute == "dequantize":
+        compute = dtypes.autocast or dtypes.stream
+        return 2 * compute * min(largest, LACOS_DEQUANT_CHUNK)
+    return 0.0
 
 
 def bloom_training_table(cfg: RunConfig, sizes=("560m", "1b1", "1b7", "3b", "7b1"), *,
@@ -232,5 +359,6 @@ def bloom_training_table(cfg: RunConfig, sizes=("560m", "1b1", "1b7", "3b", "7b1
     return rows
 
 
-__all__ = ["MemoryEstimate", "activation_bytes", "bloom_training_table", "bnb_cpu_load_heap",
-           "estimate_training_memory", "lora_parameters"]
+__all__ = ["CUDA_CONTEXT_BYTES", "ActivationDtypes", "MemoryEstimate", "activation_bytes",
+           "activation_dtypes", "bloom_training_table", "bnb_cpu_load_heap",
+           "estimate_training_memory", "lora_parameters", "step_activations"]

@@ -19,7 +19,8 @@ ZeRO-3 partitions every parameter tensor across the N processes (GB = 1e9 bytes)
     partitioned (:func:`lacos_helpers.memory.activation_bytes` through
     :func:`~lacos_helpers.memory.estimate_training_memory`).
 
-Everything else the memory model counts for one step (temporaries) stays per GPU.
+Everything else the memory model counts for one step (temporaries) and the CUDA context stay
+per GPU.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = Non
     weights = est.weights_int8 + est.weights_scales + est.weights_float
     largest_module = max(counts["embeddings"], 4 * shape.hidden_size ** 2)
     live = (max(largest_module, max_live_parameters) + prefetch_parameters) * BF16_BYTES
-    other = est.matmul_transient + getattr(est, "step_overhead", 0.0)
+    other = est.matmul_transient + est.step_overhead + est.runtime  # runtime: CUDA context
     per_node = min(gpus_per_node, n_gpus)
     gpu_weights = 0.0 if offload_params else weights / n_gpus
     moments = est.optimizer / n_gpus

@@ -136,10 +136,13 @@ def test_memory_model_parts_and_orders():
     lean = memory.estimate_training_memory(cfg.replace(quant={"preparation": "lean"}), "7b1",
                                            batch=2, max_length=16, device="cuda")
     # the lean recipe keeps the 16-bit embeddings (1.03e9 parameters): it saves their float32
-    # copy (+2 bytes each) and the transient of the cast (another 2 bytes each)
+    # copy (+2 bytes each) and the transient of the cast (another 2 bytes each), which in the
+    # standard recipe also covers the step (on a GPU the step is no longer ~0: float32
+    # activations and bitsandbytes' backward dequantizing a weight in float32)
     embedding = 250_880 * 4096
     assert est.weights_float - lean.weights_float == pytest.approx(2 * embedding, rel=0.01)
-    assert est.total - lean.total == pytest.approx(4 * embedding, rel=0.03)
+    assert lean.step < 2 * embedding
+    assert est.total - lean.total == pytest.approx(4 * embedding - lean.step, rel=0.01)
     no_ckpt = memory.estimate_training_memory(
         cfg.replace(train={"gradient_checkpointing": False}), "7b1", batch=16, max_length=64,
         device="cuda")

@@ -64,26 +64,55 @@ def _forget_quantization(model: nn.Module) -> None:
                 setattr(model, name, False)
 
 
-def float_backbone(backbone: nn.Module, *, merge: bool = True) -> nn.Module:
-    """Turn ``backbone`` (8-bit and/or LoRA layers) into a plain float32 model, **in place**.
+def _place(module: nn.Module, device: torch.device | None) -> nn.Module:
+    """``module`` moved to ``device`` (None: left where it is)."""
+    return module if device is None else module.to(device)
+
+
+def _replace_with_float(backbone: nn.Module, name: str, build, device) -> None:
+    """Put the float layer ``build()`` makes (on its 8-bit layer's device) at ``name``, moved
+    to ``device`` at once: the source device holds at most this one float layer."""
+    replace_submodule(backbone, name, _place(build(), device))
+
+
+def float_backbone(backbone: nn.Module, *, merge: bool = True,
+                   device: torch.device | str | None = "cpu") -> nn.Module:
+    """Turn ``backbone`` (8-bit and/or LoRA layers) into a plain float32 model on ``device``,
+    **in place**.
 
     ``merge=True``: each :class:`~lacos_helpers.lora.LoRALinear` becomes one ``nn.Linear``
     with the adapter folded in; ``merge=False``: it becomes its dequantized base layer (the
     adapter is dropped: save it first with :func:`lacos_helpers.lora.save_adapter`). Every other
-    8-bit linear layer is dequantized; float parameters are cast to float32. Returns the model.
+    8-bit linear layer is dequantized; float parameters are cast to float32.
+
+    Layer by layer: each float32 weight ``(out, in)`` is built where its 8-bit layer is (a GPU
+    dequantizes it) and moved to ``device`` before the next one is built, so a GPU never holds
+    more than one float32 layer (BLOOM-7b1: 0.27 GB, not the 28 GB of the whole float model);
+    the rest (embeddings, norms, biases) is moved to ``device`` before it is cast to float32.
+    ``device=None`` keeps everything where it is. Returns the model.
     """
-    layers = lora_layers(backbone)
-    for name, layer in layers.items():
-        new = _merged_linear(layer) if merge else dequantized_linear(layer.base_layer)
-        replace_submodule(backbone, name, new)
+    target = None if device is None else torch.device(device)
+    lora_names = list(lora_layers(backbone))
+    for name in lora_names:
+        layer = backbone.get_submodule(name)
+        build = (lambda layer=layer: _merged_linear(layer)) if merge else \
+            (lambda layer=layer: dequantized_linear(layer.base_layer))
+        _replace_with_float(backbone, name, build, target)
     quantized = [name for name, module in backbone.named_modules()
                  if name and _is_quantized_linear(module)]
     for name in quantized:
-        replace_submodule(backbone, name, dequantized_linear(backbone.get_submodule(name)))
+        module = backbone.get_submodule(name)
+        _replace_with_float(backbone, name, lambda module=module: dequantized_linear(module),
+                            target)
     _forget_quantization(backbone)
+    if target is not None:
+        if hasattr(backbone, "hf_device_map"):  # a load_in_8bit placement, now stale
+            delattr(backbone, "hf_device_map")
+        nn.Module.to(backbone, target)  # in their stored dtypes, then cast on the target
     backbone.float()
     for param in backbone.parameters():
         param.requires_grad_(False)
-    log.info("[export] float32 backbone: %d LoRA layers %s, %d 8-bit layers dequantized",
-             len(layers), "merged" if merge else "removed (adapter kept apart)", len(quantized))
+    log.info("[export] float32 backbone on %s: %d LoRA layers %s, %d 8-bit layers dequantized",
+             target or "its device", len(lora_names),
+             "merged" if merge else "removed (adapter kept apart)", len(quantized))
     return backbone

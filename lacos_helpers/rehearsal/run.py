@@ -98,7 +98,8 @@ def rehearse(shape: str = "560m", *, steps: int = 1, batch: int = 2, max_length:
     record = {
         "shape": f"bloom-h{bloom_shape.hidden_size}-L{bloom_shape.n_layer}",
         "size": shape, "backend": backend, "recipe": recipe, "profile": profile,
-        "device": device_type(cfg), "batch": batch, "max_length": max_length,
+        "device": device_type(cfg), "batch": result.config.train.batch_size,
+        "cache_chunk": result.config.train.cache_chunk, "max_length": max_length,
         "checkpointing": checkpointing, "steps": steps,
         "seconds_per_step": round(sum(timed) / len(timed), 2),
         "load_seconds": round(load_seconds, 1),
@@ -231,27 +232,30 @@ def _compare_recipes(args) -> int:
 REFERENCE_RECORDS = Path(__file__).with_name("reference_records.jsonl")
 
 
-MEASURED_KEYS = ("size", "backend", "recipe", "profile", "device", "batch", "max_length",
-                 "checkpointing", "steps", "seconds_per_step", "load_seconds", "final_loss",
-                 "reload_max_abs_diff", "baseline_anon_gb", "after_load_anon_gb",
+MEASURED_KEYS = ("size", "backend", "recipe", "profile", "device", "batch", "cache_chunk",
+                 "max_length", "checkpointing", "steps", "seconds_per_step", "load_seconds",
+                 "final_loss", "reload_max_abs_diff", "baseline_anon_gb", "after_load_anon_gb",
                  "load_peak_anon_gb", "train_peak_anon_gb", "peak_anon_gb", "peak_rss_gb",
                  "peak_cuda_gb")
 
 
 def with_prediction(record: dict) -> dict:
     """``record`` with the *current* memory model's prediction and error (a measurement keeps
-    its numbers; the prediction follows the model)."""
+    its numbers; the prediction follows the model). On a GPU the prediction compared is
+    torch's allocations (``max_memory_allocated``: the CUDA context is not in it)."""
     shape = shape_of(record["size"])
     cfg = rehearsal_config(Path("."), profile=record["profile"], backend=record["backend"],
                            recipe=record["recipe"], steps=record["steps"],
                            batch=record["batch"], max_length=record["max_length"],
                            checkpointing=record["checkpointing"], device="cpu")
+    if record.get("cache_chunk"):  # the run was fitted to its GPU with GradCache
+        cfg = cfg.replace(train={"cache_chunk": record["cache_chunk"]})
     est = memory.estimate_training_memory(cfg, shape, device=record["device"])
     measured = record["peak_cuda_gb"] if record.get("peak_cuda_gb") is not None else \
         record["peak_anon_gb"]
-    return {**record, "predicted_gb": round(est.total_gb, 3),
+    return {**record, "predicted_gb": round(est.allocated / memory.GB, 3),
             "predicted_components_gb": est.components_gb(),
-            "error_percent": round(100 * (est.total_gb - measured) / measured, 1)}
+            "error_percent": round(100 * (est.allocated / memory.GB - measured) / measured, 1)}
 
 
 def reference_records() -> list[dict]:

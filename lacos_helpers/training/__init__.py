@@ -2,13 +2,15 @@
 :func:`train`), the learning-rate schedule (``schedule``), mixed precision (``precision``),
 checkpoints (``checkpoints``) and run directories (``runs``: ``run.json``, logs, resume check);
 several processes (``distributed``: gathered negatives, :class:`DistributedTrainer`) and
-DeepSpeed ZeRO-3 (``zero``, imported on use: it needs the ``deepspeed`` extra).
+DeepSpeed ZeRO-3 (``zero``, imported on use: it needs the ``deepspeed`` extra); fitting a run to
+its GPU's memory before it trains (``fit``).
 """
 
 from lacos_helpers.data.sampling import BatchPlan
 from lacos_helpers.training.build import build_encoder, load_encoder, quantize_backbone
 from lacos_helpers.training.checkpoints import latest_checkpoint
 from lacos_helpers.training.distributed import DistributedTrainer, GatheredMNRObjective
+from lacos_helpers.training.fit import DeviceMemoryError, fit_encoder_to_device, fit_to_device
 from lacos_helpers.training.loop import (
     MNRObjective,
     Trainer,
@@ -30,6 +32,7 @@ from lacos_helpers.training.schedule import lr_factor, make_scheduler
 
 __all__ = [
     "BatchPlan",
+    "DeviceMemoryError",
     "DistributedTrainer",
     "GatheredMNRObjective",
     "RunMismatchError",
@@ -40,6 +43,8 @@ __all__ = [
     "batch_loss",
     "build_encoder",
     "default_objective",
+    "fit_encoder_to_device",
+    "fit_to_device",
     "latest_checkpoint",
     "load_encoder",
     "load_run_config",

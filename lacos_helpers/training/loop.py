@@ -371,7 +371,11 @@ def train(cfg: RunConfig, encoder, triplets: Sequence, *, out_dir: str | os.Path
           dev_pairs: Sequence | None = None, resume: bool = True, show_progress: bool = True,
           callbacks: Sequence[Callback] = (), objective=None) -> TrainResult:
     """Train ``encoder`` on ``triplets`` as ``cfg`` says (see :class:`Trainer`). A non-finite
-    loss raises :class:`TrainingDivergedError`; the last checkpoint is kept."""
+    loss raises :class:`TrainingDivergedError`; the last checkpoint is kept. On a GPU the
+    ``colab`` / ``paper`` profiles are first fitted to its free memory (:mod:`.fit`)."""
+    from lacos_helpers.training.fit import fit_encoder_to_device
+
+    cfg = fit_encoder_to_device(cfg, encoder, allow_gradcache=objective is None)
     return Trainer(cfg, encoder, triplets, out_dir, dev_pairs=dev_pairs, resume=resume,
                    show_progress=show_progress, callbacks=callbacks,
                    objective=objective).run()
