@@ -110,3 +110,64 @@ def test_code_in_a_markdown_cell_is_found():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_markdown_cell_holds_code(path):
     assert _check_notebooks().markdown_with_code(path) == {}
+
+
+# Third-party modules the notebooks import -> the distribution that brings them. IPython comes
+# with every Jupyter kernel (Colab's, Binder's, the `jupyter` extra's).
+DISTRIBUTIONS = {"bitsandbytes": "bitsandbytes", "matplotlib": "matplotlib", "numpy": "numpy",
+                 "peft": "peft", "scipy": "scipy", "torch": "torch",
+                 "transformers": "transformers", "sentence_transformers": "sentence-transformers",
+                 "faiss": "faiss-cpu", "sklearn": "scikit-learn", "datasets": "datasets"}
+IMPORT_GUARDED = {"sentence_transformers"}  # chapter 6 says how to install it when missing
+
+
+def _imported_modules(source: str) -> set[str]:
+    found = set()
+    for node in ast.walk(_python(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _listed_requirements() -> set[str]:
+    names = set()
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(line.split(">")[0].split("=")[0].split("<")[0].strip().lower())
+    return names
+
+
+def test_every_library_a_notebook_imports_is_in_the_course_package_list():
+    """A notebook user installs requirements.txt (Binder and Colab: the package's core and the
+    extras their cells name): a library a notebook imports must be listed there."""
+    import sys
+
+    listed = _listed_requirements()
+    missing = {}
+    for path in ROOT.glob("notebooks/*.ipynb"):
+        for _, src in code_cells(path):
+            for module in _imported_modules(src) - set(sys.stdlib_module_names):
+                if module in ("lacos_helpers", "IPython") or module in IMPORT_GUARDED:
+                    continue
+                distribution = DISTRIBUTIONS.get(module, module)
+                if distribution not in listed:
+                    missing.setdefault(distribution, set()).add(path.name)
+    assert not missing, f"imported by notebooks, not in requirements.txt: {missing}"
+
+
+def test_notebooks_quantize_with_the_profile_s_compute():
+    """``quantize_model`` defaults to LLM.int8 compute: a notebook that leaves ``compute`` out
+    runs another 8-bit scheme than its profile's (the cpu profile is weight-only)."""
+    calls = []
+    for path in ROOT.glob("notebooks/*.ipynb"):
+        for i, src in code_cells(path):
+            for node in ast.walk(_python(src)):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "quantize_model"):
+                    calls.append((path.name, i, {k.arg for k in node.keywords}))
+    assert calls, "chapter 2 casts the backbone with quantize_model"
+    for name, cell, keywords in calls:
+        assert "compute" in keywords, f"{name} cell {cell}: quantize_model without compute="
