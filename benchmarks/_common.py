@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 
@@ -16,3 +18,14 @@ def benchmark_devices(choice: str) -> list[torch.device]:
         print("\n(cuda not available: skipped)")
         names.remove("cuda")
     return [torch.device(name) for name in names]
+
+
+def timed(fn, device: torch.device) -> tuple[float, object]:
+    """Seconds for one call of ``fn`` (synchronized on GPUs) and its result."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result

@@ -72,7 +72,7 @@ def run_one(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
-    from lacos_helpers.rehearsal.measure import PeakMemory, process_memory
+    from lacos_helpers.memory.measure import PeakMemory, process_memory
 
     with PeakMemory() as peak:  # sampled by a separate process
         before = process_memory()["rss"]

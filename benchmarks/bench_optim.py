@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import torch
 
@@ -23,20 +22,9 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from lacos_helpers.optim import make_optimizer, state_bytes_per_param
 
-from _common import benchmark_devices
+from _common import benchmark_devices, timed
 
 NAMES = ("adamw", "bnb-adam8bit", "adam8bit")
-
-
-def timed_step(optimizer: torch.optim.Optimizer, device: torch.device) -> float:
-    """Seconds for one ``optimizer.step()`` (synchronized on GPUs)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def make_runs(n_tensors: int, rows: int, device: torch.device) -> dict:
@@ -61,7 +49,7 @@ def best_of_interleaved(runs: dict, repeats: int, device: torch.device) -> dict[
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            best[name] = min(best[name], timed_step(runs[name], device))
+            best[name] = min(best[name], timed(runs[name].step, device)[0])
     return best
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import torch
 
@@ -25,18 +24,7 @@ import bitsandbytes.functional as bnbF
 
 from lacos_helpers import quantization as Q
 
-from _common import benchmark_devices
-
-
-def timed(fn, device: torch.device) -> tuple[float, object]:
-    """Seconds for one call of ``fn`` (synchronized on GPUs) and its result."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+from _common import benchmark_devices, timed
 
 
 def best_of_interleaved(candidates: dict, repeats: int, device: torch.device) -> dict[str, float]:

@@ -5,7 +5,8 @@ The method, one subpackage per stage of LACoS-BLOOM::
     config        one nested configuration (RunConfig) and the profiles ci / cpu / colab / paper
     bloom         BLOOM's facts: shapes, vocabulary, special tokens, linear layers
     backbones     the decoder: tiny random BLOOM, Hub model, offline GGUF model
-    quantization  LLM.int8 weights (Int8Linear), blockwise states, model conversion, memory
+    quantization  LLM.int8 weights (Int8Linear), blockwise states, model conversion
+    memory        bytes: a training step, ZeRO-3 per GPU, BLOOM weights, measured peaks
     lora          LoRA layer, injection, peft-format adapter files, parameter counts
     optim         8-bit Adam from scratch, optimizer factory
     encoder       pooling, the Siamese encoder, losses (MNR)
@@ -20,7 +21,6 @@ widgets, plots, report, environment check), which the method never imports.
 ``lacos_helpers.load_encoder("runs/NAME")`` returns a trained encoder.
 """
 
-import importlib as _importlib
 import logging as _logging
 
 # bitsandbytes' CPU backend logs a warning at import about an optional 4-bit kernel package
@@ -30,27 +30,6 @@ _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 from lacos_helpers.config import PROFILES, RunConfig, load_profile  # noqa: E402
 
 __version__ = "0.2.0"
-
-# Modules of the flat 0.1 layout, still importable under their old names
-# (``from lacos_helpers import siamese``).
-_MOVED = {
-    "models": "lacos_helpers.backbones",
-    "siamese": "lacos_helpers.encoder.siamese",
-    "losses": "lacos_helpers.encoder.losses",
-    "env": "lacos_helpers.course.envcheck",
-    "notebook": "lacos_helpers.course.notebook",
-    "plotting": "lacos_helpers.course.plotting",
-    "report": "lacos_helpers.course.report",
-    "student": "lacos_helpers.course.student",
-    "exercises": "lacos_helpers.course.exercises",
-    "widgets": "lacos_helpers.course.widgets",
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return _importlib.import_module(_MOVED[name])
-    raise AttributeError(f"module 'lacos_helpers' has no attribute {name!r}")
 
 
 def load_encoder(run_dir, **kwargs):

@@ -51,12 +51,6 @@ def shape(size: str) -> BloomShape:
     return SHAPES[key]
 
 
-def hub_id(size: str) -> str:
-    """``"bigscience/bloom-560m"`` for ``"560m"``."""
-    shape(size)
-    return f"bigscience/bloom-{size.removeprefix('bigscience/').removeprefix('bloom-')}"
-
-
 def param_count(hidden_size: int, n_layer: int, vocab_size: int = VOCAB_SIZE) -> dict[str, int]:
     """Exact parameter counts of BLOOM (``BloomForCausalLM``, lm_head tied to embeddings).
 
@@ -64,16 +58,25 @@ def param_count(hidden_size: int, n_layer: int, vocab_size: int = VOCAB_SIZE) ->
     query_key_value ``3h*h + 3h``, dense ``h*h + h``, dense_h_to_4h ``4h*h + 4h``,
     dense_4h_to_h ``h*4h + h``; final LayerNorm ``2h``.
 
-    Returns ``total``, ``linear_weights`` (the matrices LLM.int8 quantizes, ``12 h^2`` per
-    block), ``linear_rows`` (their output rows = fp32 scales, ``9h`` per block), ``embeddings``
-    (``V*h``) and ``other`` (embeddings, LayerNorms, biases).
+    Returns ``total``, ``linear_weights`` (the matrices LLM.int8 quantizes: ``in x out`` of
+    each of :data:`LINEAR_SHAPES`, ``12 h^2`` per block), ``linear_rows`` (their output rows =
+    fp32 scales, ``9h`` per block), ``embeddings`` (``V*h``) and ``other`` (embeddings,
+    LayerNorms, biases).
     """
     h = hidden_size
-    linear_weights = n_layer * 12 * h * h
-    per_block_other = 4 * h + (3 * h + h + 4 * h + h)  # LayerNorms + biases
+    linear_weights = n_layer * sum(linear_sizes(h))
+    rows_per_block = sum(out for _, out in LINEAR_SHAPES.values()) * h  # = the biases
+    per_block_other = 4 * h + rows_per_block  # LayerNorms + biases
     other = vocab_size * h + 2 * h + n_layer * per_block_other + 2 * h
     return {"total": linear_weights + other, "linear_weights": linear_weights,
-            "linear_rows": n_layer * 9 * h, "embeddings": vocab_size * h, "other": other}
+            "linear_rows": n_layer * rows_per_block, "embeddings": vocab_size * h,
+            "other": other}
+
+
+def linear_sizes(hidden_size: int) -> list[int]:
+    """Weights of the linear layers of one block (:data:`LINEAR_SHAPES` order: qkv, dense,
+    h->4h, 4h->h)."""
+    return [i * o * hidden_size ** 2 for i, o in LINEAR_SHAPES.values()]
 
 
 def bloom_config(size_or_shape: str | BloomShape, vocab_size: int = VOCAB_SIZE, **overrides):

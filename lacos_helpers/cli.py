@@ -79,6 +79,15 @@ def add_train_parser(sub) -> None:
     for flag, path, _, text in TRAIN_SWITCHES:
         p.add_argument(flag, dest=path, action="store_true", help=text)
     p.add_argument("--no-resume", action="store_true", help="start over in --out")
+    p.add_argument("--zero3", action="store_true",
+                   help="DeepSpeed ZeRO-3 + CPU offload (launch with deepspeed / torchrun / "
+                        "accelerate; the frozen base in 16 bits, sharded instead of 8-bit)")
+    p.add_argument("--deepspeed-config", "--config", dest="deepspeed_config", default=None,
+                   help="with --zero3: a DeepSpeed JSON (default: accelerate's, else the "
+                        "built-in template)")
+    # the `deepspeed` launcher passes --local_rank (LOCAL_RANK is read from the environment)
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                   help=argparse.SUPPRESS)
 
 
 def add_evaluate_parser(sub) -> None:
@@ -109,24 +118,68 @@ def train_command(args) -> int:
     0 prints, evaluates the untrained model and writes."""
     from lacos_helpers.training import distributed
 
-    info = distributed.init_process_group()
+    if getattr(args, "zero3", False):
+        from lacos_helpers.training import zero
+
+        zero.join_processes()
+        info = distributed.launch_info()
+    else:
+        info = distributed.init_process_group()
     code = _train(args, info)  # on an error the process exits and the launcher stops the rest
     distributed.shutdown()
     return code
 
 
-def _train(args, info) -> int:
-    from lacos_helpers import data, training
-    from lacos_helpers.evaluation import evaluate_sts
+def run_config(args, info) -> config.RunConfig:
+    """The configuration this process trains: the profile and options, on this process's
+    device when launched as one of several, as ZeRO-3 trains it with ``--zero3``."""
     from lacos_helpers.training import distributed
 
     cfg = train_config(args)
-    if info.is_distributed:
+    if info.is_distributed or getattr(args, "zero3", False):
         cfg = cfg.replace(model={"device": distributed.process_device(info)})
-        if not info.is_main:  # one copy of the log lines, from rank 0
-            logging.getLogger(runtime.PACKAGE_LOGGER).setLevel(logging.WARNING)
+    if getattr(args, "zero3", False):
+        from lacos_helpers.training.zero_recipe import zero3_recipe
+
+        cfg = zero3_recipe(cfg, cfg.model.device).config
+    return cfg
+
+
+def make_trainer(args, info, cfg, encoder, triplets, out: Path, dev):
+    """The one trainer of every engine: one process, data parallel or ZeRO-3."""
+    from lacos_helpers import training
+
+    resume = not args.no_resume
+    if getattr(args, "zero3", False):
+        from lacos_helpers.training import zero
+
+        ds_config = zero.run_config(cfg, info.world_size, args.deepspeed_config)
+        engine = zero.ZeroEngine(ds_config)
+        trainer = training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
+                                              resume=resume, engine=engine)
+        trainer.ds_config = ds_config
+        return trainer
+    if info.is_distributed:
+        return training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
+                                           resume=resume)
+    from lacos_helpers.training.fit import fit_encoder_to_device
+
+    cfg = fit_encoder_to_device(cfg, encoder, allow_gradcache=True)
+    return training.Trainer(cfg, encoder, triplets, out, dev_pairs=dev, resume=resume)
+
+
+def _train(args, info) -> int:
+    from lacos_helpers import data, training
+    from lacos_helpers.data import sources
+    from lacos_helpers.evaluation import evaluate_sts
+    from lacos_helpers.training import distributed
+
+    cfg = run_config(args, info)
+    if info.is_distributed and not info.is_main:  # one copy of the log lines, from rank 0
+        logging.getLogger(runtime.PACKAGE_LOGGER).setLevel(logging.WARNING)
     runtime.seed_everything(cfg.seed)
-    data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
+    # the run's data policy, passed to every loader: one source, resolved once
+    source = sources.resolve_source(sources.DataPolicy.of(cfg.data))
     if info.is_main:
         print(cfg.summary())
         if info.is_distributed:
@@ -135,9 +188,9 @@ def _train(args, info) -> int:
     out = Path(args.out)
     with distributed.main_process_first():  # rank 0 fills the caches (data, tokenizer) first
         triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                          seed=cfg.seed, source=cfg.data.source,
+                                          seed=cfg.seed, source=source,
                                           split=cfg.data.nli_split)
-        dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit)
+        dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit, source=source)
         encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() and \
@@ -150,14 +203,14 @@ def _train(args, info) -> int:
     if cfg.train.eval_every is None:
         cfg = cfg.replace(train={"eval_every": cfg.train.steps})
     t0 = time.perf_counter()
-    if info.is_distributed:
-        result = training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
-                                             resume=not args.no_resume).run()
-    else:
-        result = training.train(cfg, encoder, triplets, out_dir=out, dev_pairs=dev,
-                                resume=not args.no_resume)
+    trainer = make_trainer(args, info, cfg, encoder, triplets, out, dev)
+    result = trainer.run()
     if not info.is_main:
         return 0
+    if getattr(args, "zero3", False):
+        _write_summary(out / "zero_result.json", {
+            "world_size": info.world_size, "config": trainer.ds_config,
+            "records": [r for r in result.history if r["kind"] == "train"]})
     evals = result.evals
     t = result.config.train
     summary.update({

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lacos_helpers import bloom
+from lacos_helpers.checks import check_int, markdown_table
 from lacos_helpers.data.layout import STS_LANGS, XNLI_LANGS
 from lacos_helpers.runtime import env_flag, in_colab
 
@@ -36,7 +37,8 @@ ModelKind = Literal["tiny-bloom", "gguf", "hub"]
 QuantBackend = Literal["none", "lacos", "bitsandbytes"]
 
 MODEL_KINDS = ("tiny-bloom", "gguf", "hub")
-QUANT_BACKENDS = ("none", "lacos", "bitsandbytes")
+QUANT_BACKENDS = typing.get_args(QuantBackend)
+EIGHT_BIT_BACKENDS = QUANT_BACKENDS[1:]  # Int8Linear, bitsandbytes' Linear8bitLt
 QUANT_COMPUTES = ("int8", "dequantize")
 SCHEDULES = ("constant", "linear", "cosine")
 LLAMA_STYLE_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -267,14 +269,6 @@ class RunConfig:
 # checks, dict conversion, differences
 # --------------------------------------------------------------------------------------------
 
-def _positive_int(value, what: str, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be an int >= 1{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
-
-
 def _choice(value, valid, what: str) -> None:
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; choose one of {tuple(valid)}")
@@ -296,11 +290,11 @@ def check(cfg: RunConfig) -> None:
     if q.load_in_8bit and (m.kind != "hub" or q.backend == "none"):
         raise ValueError("quant.load_in_8bit needs model.kind='hub' and an 8-bit backend")
     _choice(q.preparation, ("standard", "lean"), "quant.preparation")
-    _positive_int(cfg.lora.r, "lora.r")
+    check_int(cfg.lora.r, "lora.r")
     if not cfg.lora.alpha > 0 or not 0 <= cfg.lora.dropout < 1 or not cfg.lora.targets:
         raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
                          f"non-empty; got {cfg.lora}")
-    _positive_int(cfg.encoder.max_length, "encoder.max_length")
+    check_int(cfg.encoder.max_length, "encoder.max_length")
     if not isinstance(cfg.encoder.cpu_bf16, bool):
         raise ValueError(f"encoder.cpu_bf16 must be True or False, got {cfg.encoder.cpu_bf16!r}")
     for lang in cfg.data.train_langs:
@@ -312,25 +306,19 @@ def check(cfg: RunConfig) -> None:
             "data.nli_split")
     for what, value in (("data.nli_limit", cfg.data.nli_limit),
                         ("eval.sts_limit", cfg.eval.sts_limit)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise ValueError(f"{what} must be None or an int >= 0, got {value!r}")
-    _positive_int(t.steps, "train.steps")
-    if isinstance(t.batch_size, bool) or not isinstance(t.batch_size, int) or t.batch_size < 2:
-        raise ValueError(f"train.batch_size must be >= 2 (MNR needs in-batch negatives), got "
-                         f"{t.batch_size!r}")
-    _positive_int(t.grad_accum, "train.grad_accum")
+        check_int(value, what, 0, allow_none=True)
+    check_int(t.steps, "train.steps")
+    check_int(t.batch_size, "train.batch_size", 2, why="MNR needs in-batch negatives")
+    check_int(t.grad_accum, "train.grad_accum")
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         raise ValueError(f"train.learning_rate must be a positive number, got {t.learning_rate}")
-    if isinstance(t.warmup_steps, bool) or not isinstance(t.warmup_steps, int) \
-            or t.warmup_steps < 0:
-        raise ValueError(f"train.warmup_steps must be an int >= 0, got {t.warmup_steps!r}")
+    check_int(t.warmup_steps, "train.warmup_steps", 0)
     _choice(t.schedule, SCHEDULES, "train.schedule")
-    _positive_int(t.eval_every, "train.eval_every", allow_none=True)
-    _positive_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
-    _positive_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)
-    _positive_int(t.keep_checkpoints, "train.keep_checkpoints")
-    _positive_int(cfg.eval.batch_size, "eval.batch_size")
+    check_int(t.eval_every, "train.eval_every", allow_none=True)
+    check_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
+    check_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)
+    check_int(t.keep_checkpoints, "train.keep_checkpoints")
+    check_int(cfg.eval.batch_size, "eval.batch_size")
 
 
 def _jsonable(value):
@@ -541,12 +529,11 @@ def environment_overrides() -> dict[str, Any]:
 
 def profile_table() -> str:
     """Markdown table of all profiles (used in the README and notebook 00)."""
-    head = "| profile | model | quantization | steps x batch | NLI limit | STS langs |\n"
-    head += "|---|---|---|---|---|---|\n"
-    rows = [f"| `{p.name}` | {p.model.label} | {p.quant.backend} | {p.train.steps} x "
-            f"{p.train.batch_size} | {p.data.nli_limit or 'all'} | {len(p.eval.langs)} |"
-            for p in PROFILES.values()]
-    return head + "\n".join(rows)
+    rows = [[f"`{p.name}`", p.model.label, p.quant.backend,
+             f"{p.train.steps} x {p.train.batch_size}", p.data.nli_limit or "all",
+             len(p.eval.langs)] for p in PROFILES.values()]
+    return markdown_table(rows, ["profile", "model", "quantization", "steps x batch",
+                                 "NLI limit", "STS langs"])
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from lacos_helpers import runtime, training
+from lacos_helpers.checks import markdown_table
 from lacos_helpers.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,6 @@ def eval_set_key(name: str, pairs: Sequence) -> str:
     return f"{name}:{_digest(tuple(p) for p in pairs)[:16]}"
 
 
-def experiment_key(run_cfg: RunConfig, triplets: Sequence, eval_sets: Mapping[str, Sequence],
-                   texts: Sequence[str] | None = None) -> str:
-    """What decides an experiment's result, hashed: :func:`training_key` and every evaluation
-    pair (:func:`eval_set_key`)."""
-    return _digest([training_key(run_cfg, triplets, texts),
-                    sorted(eval_set_key(n, p) for n, p in eval_sets.items())])[:20]
-
-
 def _cached_row(cache_file: Path, eval_sets: Mapping[str, Sequence]) -> dict | None:
     """The cached training's row scored on ``eval_sets``; None when the file is missing or
     lacks one of them."""
@@ -95,10 +88,7 @@ def _store_row(cache_file: Path, row: Mapping, eval_sets: Mapping[str, Sequence]
              for name, pairs in eval_sets.items()}
     common = {k: v for k, v in row.items()
               if k not in eval_sets and k not in (PREDICTIONS, "experiment", "cached")}
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"row": common, "evals": evals}), encoding="utf-8")
-    tmp.replace(cache_file)
+    runtime.write_atomic(cache_file, json.dumps({"row": common, "evals": evals}))
 
 
 def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
@@ -262,11 +252,8 @@ class ResultTable:
 
     def to_markdown(self, score_columns: Sequence[str] = ()) -> str:
         cols = self.columns
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for label in self.labels:
-            cells = [label] + [self._cell(label, c, score_columns) for c in cols[1:]]
-            lines.append("| " + " | ".join(cells) + " |")
-        text = "\n".join(lines)
+        text = markdown_table(([label] + [self._cell(label, c, score_columns) for c in cols[1:]]
+                               for label in self.labels), cols)
         if any(c in self.gold for c in score_columns):
             text += ("\n\nScores: Spearman x100 [95% bootstrap interval over the evaluation "
                      "pairs]; several seeds are averaged.")
@@ -291,6 +278,33 @@ class ResultTable:
 # --------------------------------------------------------------------------------------------
 # a study: variants, cached runs, claims decided by intervals
 # --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExperimentSetup:
+    """What the runs of a study share (the arguments of :func:`run_experiment` but the label,
+    the seed and the overrides): the base recipe, the training and evaluation data, the steps,
+    a pristine backbone to copy, a tiny BLOOM's tokenizer texts, the result cache."""
+
+    cfg: RunConfig
+    triplets: Sequence
+    eval_sets: Mapping[str, Sequence]
+    steps: int
+    backbone: object = None
+    tokenizer: object = None
+    texts: Sequence[str] | None = None
+    cache_dir: str | Path | None = None
+    show_progress: bool = False
+
+    def run(self, variant: Variant, seed: int) -> dict:
+        """:func:`run_experiment` of ``variant`` (its own recipe or training set where it has
+        one) at ``seed``."""
+        return run_experiment(
+            variant.cfg or self.cfg, variant.label,
+            variant.triplets if variant.triplets is not None else self.triplets,
+            self.eval_sets, steps=self.steps, backbone=self.backbone, tokenizer=self.tokenizer,
+            texts=self.texts, seed=seed, cache_dir=self.cache_dir,
+            show_progress=self.show_progress, **variant.overrides)
+
 
 @dataclass
 class Variant:
@@ -330,10 +344,10 @@ class Study:
                  cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,),
                  extra_seeds: Sequence[int] = (1,), note: str = "",
                  show_progress: bool = False):
-        self.name, self.cfg, self.triplets, self.eval_sets = name, cfg, triplets, eval_sets
-        self.steps, self.backbone, self.tokenizer, self.texts = steps, backbone, tokenizer, texts
-        self.cache_dir, self.seeds, self.extra_seeds = cache_dir, tuple(seeds), tuple(extra_seeds)
-        self.note, self.show_progress = note, show_progress
+        self.setup = ExperimentSetup(cfg, triplets, eval_sets, steps, backbone, tokenizer, texts,
+                                     cache_dir, show_progress)
+        self.name, self.note = name, note
+        self.seeds, self.extra_seeds = tuple(seeds), tuple(extra_seeds)
         self.variants: dict[str, Variant] = {}
         self.rows: list[dict] = []
         self.decisions: list[dict] = []
@@ -342,12 +356,7 @@ class Study:
         for row in self.rows:
             if row["experiment"] == variant.label and row["seed"] == seed:
                 return row
-        row = run_experiment(variant.cfg or self.cfg, variant.label,
-                             variant.triplets if variant.triplets is not None else self.triplets,
-                             self.eval_sets, steps=self.steps, backbone=self.backbone,
-                             tokenizer=self.tokenizer, texts=self.texts, seed=seed,
-                             cache_dir=self.cache_dir, show_progress=self.show_progress,
-                             **variant.overrides)
+        row = self.setup.run(variant, seed)
         self.rows.append(row)
         return row
 
@@ -366,7 +375,7 @@ class Study:
 
     @property
     def table(self) -> ResultTable:
-        gold = {name: [p.score for p in pairs] for name, pairs in self.eval_sets.items()}
+        gold = {name: [p.score for p in pairs] for name, pairs in self.setup.eval_sets.items()}
         return ResultTable(self.name, self.rows, note=self.note, gold=gold)
 
     def decide(self, candidate: str, reference: str, column: str, claim: str) -> dict:
@@ -400,5 +409,5 @@ class Study:
         return paths
 
 
-__all__ = ["ResultTable", "Study", "Variant", "eval_set_key", "experiment_key",
+__all__ = ["ExperimentSetup", "ResultTable", "Study", "Variant", "eval_set_key",
            "run_experiment", "training_key", "verdict_text"]

@@ -16,12 +16,12 @@ def replace_submodule(model: nn.Module, name: str, module: nn.Module) -> nn.Modu
 
 
 def name_matches(name: str, pattern: str) -> bool:
-    """peft's rule for a list of module names: the full dotted name, or its ending after a dot
+    """peft's rule for a list of module names, the one rule of the package (LoRA targets,
+    layers kept out of quantization): the full dotted name, or its ending after a dot
     (``"query_key_value"`` matches ``"h.0.self_attention.query_key_value"``)."""
     return name == pattern or name.endswith("." + pattern)
 
 
-def has_component(name: str, patterns) -> bool:
-    """True if a pattern equals the full dotted name or one of its components."""
-    parts = set(name.split("."))
-    return any(pattern == name or pattern in parts for pattern in patterns)
+def matches_any(name: str, patterns) -> bool:
+    """Whether ``name`` matches one of ``patterns`` (:func:`name_matches`)."""
+    return any(name_matches(name, pattern) for pattern in patterns)

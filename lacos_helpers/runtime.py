@@ -7,14 +7,17 @@ process-wide warning filter; :func:`show_logs` is for the surfaces (notebooks, C
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
 import os
 import platform
 import random
+import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -251,6 +254,39 @@ class _ConsoleHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling renamed when complete: a
+    reader sees the old file or the new one, never half of it. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_folder(out) as tmp:`` write into ``tmp`` (a temporary sibling of ``out``);
+    when the block ends without an error, ``tmp`` replaces ``out`` (a reader sees the old folder
+    or the new one, never half of it); on an error it is removed and ``out`` is left as it
+    was."""
+    path = Path(path)
+    tmp = _temporary_sibling(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def show_logs(level: int = logging.INFO) -> logging.Logger:
     """Print the package's log records (``[data] ...``, ``[model] ...``) on stdout at ``level``
     and above; idempotent. Called by the notebooks' first cell and by the CLI."""
@@ -264,27 +300,8 @@ def show_logs(level: int = logging.INFO) -> logging.Logger:
     return logger
 
 
-class logs_at:  # noqa: N801 - used like a function: ``with logs_at(logging.WARNING): ...``
-    """Context manager: the package logs at ``level`` inside the block (e.g. quieter while
-    chapter 5 trains twenty variants), then at the previous level again."""
-
-    def __init__(self, level: int):
-        self.level = level
-        self._logger = logging.getLogger(PACKAGE_LOGGER)
-        self._previous = None
-
-    def __enter__(self):
-        self._previous = self._logger.level
-        self._logger.setLevel(self.level)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.setLevel(self._previous)
-        return False
-
-
 __all__ = [
-    "OFFLINE_VARS", "cache_dir", "data_dir", "device_summary", "env_flag", "hub_offline",
-    "hub_reachable", "in_colab", "logs_at", "pick_device", "seed_everything", "show_logs",
-    "to_device", "to_numpy", "versions",
+    "OFFLINE_VARS", "atomic_folder", "cache_dir", "data_dir", "device_summary", "env_flag",
+    "hub_offline", "hub_reachable", "in_colab", "pick_device", "seed_everything", "show_logs",
+    "to_device", "to_numpy", "versions", "write_atomic",
 ]

@@ -9,7 +9,6 @@ import pytest
 
 from lacos_helpers.data import (
     NLITriplet,
-    batch_count,
     epoch_order,
     load_nli_triplets,
     no_duplicate_batches,
@@ -120,13 +119,6 @@ def test_hard_negative_none_and_plain_tuples():
     assert len(batches) == 4
     for batch in batches:
         assert_no_shared_text(batch)
-
-
-def test_batch_count_matches():
-    triplets = nli_like()
-    for drop_last in (True, False):
-        assert batch_count(triplets, 8, seed=3, epoch=2, drop_last=drop_last) == len(
-            no_duplicate_batches(triplets, 8, seed=3, epoch=2, drop_last=drop_last))
 
 
 def test_real_nli_triplets_have_no_duplicates_in_a_batch():

@@ -86,7 +86,7 @@ def test_check_notebooks_script_catches_outputs(tmp_path):
 def test_runner_executes_and_summarises(tmp_path, monkeypatch):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _write_notebook(nbs / "00_ok.ipynb", "from lacos_helpers import report\n"
+    _write_notebook(nbs / "00_ok.ipynb", "from lacos_helpers.course import report\n"
                     "import os\nreport.record('profile', os.environ['LACOS_PROFILE'])\n"
                     "report.record('answer', 42)")
     _write_notebook(nbs / "01_fails.ipynb", "assert 1 == 2, 'deliberate failure'")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lacos_helpers import bloom, config, data, training, zero_memory
+from lacos_helpers import bloom, config, data, training
+from lacos_helpers.memory import zero3 as zero_memory
 from lacos_helpers.training import zero
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,6 +127,33 @@ def test_zero3_memory_bad_input():
         zero_memory.zero3_memory(8, size="42b")
     table = zero_memory.markdown(zero_memory.zero3_table((8, 16)))
     assert table.count("\n") == 3 and "GPU total GB" in table
+
+
+@pytest.mark.parametrize("profile", ["paper", "colab", "ci"])
+def test_zero3_memory_predicts_the_recipe_that_trains(profile):
+    """The prediction per GPU and the ZeRO-3 training read one recipe
+    (``training.zero_recipe.zero3_recipe``): the configuration the memory model counts is the
+    one a GPU run trains, and the gathered modules are counted in that recipe's dtype."""
+    from lacos_helpers import memory
+    from lacos_helpers.training.zero_recipe import zero3_recipe
+
+    cfg = config.load_profile(profile)
+    on_gpu = zero3_recipe(cfg, "cuda")
+    trained = zero.zero_recipe(cfg.replace(model={"device": "cuda"}))  # what a GPU run trains
+    assert trained.replace(model={"device": cfg.model.device}) == on_gpu.config
+    assert on_gpu.config.quant.backend == "none" and on_gpu.config.train.optimizer == "adamw"
+    assert on_gpu.preparation == cfg.quant.preparation
+    size = "560m"
+    row = zero_memory.zero3_memory(8, size=size, cfg=cfg, global_batch=8,
+                                   offload_params=False, offload_optimizer=False,
+                                   max_live_parameters=0, prefetch_parameters=0)
+    est = memory.estimate_training_memory(on_gpu.config, size, batch=1, device="cuda")
+    weights = est.weights_int8 + est.weights_scales + est.weights_float
+    assert row.weights == pytest.approx(weights / 8)
+    assert row.activations == est.activations
+    shape = bloom.shape(size)
+    embeddings = bloom.param_count(shape.hidden_size, shape.n_layer)["embeddings"]
+    assert row.live == embeddings * on_gpu.base_bytes_per_param
 
 
 # -- one real step under DeepSpeed on 2 CPU processes -----------------------------------------

@@ -123,6 +123,17 @@ def job(ci_cfg, ci_triplets, ci_backbone, tmp_path_factory):
     return {"cfg": cfg, "work": work, "refs": refs, "results": results}
 
 
+def adam_tolerance(cfg, steps: int) -> float:
+    """How far two runs of the same Adam steps may end apart when their gradients differ only
+    in float32 summation order (the gradients themselves agree to 1e-5 relative, above): Adam
+    divides each gradient by its own running magnitude, so a gradient that is zero in exact
+    arithmetic but float noise (~1e-11) in one summation order moves its weight by about
+    lr * noise / eps (eps = 1e-8) -- a fraction of a step, but not a rounding error. Such noise
+    never moves a weight by more than 1% of a step (lr) per step; a real difference in the
+    loss or its negatives changes updates by a whole step."""
+    return 0.01 * cfg.train.learning_rate * steps
+
+
 # -- two processes = one process on the combined batch ---------------------------------------
 
 def test_gathered_gradients_equal_single_process(job):
@@ -140,13 +151,13 @@ def test_two_processes_train_like_one(job):
     moved = max_abs_diff(got["adapter"], worker.adapter(
         worker.fresh_encoder(job["cfg"], job["work"] / "tokenizer")))
     assert moved > 1e-4  # training changed the weights: the comparison below means something
-    assert max_abs_diff(got["adapter"], ref["adapter"]) <= 1e-5
+    assert max_abs_diff(got["adapter"], ref["adapter"]) <= adam_tolerance(job["cfg"], 2)
 
 
 def test_gradcache_across_processes_trains_like_one(job):
     got, ref = job["results"]["cached"], job["refs"]["full"]
     assert got["losses"][0] == pytest.approx(ref["losses"][0], rel=1e-6)
-    assert max_abs_diff(got["adapter"], ref["adapter"]) <= 1e-5
+    assert max_abs_diff(got["adapter"], ref["adapter"]) <= adam_tolerance(job["cfg"], 2)
 
 
 def test_resume_with_another_number_of_processes(job):
@@ -154,7 +165,7 @@ def test_resume_with_another_number_of_processes(job):
     for name in ("one-to-two", "two-to-one, resumed"):
         got = job["results"][name]
         assert got["resumed_from"] == 1 and got["step"] == 2, name
-        assert max_abs_diff(got["adapter"], ref["adapter"]) <= 1e-5, name
+        assert max_abs_diff(got["adapter"], ref["adapter"]) <= adam_tolerance(job["cfg"], 2), name
 
 
 def test_only_rank_zero_writes_the_run(job):

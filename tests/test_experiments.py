@@ -106,14 +106,7 @@ def test_an_identical_experiment_is_read_from_the_cache(setup, tmp_path):
     assert again["predictions"] == first["predictions"] and again["en dev"] == first["en dev"]
     assert len(first["predictions"]["en dev"]) == len(dev["en dev"])
     # anything that decides the result is in the key: steps, seed, data, evaluation pairs
-    key = experiments.experiment_key
     base = cfg.replace(train={"steps": 2, "warmup_steps": 1})
-    k0 = key(base, triplets, dev)
-    assert k0 == key(base, list(triplets), dict(dev))
-    assert k0 != key(base.replace(train={"steps": 3}), triplets, dev)
-    assert k0 != key(base.replace(seed=1), triplets, dev)
-    assert k0 != key(base, triplets[:-1], dev)
-    assert k0 != key(base, triplets, {"en dev": dev["en dev"][:-1]})
     assert len(list(tmp_path.glob("*.json"))) == 1
     train_key = experiments.training_key
     assert train_key(base, triplets) == train_key(base, list(triplets))

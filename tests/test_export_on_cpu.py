@@ -34,7 +34,7 @@ def _encoder(ci_cfg, ci_backbone, backend="lacos"):
 def _count_8bit(model) -> tuple[int, int]:
     n_lora = len(lora.lora_layers(model))
     n_plain = sum(1 for name, m in model.named_modules()
-                  if export_backbone._is_quantized_linear(m)
+                  if quantization.is_8bit_linear(m)
                   and not name.endswith("base_layer"))
     return n_lora, n_plain
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lacos_helpers import runtime
-from lacos_helpers.rehearsal.measure import PeakMemory
+from lacos_helpers.memory.measure import PeakMemory
 
 
 def test_a_cpu_measurement_never_reports_the_gpu_peak(monkeypatch):

@@ -16,6 +16,7 @@ import torch
 from lacos_helpers import config, training
 from lacos_helpers.encoder.losses import cached_mnr
 from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective, embed_triplets
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +154,9 @@ def test_trainer_uses_gradcache_and_trains_the_same(cfg, ci_backbone, ci_triplet
         encoder = make_encoder(c, ci_backbone)
         trainer = training.Trainer(c, encoder, ci_triplets, tmp_path / str(chunk),
                                    show_progress=False)
-        expected = CachedMNRObjective if chunk else training.MNRObjective
-        assert isinstance(trainer.objective, expected)
+        # one loss class; GradCache is its mini_batch_size option
+        assert isinstance(trainer.objective, MNRLoss)
+        assert trainer.objective.mini_batch_size == chunk
         trainer.run()
         adapters[chunk] = {n: p.detach().clone() for n, p in encoder.named_parameters()
                            if p.requires_grad}
@@ -164,3 +166,19 @@ def test_trainer_uses_gradcache_and_trains_the_same(cfg, ci_backbone, ci_triplet
     assert moved > 1e-4
     assert max((adapters[3][n] - adapters[None][n]).abs().max().item()
                for n in adapters[None]) <= 1e-5
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_the_trainer_only_calls_backward(cfg, ci_backbone, batch, chunk):
+    """One loss, with or without GradCache chunks: ``backward`` of the returned loss (scaled,
+    as the trainer scales it for accumulation) gives the scaled gradients of plain MNR."""
+    encoder = make_encoder(cfg, ci_backbone)
+    _, ref = gradients(encoder, lambda: plain(encoder, batch, cfg.train))
+
+    def scaled_backward():
+        loss = MNRLoss(mini_batch_size=chunk)(encoder, batch, cfg.train)
+        (loss * 0.25).backward()
+        return loss.item()
+
+    _, got = gradients(encoder, scaled_backward)
+    assert rel_diff({k: v * 4 for k, v in got.items()}, ref) <= 1e-5

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from lacos_helpers import bloom, config, data, lora, memory, quantization, runtime, training
+from lacos_helpers.memory.measure import PeakMemory
 from lacos_helpers.rehearsal import checkpoint, run
-from lacos_helpers.rehearsal.measure import PeakMemory
 
 SMALL = bloom.BloomShape(64, 2, 4)
 TEXTS = ["A man is playing a guitar.", "Someone plays music.", "Nobody plays.",

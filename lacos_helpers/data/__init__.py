@@ -30,7 +30,6 @@ from lacos_helpers.data.nli import load_nli_triplets, training_texts
 from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
 from lacos_helpers.data.sampling import (
     BatchPlan,
-    batch_count,
     epoch_order,
     no_duplicate_batches,
     text_key,
@@ -40,8 +39,6 @@ from lacos_helpers.data.sources import (
     DataFileError,
     DataPolicy,
     DataSourceError,
-    available_sources,
-    policy,
     set_policy,
 )
 from lacos_helpers.data.sts import (
@@ -68,8 +65,6 @@ __all__ = [
     "NLITriplet",
     "Rows",
     "STSPair",
-    "available_sources",
-    "batch_count",
     "ensure_generated",
     "epoch_order",
     "generate_dataset",
@@ -79,7 +74,6 @@ __all__ = [
     "load_sts",
     "read_sts",
     "no_duplicate_batches",
-    "policy",
     "render",
     "sts_path",
     "set_policy",

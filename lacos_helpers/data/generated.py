@@ -241,13 +241,6 @@ def _nli_plan(name: str, premises: int, seed: int) -> list[tuple]:
     return plan
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-
-
 def _csv_text(rows: Iterable[Sequence]) -> str:
     import io
 
@@ -291,13 +284,13 @@ def generate_dataset(out_dir: str | os.PathLike | None = None, *, seed: int = GE
         for lang in langs:
             rows = [(render(lang, m1, t, v1), render(lang, m2, 1 - t, v2), str(_gold(m1, m2)))
                     for m1, m2, t, v1, v2 in plan]
-            _write_atomic(sts_path(out, lang, split), _csv_text(rows))
+            runtime.write_atomic(sts_path(out, lang, split), _csv_text(rows))
     for fname, _, _, _ in EN_NLI_PARTS:
         rows = [("pairID", "sentence1", "sentence2", "label")]
         for i, (anchor, hyps) in enumerate(_nli_plan(fname, GENERATED_EN_NLI_PREMISES, seed)):
             premise = render("en", *anchor)
             rows += [(f"gen{i}{label[0]}", premise, render("en", *h), label) for label, h in hyps]
-        _write_atomic(nli_en_path(out, fname), _csv_text(rows))
+        runtime.write_atomic(nli_en_path(out, fname), _csv_text(rows))
     ids = {v: k for k, v in XNLI_LABELS.items()}
     for split in XNLI_SPLITS:
         plan = _nli_plan(f"xnli-{split}", GENERATED_XNLI_PREMISES[split], seed)
@@ -308,8 +301,8 @@ def generate_dataset(out_dir: str | os.PathLike | None = None, *, seed: int = GE
                 for label, h in hyps:
                     lines.append(f"{n}\t{premise}\t{render(lang, *h)}\t{ids[label]}")
                     n += 1
-            _write_atomic(xnli_path(out, split, lang), "\n".join(lines) + "\n")
-    _write_atomic(out / "MANIFEST.json",
+            runtime.write_atomic(xnli_path(out, split, lang), "\n".join(lines) + "\n")
+    runtime.write_atomic(out / "MANIFEST.json",
                   json.dumps(_manifest(seed, langs), indent=1, sort_keys=True) + "\n")
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.data.rows import NLITriplet
 
 
@@ -49,11 +50,8 @@ def no_duplicate_batches(triplets: Sequence[NLITriplet], batch_size: int, seed: 
     at most once per epoch; with ``drop_last`` batches that cannot be filled to ``batch_size``
     are dropped (their triplets skip this epoch), else they are kept (smaller, possibly of one).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"batch_size must be an int >= 2 (in-batch negatives need another "
-                         f"pair), got {batch_size!r}")
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+    check_int(batch_size, "batch_size", 2, why="in-batch negatives need another pair")
+    check_int(epoch, "epoch", 0)
     items = list(triplets)
     if not items:
         raise ValueError("no triplets to batch (empty input)")
@@ -82,14 +80,6 @@ def _fill_batch(remaining: dict, keys: list[frozenset[str]], batch_size: int) ->
         if len(chosen) == batch_size:
             break
     return chosen
-
-
-def batch_count(triplets: Sequence[NLITriplet], batch_size: int, seed: int = 42,
-                epoch: int = 0, drop_last: bool = True) -> int:
-    """Number of batches :func:`no_duplicate_batches` gives for these arguments (with
-    ``drop_last`` it can differ by epoch when texts repeat)."""
-    return len(no_duplicate_batches(triplets, batch_size, seed=seed, epoch=epoch,
-                                    drop_last=drop_last))
 
 
 class BatchPlan:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lacos_helpers import runtime
+from lacos_helpers.checks import check_int
 from lacos_helpers.data.generated import GENERATED_LANGS, ensure_generated
 from lacos_helpers.data.rows import Rows
 
@@ -49,6 +50,12 @@ class DataPolicy:
     allow_generated: bool = True
 
 
+    @classmethod
+    def of(cls, data_cfg) -> DataPolicy:
+        """The policy a run's ``cfg.data`` states (``source``, ``allow_generated``)."""
+        return cls(_check_source(data_cfg.source), bool(data_cfg.allow_generated))
+
+
 _policy = DataPolicy()
 
 
@@ -61,19 +68,15 @@ def set_policy(source: str = "auto", allow_generated: bool = True) -> DataPolicy
     return previous
 
 
-def policy() -> DataPolicy:
-    """The session's :class:`DataPolicy`."""
-    return _policy
-
-
 def _check_source(source) -> str:
     if source not in ("auto", *SOURCES):
         raise ValueError(f"unknown data source {source!r}; valid: auto, {', '.join(SOURCES)}")
     return source
 
 
-def requested_source(source: str | None = None) -> str:
-    """The source asked for: the argument, else ``LACOS_DATA_SOURCE``, else the policy's."""
+def requested_source(source: str | None = None, policy: DataPolicy | None = None) -> str:
+    """The source asked for: the argument, else ``LACOS_DATA_SOURCE``, else ``policy``'s (by
+    default the session's)."""
     if source not in (None, "auto"):
         return _check_source(source)
     env = os.environ.get(SOURCE_ENV, "").strip().lower()
@@ -81,7 +84,7 @@ def requested_source(source: str | None = None) -> str:
         if env not in ("auto", *SOURCES):
             raise ValueError(f"{SOURCE_ENV}={env!r}: valid values are auto, {', '.join(SOURCES)}")
         return env
-    return _policy.source
+    return (policy or _policy).source
 
 
 # --------------------------------------------------------------------------- Hub access
@@ -216,13 +219,15 @@ def check_choice(value, valid: Sequence[str], what: str) -> str:
 
 
 def check_limit(limit: int | None) -> None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
+    check_int(limit, "limit", 0, allow_none=True)
 
 
-def pick_source(source: str | None, data_dir: str | os.PathLike | None) -> tuple[str, Path | None]:
-    """Resolve the requested source (see the module docstring) to (kind, local root or None)."""
-    wanted = requested_source(source)
+def pick_source(source: str | None, data_dir: str | os.PathLike | None,
+                policy: DataPolicy | None = None) -> tuple[str, Path | None]:
+    """Resolve the requested source (see the module docstring) to (kind, local root or None)
+    under ``policy`` (by default the session's, :func:`set_policy`)."""
+    policy = policy or _policy
+    wanted = requested_source(source, policy)
     local = Path(data_dir).expanduser() if data_dir else runtime.data_dir()
     if wanted == "local" or (wanted == "auto" and local is not None):
         if local is None:
@@ -235,7 +240,7 @@ def pick_source(source: str | None, data_dir: str | os.PathLike | None) -> tuple
         return wanted, None
     if runtime.hub_reachable():
         return "hub", None
-    if not _policy.allow_generated:
+    if not policy.allow_generated:
         raise DataSourceError(
             "no data folder (LACOS_DATA_DIR) and the Hugging Face Hub is unreachable, and this "
             "profile trains on real data only: connect to the Hub, point LACOS_DATA_DIR at a "
@@ -244,6 +249,14 @@ def pick_source(source: str | None, data_dir: str | os.PathLike | None) -> tuple
     log.warning("[data] no data folder (LACOS_DATA_DIR) and the Hub is unreachable: using the "
                 "GENERATED template dataset (LACOS_DATA_SOURCE=generated chooses it on purpose)")
     return "generated", None
+
+
+def resolve_source(policy: DataPolicy) -> str:
+    """The source a run with ``policy`` (:meth:`DataPolicy.of` its ``cfg.data``) loads from:
+    ``local``, ``hub`` or ``generated``, resolved once, passed to every loader of the run by
+    name. Raises :class:`DataSourceError` where ``policy`` forbids generated data and neither
+    a data folder nor the Hub is there (``LACOS_DATA_SOURCE=generated`` asks for it by name)."""
+    return pick_source(None, None, policy)[0]
 
 
 def load_rows(source: str | None, data_dir, read_files: Callable[[Path], Rows],
@@ -298,12 +311,3 @@ def skipped_text(skipped: Counter) -> str:
         return "0 skipped"
     return f"{total} skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
 
-
-def available_sources(data_dir: str | os.PathLike | None = None) -> dict:
-    """What each source offers here: {"local": path or None, "hub": bool, "generated": langs}."""
-    try:
-        local = Path(data_dir) if data_dir else runtime.data_dir()
-    except FileNotFoundError:
-        local = None
-    return {"local": str(local) if local else None, "hub": runtime.hub_reachable(),
-            "generated": GENERATED_LANGS}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.evaluation.retrieval import as_float_matrix
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,7 @@ def kmeans(embeddings, k: int, *, seed: int = 0, niter: int = 25, nredo: int = 3
     import faiss
 
     x = as_float_matrix(embeddings, "embeddings")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= x.shape[0]:
-        raise ValueError(f"k must be an int in 1..{x.shape[0]} (the number of points), got {k!r}")
+    check_int(k, "k", 1, x.shape[0], why="the number of points")
     km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, spherical=True,
                       min_points_per_centroid=1, verbose=False)
     km.train(x)

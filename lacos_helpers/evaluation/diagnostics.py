@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
 from lacos_helpers.evaluation.metrics import average_ranks
 from lacos_helpers.evaluation.sts import _gold_scores, _pair_texts, cosine_scores
@@ -21,8 +22,7 @@ def random_pair_cosines(encoder_or_cache, sentences: Sequence[str], n_pairs: int
     unique = list(dict.fromkeys(_check_sentences(sentences)))
     if len(unique) < 2:
         raise ValueError(f"need at least 2 distinct sentences, got {len(unique)}")
-    if not isinstance(n_pairs, int) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be an int >= 1, got {n_pairs!r}")
+    check_int(n_pairs, "n_pairs")
     gen = torch.Generator().manual_seed(seed)
     first = torch.randint(len(unique), (n_pairs,), generator=gen)
     offset = torch.randint(1, len(unique), (n_pairs,), generator=gen)
@@ -55,8 +55,7 @@ def largest_errors(encoder, pairs, k: int = 5, *, rescale: str = "rank",
     """
     if rescale not in ("rank", "linear"):
         raise ValueError(f"unknown rescale {rescale!r}; valid: rank, linear")
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    check_int(k, "k")
     pairs = list(pairs)
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs, got {len(pairs)}")

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from lacos_helpers.checks import check_int
+
 
 def _encode_kwargs(encode: Callable, wanted: dict) -> dict:
     """The subset of ``wanted`` keyword arguments that ``encode`` accepts."""
@@ -63,9 +65,7 @@ def _check_sentences(sentences) -> list[str]:
 
 
 def _check_batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
+    return check_int(batch_size, "batch_size")
 
 
 class EmbeddingCache:

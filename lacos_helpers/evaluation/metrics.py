@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from lacos_helpers.checks import check_int
+
 
 def _check_scores(values, name: str) -> torch.Tensor:
     """1-D float64 Tensor with >= 2 finite, not all equal values."""
@@ -92,8 +94,7 @@ def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _resample_index(n: int, resamples: int, seed: int) -> torch.Tensor:
-    if not isinstance(resamples, int) or resamples < 100:
-        raise ValueError(f"resamples must be an int >= 100, got {resamples!r}")
+    check_int(resamples, "resamples", 100)
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(n, (resamples, n), generator=generator)
 

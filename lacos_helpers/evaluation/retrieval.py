@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from lacos_helpers.checks import check_int
+
 if TYPE_CHECKING:  # pragma: no cover
     import faiss
 
@@ -59,8 +61,7 @@ def as_float_matrix(values, name: str) -> np.ndarray:
 
 
 def _check_k(k: int, n: int, what: str = "the corpus") -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_int(k, "k")
     if k > n:
         raise ValueError(f"k={k} is larger than {what} ({n} documents): ask for at most {n}")
     return k

@@ -7,7 +7,7 @@ Why the float weights are the *dequantized* 8-bit ones: the adapters were traine
 computes with. With weight-only 8-bit compute (``quant.compute = "dequantize"``, the cpu
 profile) the float copy gives the same outputs up to float rounding; LLM.int8 compute also
 rounds the *activations* to int8, which the float copy does not (the export measures the
-difference, :mod:`lacos_helpers.export.sentence_transformers`).
+difference, :mod:`lacos_helpers.export.st_model`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import logging
 import torch
 from torch import nn
 
-from lacos_helpers.lora import LoRALinear, dequantized_linear, is_linear, lora_layers
+from lacos_helpers.lora import LoRALinear, dequantized_linear, lora_layers
 from lacos_helpers.modules import replace_submodule
+from lacos_helpers.quantization import is_8bit_linear
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,6 @@ def _merged_linear(layer: LoRALinear) -> nn.Linear:
     with torch.no_grad():
         linear.weight.add_(layer.delta_weight().to(linear.weight.device))
     return linear
-
-
-def _is_quantized_linear(module: nn.Module) -> bool:
-    """An 8-bit linear layer (Int8Linear, Linear8bitLt), not a float ``nn.Linear``."""
-    weight = getattr(module, "weight", None)
-    return is_linear(module) and weight is not None and not weight.dtype.is_floating_point
 
 
 def _forget_quantization(model: nn.Module) -> None:
@@ -99,7 +94,7 @@ def float_backbone(backbone: nn.Module, *, merge: bool = True,
             (lambda layer=layer: dequantized_linear(layer.base_layer))
         _replace_with_float(backbone, name, build, target)
     quantized = [name for name, module in backbone.named_modules()
-                 if name and _is_quantized_linear(module)]
+                 if name and is_8bit_linear(module)]
     for name in quantized:
         module = backbone.get_submodule(name)
         _replace_with_float(backbone, name, lambda module=module: dequantized_linear(module),

@@ -25,16 +25,13 @@ import numbers
 import torch
 from torch import nn
 
-from lacos_helpers.quantization import Int8Linear, bnb
+from lacos_helpers.checks import check_int
+from lacos_helpers.quantization import Int8Linear, bnb, eight_bit_backend, is_8bit_linear
 
 LORA_PARAMETER_NAMES = ("lora_A", "lora_B")
 
 def _check_rank(r) -> int:
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-        raise TypeError(f"LoRA rank r must be an int, got {type(r).__name__}")
-    if r <= 0:
-        raise ValueError(f"LoRA rank r must be positive, got {r}")
-    return int(r)
+    return check_int(r, "LoRA rank r")
 
 
 def _check_alpha(alpha) -> float:
@@ -165,14 +162,15 @@ class LoRALinear(nn.Module):
 
 
 def _is_float_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and not bnb.is_linear8bit(module)
+    return isinstance(module, nn.Linear) and not is_8bit_linear(module)
 
 
 def _dequantized_weight(layer: nn.Module) -> torch.Tensor:
     """Float32 weight (out, in) of a float, Int8Linear or Linear8bitLt layer."""
-    if isinstance(layer, Int8Linear):
+    backend = eight_bit_backend(layer)
+    if backend == "lacos":
         return layer.dequantized_weight(torch.float32)
-    if bnb.is_linear8bit(layer):
+    if backend == "bitsandbytes":
         return bnb.dequantized_weight(layer)
     return layer.weight.detach().float()
 
@@ -199,7 +197,7 @@ def _int8_storage(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The live int8 codes (out, in), the live per-row scale tensor (out,) and the divisor
     turning that scale into the quantization step (Int8Linear stores the step itself,
     bitsandbytes the row absmax ``SCB = 127 * step``)."""
-    if isinstance(layer, Int8Linear):
+    if eight_bit_backend(layer) == "lacos":
         return layer.weight, layer.weight_scale, 1.0
     if layer.weight.dtype != torch.int8:
         raise TypeError("Linear8bitLt with has_fp16_weights=True holds float weights: merging "

@@ -17,8 +17,8 @@ from lacos_helpers.lora.layer import (
     _check_rank,
     is_linear,
 )
-from lacos_helpers.modules import name_matches, replace_submodule
-from lacos_helpers.quantization import bnb
+from lacos_helpers.modules import matches_any, name_matches, replace_submodule
+from lacos_helpers.quantization import eight_bit_backend
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:
@@ -55,7 +55,7 @@ def _base_model_name(model: nn.Module) -> str | None:
 def _matching_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
     """Modules whose name ends with a target (``query_key_value``, ``mlp.dense_4h_to_h``)."""
     matches = [(name, module) for name, module in model.named_modules()
-               if name and any(name_matches(name, t) for t in targets)]
+               if name and matches_any(name, targets)]
     missing = [t for t in targets if not any(name_matches(name, t) for name, _ in matches)]
     if missing:
         raise ValueError(f"target module(s) {missing} not found in {type(model).__name__}; its "
@@ -197,7 +197,7 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = F
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
-        reentrant = any(bnb.is_linear8bit(m) for m in model.modules())
+        reentrant = any(eight_bit_backend(m) == "bitsandbytes" for m in model.modules())
         model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": reentrant})
         if getattr(model, "config", None) is not None and hasattr(model.config, "use_cache"):

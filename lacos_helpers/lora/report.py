@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lacos_helpers import bloom
+from lacos_helpers.checks import check_int, markdown_table
 from lacos_helpers.lora.layer import _check_rank
 from lacos_helpers.lora.model import lora_layers, normalize_targets
 from lacos_helpers.quantization import Int8Linear
@@ -59,9 +60,8 @@ def lora_param_count(hidden_size: int, n_layer: int, r: int,
     ``r * (in + out)`` per targeted layer and block; e.g. ``4 h r`` per block for
     ``query_key_value`` (h -> 3h). Targets: keys of :data:`lacos_helpers.bloom.LINEAR_SHAPES`."""
     r = _check_rank(r)
-    if hidden_size <= 0 or n_layer <= 0:
-        raise ValueError(f"hidden_size and n_layer must be positive, got {hidden_size}, "
-                         f"{n_layer}")
+    check_int(hidden_size, "hidden_size")
+    check_int(n_layer, "n_layer")
     targets = normalize_targets(targets)
     unknown = [t for t in targets if t not in bloom.LINEAR_SHAPES]
     if unknown:
@@ -94,8 +94,7 @@ def bloom_lora_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
 
 def format_lora_table(rows: list[dict]) -> str:
     """Markdown table of :func:`bloom_lora_table` rows."""
-    header = ("| model | r | LoRA params | % of model | adapter MB (fp32) |\n"
-              "|---|---:|---:|---:|---:|")
-    lines = [f"| {row['model']} | {row['r']} | {row['lora_params']:,} | "
-             f"{row['percent']:.4f} | {row['adapter_mb']:.2f} |" for row in rows]
-    return "\n".join([header, *lines])
+    cells = [[row["model"], row["r"], f"{row['lora_params']:,}", f"{row['percent']:.4f}",
+              f"{row['adapter_mb']:.2f}"] for row in rows]
+    return markdown_table(cells, ["model", "r", "LoRA params", "% of model",
+                                  "adapter MB (fp32)"], align="first-left")

@@ -7,9 +7,9 @@ belongs.
 * **Blockwise dynamic quantization** for 8-bit Adam's *optimizer states* (``blockwise``, with the
   dynamic map of ``maps``).
 
-``memory`` measures what a model holds and predicts BLOOM's weight memory; ``bnb`` is the one
-place that knows bitsandbytes' 8-bit layers. Every piece is checked against bitsandbytes in the
-tests.
+``bnb`` is the one place that knows bitsandbytes' 8-bit layers; what a model holds and
+BLOOM's weight memory are counted in :mod:`lacos_helpers.memory`. Every piece is checked
+against bitsandbytes in the tests.
 """
 
 from lacos_helpers.quantization.blockwise import (
@@ -18,16 +18,16 @@ from lacos_helpers.quantization.blockwise import (
     dequantize_blockwise,
     quantize_blockwise,
 )
-from lacos_helpers.quantization.convert import QUANT_BACKENDS, has_8bit_layers, quantize_model
+from lacos_helpers.quantization.convert import (
+    QUANT_BACKENDS,
+    eight_bit_backend,
+    has_8bit_layers,
+    is_8bit_linear,
+    quantize_model,
+)
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
 from lacos_helpers.quantization.load import load_quantized
 from lacos_helpers.quantization.maps import create_dynamic_map, create_linear_map
-from lacos_helpers.quantization.memory import (
-    bloom_memory_table,
-    footprint,
-    format_footprint,
-    format_memory_table,
-)
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -36,15 +36,25 @@ __all__ = [
     "QUANT_BACKENDS",
     "BlockwiseQuantState",
     "Int8Linear",
-    "bloom_memory_table",
     "create_dynamic_map",
     "create_linear_map",
     "dequantize_blockwise",
-    "footprint",
-    "format_footprint",
-    "format_memory_table",
+    "eight_bit_backend",
     "has_8bit_layers",
+    "is_8bit_linear",
     "load_quantized",
     "quantize_blockwise",
     "quantize_model",
 ]
+
+# Chapters 1 and 2 read these here (``quantization.footprint(model)``); they live in
+# :mod:`lacos_helpers.memory.weights`.
+_MEMORY = ("bloom_memory_table", "footprint", "format_memory_table")
+
+
+def __getattr__(name: str):
+    if name in _MEMORY:
+        from lacos_helpers.memory import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module 'lacos_helpers.quantization' has no attribute {name!r}")

@@ -8,12 +8,12 @@ fixed 256-value map. This is what 8-bit Adam does to its *optimizer states*;
 
 from __future__ import annotations
 
-import numbers
 import sys
 from dataclasses import dataclass
 
 import torch
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.quantization.maps import _default_code, _rounding_tables, _RoundingTables
 
 DEFAULT_BLOCK_SIZE = 4096
@@ -56,11 +56,7 @@ class BlockwiseQuantState:
 def _check_block_size(block_size) -> int:
     """Any positive Python/NumPy integer; powers of two are *not* required (bitsandbytes'
     CUDA kernels only take 64..4096 powers of two, this implementation takes any size)."""
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-        raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
-    if block_size <= 0:
-        raise ValueError(f"block_size must be positive, got {block_size}")
-    return int(block_size)
+    return check_int(block_size, "block_size")
 
 
 def _check_float_input(x) -> None:

@@ -26,11 +26,6 @@ def is_linear8bit(module: nn.Module) -> bool:
     return layer_type is not None and isinstance(module, layer_type)
 
 
-def holds_int8(module: nn.Module) -> bool:
-    """A ``Linear8bitLt`` whose weights are int8 (not ``has_fp16_weights=True``)."""
-    return is_linear8bit(module) and module.weight.dtype == torch.int8
-
-
 def row_scales(layer: nn.Module) -> torch.Tensor:
     """The per-row absmax ``SCB`` (out,) of a ``Linear8bitLt``: ``W ~= int8 * SCB / 127``."""
     scb = getattr(layer.weight, "SCB", None)

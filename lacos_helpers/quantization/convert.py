@@ -1,5 +1,6 @@
 """Whole models to 8 bits: :func:`quantize_model` swaps a model's ``nn.Linear`` layers for
-:class:`~lacos_helpers.quantization.int8_linear.Int8Linear` or bitsandbytes' ``Linear8bitLt``."""
+:class:`~lacos_helpers.quantization.int8_linear.Int8Linear` or bitsandbytes' ``Linear8bitLt``;
+:func:`eight_bit_backend` is the one answer to "is this an 8-bit layer, and whose?"."""
 
 from __future__ import annotations
 
@@ -7,11 +8,29 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from lacos_helpers.modules import has_component, replace_submodule
+from lacos_helpers.config import EIGHT_BIT_BACKENDS as QUANT_BACKENDS
+from lacos_helpers.modules import matches_any, replace_submodule
 from lacos_helpers.quantization import bnb
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
 
-QUANT_BACKENDS = ("lacos", "bitsandbytes")
+# The 8-bit layer of each backend, tried in order (peft's dispatch style: one test per layer
+# type, the first that claims the module answers).
+EIGHT_BIT_LAYERS = {
+    "lacos": lambda module: isinstance(module, Int8Linear),
+    "bitsandbytes": bnb.is_linear8bit,
+}
+
+
+def eight_bit_backend(module: nn.Module) -> str | None:
+    """The backend whose 8-bit linear layer ``module`` is (``"lacos"``: ``Int8Linear``,
+    ``"bitsandbytes"``: ``Linear8bitLt``, e.g. after ``load_in_8bit``), None for anything
+    else."""
+    return next((name for name, claims in EIGHT_BIT_LAYERS.items() if claims(module)), None)
+
+
+def is_8bit_linear(module: nn.Module) -> bool:
+    """Whether ``module`` is an 8-bit linear layer of either backend."""
+    return eight_bit_backend(module) is not None
 
 
 def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str] = ("lm_head",),
@@ -20,7 +39,8 @@ def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str]
 
     Args:
         backend: ``"lacos"`` (:class:`Int8Linear`) or ``"bitsandbytes"`` (``Linear8bitLt``).
-        skip: module names (full dotted name or one component, e.g. ``"lm_head"``) kept as is.
+        skip: module names kept as is (the full dotted name or its ending after a dot, e.g.
+            ``"lm_head"``: :func:`lacos_helpers.modules.name_matches`).
         threshold: outlier threshold for activations (0 disables the outlier path).
         compute: ``"int8"`` (LLM.int8 matmul) or ``"dequantize"`` (weight-only: same int8
             storage, float matmul; ``lacos`` backend only).
@@ -38,7 +58,7 @@ def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str]
         raise ValueError(f"compute={compute!r} needs backend='lacos'")
     skip = tuple(skip)
     targets = [(name, module) for name, module in model.named_modules()
-               if type(module) is nn.Linear and not has_component(name, skip)]
+               if type(module) is nn.Linear and not matches_any(name, skip)]
     for name, linear in targets:
         if backend == "lacos":
             replacement = Int8Linear.from_linear(linear, threshold=threshold, compute=compute)
@@ -52,6 +72,5 @@ def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str]
 
 
 def has_8bit_layers(model: nn.Module) -> bool:
-    """Whether any layer of ``model`` is already 8-bit (``Int8Linear`` or bitsandbytes'
-    ``Linear8bitLt``, e.g. after ``load_in_8bit``)."""
-    return any(isinstance(m, Int8Linear) or bnb.is_linear8bit(m) for m in model.modules())
+    """Whether any layer of ``model`` is already 8-bit (:func:`is_8bit_linear`)."""
+    return any(is_8bit_linear(m) for m in model.modules())

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lacos_helpers.modules import has_component, replace_submodule
+from lacos_helpers.modules import matches_any, replace_submodule
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, Int8Linear, _rowwise_int8
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def load_quantized(folder: str | Path, *, dtype: torch.dtype = torch.float16,
     with torch.device("meta"):
         model = AutoModel.from_config(config, dtype=dtype)
     linears = [(name, m) for name, m in model.named_modules()
-               if type(m) is nn.Linear and not has_component(name, skip)]
+               if type(m) is nn.Linear and not matches_any(name, skip)]
     for name, linear in linears:
         replace_submodule(model, name, Int8Linear(
             linear.in_features, linear.out_features, bias=linear.bias is not None,

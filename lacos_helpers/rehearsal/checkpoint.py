@@ -26,6 +26,7 @@ import torch
 
 from lacos_helpers import bloom, runtime
 from lacos_helpers.backbones import RANDOM_WEIGHTS_MARKER
+from lacos_helpers.memory.step import GB
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,6 @@ def write_random_bloom(folder: str | os.PathLike, shape: bloom.BloomShape | str,
     (folder / MARKER).write_text(json.dumps({**expected, "bytes": total,
                                              "seconds": round(time.perf_counter() - t0, 1)}))
     log.info("[rehearsal] random BLOOM h=%d L=%d written to %s: %.2f GB in %d shards, %.0f s",
-             shape.hidden_size, shape.n_layer, folder, total / 1e9, len(shards),
+             shape.hidden_size, shape.n_layer, folder, total / GB, len(shards),
              time.perf_counter() - t0)
     return folder

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from lacos_helpers import bloom, config, data, lora, memory, runtime, training
+from lacos_helpers.memory.measure import PeakMemory, gb, process_memory
 from lacos_helpers.rehearsal.checkpoint import folder_for, write_random_bloom
-from lacos_helpers.rehearsal.measure import PeakMemory, gb, process_memory
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +230,6 @@ def _compare_recipes(args) -> int:
 
 
 REFERENCE_RECORDS = Path(__file__).with_name("reference_records.jsonl")
-
-
-MEASURED_KEYS = ("size", "backend", "recipe", "profile", "device", "batch", "cache_chunk",
-                 "max_length", "checkpointing", "steps", "seconds_per_step", "load_seconds",
-                 "final_loss", "reload_max_abs_diff", "baseline_anon_gb", "after_load_anon_gb",
-                 "load_peak_anon_gb", "train_peak_anon_gb", "peak_anon_gb", "peak_rss_gb",
-                 "peak_cuda_gb")
 
 
 def with_prediction(record: dict) -> dict:

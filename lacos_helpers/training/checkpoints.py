@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 
 from lacos_helpers import lora
+from lacos_helpers.runtime import atomic_folder, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +162,11 @@ def write_checkpoint(out_dir: Path, backbone: torch.nn.Module, state: TrainerSta
     ``latest`` at it and keep only the newest ``keep`` checkpoints. Returns its folder."""
     root = out_dir / CHECKPOINT_DIR
     name = f"step-{state.step:06d}"
-    final, tmp = root / name, root / f"{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    lora.save_adapter(backbone, tmp)
-    torch.save(vars(state), tmp / STATE_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    pointer_tmp = root / f"{LATEST}.tmp"
-    pointer_tmp.write_text(name)
-    os.replace(pointer_tmp, root / LATEST)  # the pointer moves only once the checkpoint is whole
+    final = root / name
+    with atomic_folder(final) as tmp:
+        lora.save_adapter(backbone, tmp)
+        torch.save(vars(state), tmp / STATE_FILE)
+    write_atomic(root / LATEST, name)  # the pointer moves only once the checkpoint is whole
     _prune(root, state.step, keep)
     return final
 

@@ -29,6 +29,7 @@ holds the full adapter and optimizer state, so a run resumes with any number of 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -41,8 +42,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective, gathered_loss_and_backward
-from lacos_helpers.training.loop import Trainer
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.training.loop import LocalEngine, Trainer, TrainerOptions
 
 log = logging.getLogger(__name__)
 
@@ -215,31 +216,10 @@ def all_gather_with_grad(local: Tensor, dim: int = 1) -> tuple[Tensor, slice]:
     return torch.cat(shards, dim=dim), own
 
 
-class GatheredMNRObjective:
-    """MNR over the global batch: this process embeds its shard ``[roles, s, d]`` with its
-    graph, the shards are gathered (:func:`all_gather_with_grad`), every process computes the
-    loss of the whole ``[roles, B, d]`` batch and back-propagates into its own shard. The
-    processes' gradients must be **summed** (``gradient_reduction``)."""
-
-    gradient_reduction = "sum"
-
-    def __init__(self, gather=all_gather_with_grad):
-        self.gather = gather
-
-    def loss_and_backward(self, encoder, batch: Sequence, train, backward,
-                          forward_context=contextlib.nullcontext) -> float:
-        """The global loss (the same on every process); NaN (no backward) when any process's
-        embeddings are not finite."""
-        return gathered_loss_and_backward(encoder, batch, train, backward, forward_context,
-                                          self.gather)
-
-
-def distributed_objective(train):
-    """The objective of a data-parallel run of ``train`` (a ``TrainConfig``): gathered MNR,
+def distributed_objective(train) -> MNRLoss:
+    """The loss of a data-parallel run of ``train`` (a ``TrainConfig``): gathered MNR,
     through GradCache when ``train.cache_chunk`` is set."""
-    if train.cache_chunk:
-        return CachedMNRObjective(train.cache_chunk, gather=all_gather_with_grad)
-    return GatheredMNRObjective()
+    return mnr_objective(train, gather=all_gather_with_grad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,14 +239,40 @@ def _unflatten_gradients(params: Sequence[torch.nn.Parameter], flat: Tensor) -> 
         start += n
 
 
+class DataParallelEngine(LocalEngine):
+    """:class:`~lacos_helpers.training.loop.LocalEngine` on one of several data-parallel
+    processes: every process holds the whole model and takes the same optimizer step; the
+    gradients are all-reduced in one flat buffer before clipping, **summed** for the gathered
+    objectives (``reduction="sum"``: each process holds one term of the global gradient),
+    averaged for an objective whose loss is per process (``"mean"``)."""
+
+    replicated = True  # every process holds the whole model: start from rank 0's weights
+
+    def __init__(self, reduction: str = "sum"):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"objective.gradient_reduction must be 'sum' or 'mean', got "
+                             f"{reduction!r}")
+        self.reduction = reduction
+
+    def sync_gradients(self) -> None:
+        flat = _flat_gradients(self.params).float()
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        if self.reduction == "mean":
+            flat /= dist.get_world_size()
+        _unflatten_gradients(self.params, flat)
+
+
 class DistributedTrainer(Trainer):
     """:class:`~lacos_helpers.training.loop.Trainer` for one of several data-parallel processes
     (the process group must be initialized: :func:`init_process_group`). Takes the same
-    arguments; ``objective`` defaults to :func:`distributed_objective`. ``train.batch_size`` is
-    the **global** batch (divisible by the number of processes); each process embeds its share.
+    arguments; ``objective`` defaults to :func:`distributed_objective`, ``engine`` to
+    :class:`DataParallelEngine` (:class:`~lacos_helpers.training.zero.ZeroEngine` for ZeRO-3).
+    ``train.batch_size`` is the **global** batch (divisible by the number of processes); each
+    process embeds its share.
     Every process must be given the same configuration, data and ``dev_pairs``."""
 
-    def __init__(self, cfg, encoder, triplets, out_dir, *, objective=None, **kwargs):
+    def __init__(self, cfg, encoder, triplets, out_dir, options: TrainerOptions | None = None,
+                 **kwargs):
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("DistributedTrainer needs an initialized process group: launch "
                                "with torchrun / accelerate launch and call "
@@ -274,14 +280,14 @@ class DistributedTrainer(Trainer):
         for key in ("rank", "world_size"):
             if key in kwargs:
                 raise TypeError(f"DistributedTrainer takes {key} from the process group")
-        super().__init__(cfg, encoder, triplets, out_dir,
-                         objective=objective or distributed_objective(cfg.train),
-                         rank=dist.get_rank(), world_size=dist.get_world_size(), **kwargs)
-        self.reduction = getattr(self.objective, "gradient_reduction", "mean")
-        if self.reduction not in ("sum", "mean"):
-            raise ValueError(f"objective.gradient_reduction must be 'sum' or 'mean', got "
-                             f"{self.reduction!r}")
-        self.broadcast_parameters()
+        options = dataclasses.replace(options or TrainerOptions(), **kwargs)
+        objective = options.objective or distributed_objective(cfg.train)
+        engine = options.engine or DataParallelEngine(objective.gradient_reduction)
+        super().__init__(cfg, encoder, triplets, out_dir, dataclasses.replace(
+            options, objective=objective, engine=engine, rank=dist.get_rank(),
+            world_size=dist.get_world_size()))
+        if getattr(self.engine, "replicated", False):
+            self.broadcast_parameters()
 
     def broadcast_parameters(self) -> None:
         """Every process starts from rank 0's trainable weights (as DDP does)."""
@@ -314,18 +320,11 @@ class DistributedTrainer(Trainer):
 
     # ---- the step ------------------------------------------------------------------------
 
-    def sync_gradients(self) -> None:
-        """All-reduce the trainable parameters' gradients in one flat buffer: summed for the
-        gathered objectives (each process holds one term of the global gradient), averaged for
-        an objective whose loss is per process."""
-        flat = _flat_gradients(self.params).float()
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        if self.reduction == "mean":
-            flat /= self.world_size
-        _unflatten_gradients(self.params, flat)
-
     def evaluate(self) -> dict:
-        """Rank 0 evaluates; every process gets its record (the same history everywhere)."""
+        """Rank 0 evaluates; every process gets its record (the same history everywhere).
+        Under ZeRO-3 every process evaluates (its forward passes gather the partitions)."""
+        if getattr(self.engine, "sharded", False):
+            return super().evaluate()
         return run_on_main(super().evaluate)
 
     def _record(self, record: dict) -> bool:
@@ -343,7 +342,8 @@ class DistributedTrainer(Trainer):
 
 
 __all__ = [
-    "DistributedTrainer", "GatheredMNRObjective", "ProcessInfo", "all_gather_with_grad",
+    "DataParallelEngine", "DistributedTrainer", "ProcessInfo",
+    "all_gather_with_grad",
     "barrier", "broadcast_object", "distributed_objective", "init_process_group",
     "launch_info", "launched_distributed", "main_process_first", "process_device",
     "rank_and_world", "run_on_main", "shutdown",

@@ -14,6 +14,7 @@ uninterrupted run (the data order is a function of the step; the RNG state is re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ from torch import nn
 
 from lacos_helpers.config import RunConfig, TrainConfig
 from lacos_helpers.data.sampling import BatchPlan
-from lacos_helpers.encoder.losses import mnr_loss
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
 from lacos_helpers.optim import make_optimizer
 from lacos_helpers.training import checkpoints, runs
 from lacos_helpers.training.build import save_run_tokenizer
@@ -82,47 +83,15 @@ def usable_triplets(triplets: Sequence, hard_negatives: bool) -> list:
 
 
 def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
-    """MNR loss of one micro-batch of triplets: anchors, positives and (optionally) hard
-    negatives are embedded in one forward pass of the shared encoder."""
-    b = len(batch)
-    texts = [t.anchor for t in batch] + [t.positive for t in batch]
-    if train.hard_negatives:
-        texts += [t.hard_negative for t in batch]
-    emb = encoder.embed(texts)
-    if not bool(torch.isfinite(emb).all()):  # diverged: let the caller's NaN check stop
-        return emb.new_tensor(float("nan"))
-    negatives = emb[2 * b:] if train.hard_negatives else None
-    return mnr_loss(emb[:b], emb[b:2 * b], negatives, scale=train.scale,
-                    symmetric=train.symmetric)
+    """MNR loss of one micro-batch of triplets (:class:`MNRLoss`: anchors, positives and
+    optionally hard negatives embedded in one forward pass of the shared encoder)."""
+    return MNRLoss()(encoder, batch, train)
 
 
-class MNRObjective:
-    """How a micro-batch becomes gradients: the plain MNR loss of :func:`batch_loss`,
-    back-propagated at once. Other objectives (GradCache, embeddings gathered across processes)
-    implement the same method."""
-
-    def loss_and_backward(self, encoder, batch: Sequence, train: TrainConfig,
-                          backward: Callable[[torch.Tensor], None],
-                          forward_context: Callable = contextlib.nullcontext) -> float:
-        """Compute the loss of ``batch`` inside ``forward_context()`` (autocast on a GPU), call
-        ``backward(loss)`` outside it and return the loss (a non-finite loss is returned
-        before any backward)."""
-        with forward_context():
-            loss = batch_loss(encoder, batch, train)
-        if torch.isfinite(loss):
-            backward(loss)
-        return loss.item()
-
-
-def default_objective(train: TrainConfig):
-    """The objective of ``train`` on one process: plain MNR, or GradCache (cached MNR, same
-    gradients in chunks of ``train.cache_chunk`` triplets) when ``cache_chunk`` is set.
-    (issue 16: added for GradCache)"""
-    if train.cache_chunk:
-        from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective
-
-        return CachedMNRObjective(train.cache_chunk)
-    return MNRObjective()
+def default_objective(train: TrainConfig) -> MNRLoss:
+    """The loss of ``train`` on one process: plain MNR, or GradCache (same gradients in chunks
+    of ``train.cache_chunk`` triplets) when ``cache_chunk`` is set."""
+    return mnr_objective(train)
 
 
 def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
@@ -133,32 +102,148 @@ def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+class LocalEngine:
+    """The optimizer side of a run on one process: a torch optimizer (``train.optimizer``),
+    the warmup + decay schedule, a gradient scaler on a GPU in float16, gradient clipping.
+    The :class:`Trainer` calls :meth:`backward` per micro-batch, :meth:`step` once per step;
+    its checkpoints hold :meth:`state`. Other engines (data parallel, ZeRO-3) implement the
+    same methods."""
+
+    sharded = False  # ZeRO-3: checkpoints and forward passes need every process
+
+    def setup(self, encoder, params: Sequence[nn.Parameter], train: TrainConfig,
+              device: torch.device) -> None:
+        self.encoder, self.params, self.train_cfg, self.device = encoder, params, train, device
+        self.optimizer = make_optimizer(train.optimizer, params, lr=train.learning_rate,
+                                        weight_decay=train.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, train)
+        self.scaler = make_scaler(device)
+
+    def forward_context(self):
+        """Where the forward pass runs (autocast on a GPU)."""
+        return autocast(self.device)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate one micro-batch's loss (averaged over the accumulation steps)."""
+        scaled = loss / self.train_cfg.grad_accum
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+
+    def micro_step(self) -> None:
+        """After each micro-batch's backward (nothing to do here)."""
+
+    def sync_gradients(self) -> None:
+        """Combine the processes' gradients (one process: nothing)."""
+
+    def step(self) -> float | None:
+        """Clip, step the optimizer and the schedule; returns the gradient norm before
+        clipping (None without ``max_grad_norm``)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = None
+        if self.train_cfg.max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.params,
+                                                  self.train_cfg.max_grad_norm).item()
+            if not math.isfinite(norm) and self.scaler is None:
+                return norm  # the trainer stops: diverged
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return norm
+
+    def gathered(self, modify: bool = False):
+        """A context in which the trainable weights are whole (ZeRO-3 gathers them)."""
+        return contextlib.nullcontext()
+
+    def state(self) -> dict:
+        """The optimizer, schedule and scaler states a checkpoint holds."""
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state(self, state, checkpoint: Path) -> None:
+        """Restore :meth:`state` from a checkpoint's :class:`~.checkpoints.TrainerState`."""
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        if self.scaler is not None and state.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+
+    def save_state(self, out_dir: Path, step: int) -> None:
+        """State kept outside the checkpoint folder (ZeRO-3's partitions; here: none)."""
+
+    def prune_states(self, out_dir: Path) -> None:
+        """Remove what :meth:`save_state` wrote for checkpoints that no longer exist."""
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """How a :class:`Trainer` runs, besides what it trains (configuration, encoder, triplets,
+    run directory); each field can also be given to ``Trainer`` as a keyword argument.
+    See :class:`Trainer` for each one."""
+
+    dev_pairs: Sequence | None = None
+    resume: bool = True
+    show_progress: bool = True
+    callbacks: Sequence[Callback] = ()
+    objective: MNRLoss | None = None
+    rank: int = 0
+    world_size: int = 1
+    engine: LocalEngine | None = None
+
+
 class Trainer:
     """Trains the LoRA parameters of ``encoder`` (from :func:`build_encoder`) on NLI
-    ``triplets`` with the MNR loss, as ``cfg.train`` says, into ``out_dir``.
+    ``triplets`` with the MNR loss, as ``cfg.train`` says, into ``out_dir``; how it runs is a
+    :class:`TrainerOptions` (``options``, or its fields as keyword arguments):
 
     ``dev_pairs``: STS pairs evaluated every ``train.eval_every`` steps and at the end.
     ``resume``: continue from ``out_dir``'s latest checkpoint if there is one (the run's recipe
     must match, else :class:`~lacos_helpers.training.runs.RunMismatchError`); False starts over.
-    ``objective``: how a micro-batch becomes gradients (default :func:`default_objective`:
-    :class:`MNRObjective`, or GradCache when ``train.cache_chunk`` is set).
+    ``objective``: the loss of a micro-batch (default :func:`default_objective`: the one
+    :class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`, in GradCache chunks when
+    ``train.cache_chunk`` is set); the trainer calls ``backward`` on what it returns.
     ``rank`` / ``world_size``: this process's place among data-parallel processes: every
     process walks the same global batches and takes its share (:meth:`local_batch`); only rank
     0 writes the run directory. Distributed objectives average gradients in
     :meth:`sync_gradients`.
+    ``engine``: what does backward, the optimizer step and its state (:class:`LocalEngine` by
+    default; :class:`~lacos_helpers.training.distributed.DataParallelEngine` for data
+    parallelism, :class:`~lacos_helpers.training.zero.ZeroEngine` under DeepSpeed ZeRO-3).
     """
 
+    @property
+    def optimizer(self):
+        return self.engine.optimizer
+
+    @property
+    def scheduler(self):
+        return self.engine.scheduler
+
+    @property
+    def scaler(self):
+        return self.engine.scaler
+
     def __init__(self, cfg: RunConfig, encoder, triplets: Sequence, out_dir: str | os.PathLike,
-                 *, dev_pairs: Sequence | None = None, resume: bool = True,
-                 show_progress: bool = True, callbacks: Sequence[Callback] = (),
-                 objective=None, rank: int = 0, world_size: int = 1):
+                 options: TrainerOptions | None = None, **kwargs):
+        options = dataclasses.replace(options or TrainerOptions(), **kwargs)
+        self.options = options
         self.cfg, self.train_cfg, self.encoder = cfg, cfg.train, encoder
         self.train_set = usable_triplets(triplets, cfg.train.hard_negatives)
+        dev_pairs, rank, world_size = options.dev_pairs, options.rank, options.world_size
         if cfg.train.eval_every and not dev_pairs:
             raise ValueError("train.eval_every is set but no dev_pairs were given")
-        self.dev_pairs, self.resume, self.show_progress = dev_pairs, resume, show_progress
-        self.callbacks = list(callbacks)
-        self.objective = objective or default_objective(cfg.train)
+        self.dev_pairs, self.resume = dev_pairs, options.resume
+        self.show_progress = options.show_progress
+        self.callbacks = list(options.callbacks)
+        self.objective = options.objective or default_objective(cfg.train)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in range for world_size {world_size}")
         if cfg.train.batch_size % world_size:
@@ -169,11 +254,10 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.device = next(encoder.parameters()).device
         self.params = _trainable_parameters(encoder)
-        self.optimizer = make_optimizer(cfg.train.optimizer, self.params,
-                                        lr=cfg.train.learning_rate,
-                                        weight_decay=cfg.train.weight_decay)
-        self.scheduler = make_scheduler(self.optimizer, cfg.train)
-        self.scaler = make_scaler(self.device)
+        # what run.json records, taken before an engine may partition the parameters
+        self.record = runs.run_record(cfg, encoder, len(self.train_set), world_size=world_size)
+        self.engine = options.engine or LocalEngine()
+        self.engine.setup(encoder, self.params, cfg.train, self.device)
         self.plan = BatchPlan(self.train_set, cfg.train.batch_size, cfg.seed)
         self.step, self.history = 0, []
         self.resumed_from: int | None = None
@@ -186,8 +270,7 @@ class Trainer:
         """Create ``out_dir``, check that a run there has the same recipe, write ``run.json``;
         returns the checkpoint to resume from (None: start fresh), whole or not: :meth:`restore`
         falls back from a damaged one."""
-        record = runs.run_record(self.cfg, self.encoder, len(self.train_set),
-                                 world_size=self.world_size)
+        record = self.record
         checkpoint = checkpoints.resume_checkpoint(self.out_dir) if self.resume else None
         if checkpoint is not None:
             runs.check_resumable(self.out_dir, record)
@@ -209,11 +292,9 @@ class Trainer:
             torch.manual_seed(self.cfg.seed)
             random.seed(self.cfg.seed)
             return
-        checkpoint, state = checkpoints.read_resumable(checkpoint, self.encoder.backbone)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
-        if self.scaler is not None and state.scaler is not None:
-            self.scaler.load_state_dict(state.scaler)
+        with self.engine.gathered(modify=True):
+            checkpoint, state = checkpoints.read_resumable(checkpoint, self.encoder.backbone)
+        self.engine.load_state(state, checkpoint)
         checkpoints.set_rng_state(state.rng)
         self.step, self.history, self.resumed_from = state.step, state.history, state.step
         self.last_good = checkpoint
@@ -228,57 +309,44 @@ class Trainer:
         return batch[self.rank * share:(self.rank + 1) * share]
 
     def _backward(self, loss: torch.Tensor) -> None:
-        scaled = loss / self.train_cfg.grad_accum
-        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        self.engine.backward(loss)
 
     def sync_gradients(self) -> None:
         """Called after the micro-batches' backward passes, before clipping: distributed
         training averages the gradients of the processes here (one process: nothing)."""
+        self.engine.sync_gradients()
 
     def train_step(self) -> dict:
         """One optimizer step (``grad_accum`` micro-batches); returns its log record."""
         t = self.train_cfg
         t0 = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.engine.zero_grad()
+        lr = self.engine.lr()
         total = 0.0
         for k in range(t.grad_accum):
             batch = self.local_batch(self.step * t.grad_accum + k)
-            loss = self.objective.loss_and_backward(
-                self.encoder, batch, t, self._backward,
-                forward_context=lambda: autocast(self.device))
+            loss_tensor = self.objective(self.encoder, batch, t, self.engine.forward_context)
+            loss = loss_tensor.item()
             if not math.isfinite(loss):
                 raise TrainingDivergedError(
                     f"loss is {loss} at step {self.step + 1}; training stopped. Last good "
                     f"checkpoint: {self.last_good or 'none yet'}. Lower the learning rate or "
                     "check the data.")
+            self._backward(loss_tensor)
             total += loss / t.grad_accum
+            self.engine.micro_step()
         self.sync_gradients()
-        grad_norm = self._clip_gradients()
-        lr = self.optimizer.param_groups[0]["lr"]
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
+        grad_norm = self.engine.step()
+        if grad_norm is not None and not math.isfinite(grad_norm) and self.scaler is None:
+            raise TrainingDivergedError(
+                f"gradient norm is {grad_norm} at step {self.step + 1}; training stopped. Last "
+                f"good checkpoint: {self.last_good or 'none yet'}.")
         self.step += 1
         self._rng_at_step = checkpoints.rng_state()  # what a checkpoint of this step restores
         seconds = time.perf_counter() - t0
         return {"kind": "train", "step": self.step, "loss": total, "lr": lr,
                 "grad_norm": grad_norm, "seconds": round(seconds, 4),
                 "pairs_per_s": round(t.batch_size * t.grad_accum / seconds, 2)}
-
-    def _clip_gradients(self) -> float | None:
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if not self.train_cfg.max_grad_norm:
-            return None
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.max_grad_norm).item()
-        if not math.isfinite(norm) and self.scaler is None:
-            raise TrainingDivergedError(
-                f"gradient norm is {norm} at step {self.step + 1}; training stopped. Last good "
-                f"checkpoint: {self.last_good or 'none yet'}.")
-        return norm
 
     def evaluate(self) -> dict:
         """STS Spearman/Pearson on the dev pairs; returns its log record."""
@@ -289,15 +357,16 @@ class Trainer:
 
     def checkpoint(self) -> Path | None:
         """Checkpoint the state after the current step (rank 0 writes; others return None)."""
-        if not self.is_main:
-            return None
-        state = checkpoints.TrainerState(
-            step=self.step, optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler is not None else None,
-            rng=self._rng_at_step or checkpoints.rng_state(), history=self.history)
-        self.last_good = checkpoints.write_checkpoint(self.out_dir, self.encoder.backbone, state,
-                                                      self.train_cfg.keep_checkpoints)
+        self.engine.save_state(self.out_dir, self.step)  # collective under ZeRO-3
+        with self.engine.gathered():
+            if not self.is_main:
+                return None
+            state = checkpoints.TrainerState(
+                step=self.step, rng=self._rng_at_step or checkpoints.rng_state(),
+                history=self.history, **self.engine.state())
+            self.last_good = checkpoints.write_checkpoint(
+                self.out_dir, self.encoder.backbone, state, self.train_cfg.keep_checkpoints)
+        self.engine.prune_states(self.out_dir)
         return self.last_good
 
     # ---- the run ---------------------------------------------------------------------------
@@ -347,7 +416,8 @@ class Trainer:
                     self.checkpoint()
                 result.interrupted = stop and self.step < self.train_cfg.steps
         except KeyboardInterrupt:
-            if self.step > 0 and self.is_main and not self._checkpointed_now():
+            if self.step > 0 and self.is_main and not self._checkpointed_now() \
+                    and not self.engine.sharded:
                 self.optimizer.zero_grad(set_to_none=True)
                 path = self.checkpoint()
                 log.warning("[train] interrupted: state after step %d saved to %s; run again "
@@ -360,10 +430,12 @@ class Trainer:
                 runs.write_logs(self.out_dir, self.history)
         result.step, result.history = self.step, self.history
         result.seconds = time.perf_counter() - t_start
-        if self.step >= self.train_cfg.steps and self.is_main:
+        if self.step >= self.train_cfg.steps:
             from lacos_helpers import lora
 
-            lora.save_adapter(self.encoder.backbone, self.out_dir / runs.ADAPTER_DIR)
+            with self.engine.gathered():  # collective under ZeRO-3
+                if self.is_main:
+                    lora.save_adapter(self.encoder.backbone, self.out_dir / runs.ADAPTER_DIR)
         return result
 
 
@@ -376,6 +448,6 @@ def train(cfg: RunConfig, encoder, triplets: Sequence, *, out_dir: str | os.Path
     from lacos_helpers.training.fit import fit_encoder_to_device
 
     cfg = fit_encoder_to_device(cfg, encoder, allow_gradcache=objective is None)
-    return Trainer(cfg, encoder, triplets, out_dir, dev_pairs=dev_pairs, resume=resume,
-                   show_progress=show_progress, callbacks=callbacks,
-                   objective=objective).run()
+    options = TrainerOptions(dev_pairs=dev_pairs, resume=resume, show_progress=show_progress,
+                             callbacks=callbacks, objective=objective)
+    return Trainer(cfg, encoder, triplets, out_dir, options).run()

@@ -82,9 +82,7 @@ def read_run(run_dir: str | os.PathLike) -> dict:
 
 def write_run(out_dir: Path, record: dict) -> None:
     """Write ``run.json`` atomically."""
-    tmp = out_dir / f"{RUN_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, out_dir / RUN_FILE)
+    runtime.write_atomic(out_dir / RUN_FILE, json.dumps(record, indent=1))
 
 
 def run_config(record: dict) -> RunConfig:

@@ -1,16 +1,17 @@
 """DeepSpeed ZeRO stage 3 with CPU offload: training LACoS on a model that does not fit one GPU
-(the paper's future work: BLOOM-176B; the memory per GPU is :mod:`lacos_helpers.zero_memory`).
+(the paper's future work: BLOOM-176B; the memory per GPU is :mod:`lacos_helpers.memory.zero3`).
 
 Data parallelism (:mod:`lacos_helpers.training.distributed`) keeps a whole copy of the model on
 every GPU. ZeRO-3 instead **partitions** every parameter across the N processes and gathers a
 module's weights only while it runs; with ``offload_param`` / ``offload_optimizer`` the shards
 and the optimizer live in CPU RAM. The negatives are gathered exactly as in data parallelism
-(the same :class:`~lacos_helpers.training.distributed.GatheredMNRObjective`).
+(the same :class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`).
 
-What changes in the recipe: ZeRO-3 partitions ``nn.Parameter`` tensors, and the 8-bit weights
-(our ``Int8Linear`` keeps them as buffers, bitsandbytes as ``Int8Params``) are not partitioned:
-under ZeRO-3 the frozen base is kept in 16 bits (``quant.backend="none"``) and **sharding
-replaces the 8-bit cast** as the way to fit it. LoRA, MNR, the gathered negatives stay.
+What ZeRO-3 trains is :func:`~lacos_helpers.training.zero_recipe.zero3_recipe` (the frozen
+base in 16 bits, sharded instead of cast to 8 bits; the memory prediction reads the same
+recipe). It trains through the one :class:`~lacos_helpers.training.loop.Trainer` (same data
+policy, batches, checkpoints and resume), with :class:`ZeroEngine` doing backward and the
+optimizer step.
 
 The configuration is written here, in Python (:func:`zero3_template`); the files shipped for
 the launchers, ``configs/deepspeed/zero3_offload.json`` and
@@ -18,30 +19,33 @@ the launchers, ``configs/deepspeed/zero3_offload.json`` and
 lacos_helpers.training.zero --write-configs configs``; a test keeps them equal). Values that
 come from the run's configuration are ``"auto"`` there and filled by :func:`fill_config`.
 
-One command trains a few steps under ZeRO-3 and saves the adapter (the engine's own
-checkpoints and the trainer's resume are not wired in: see the README)::
+``python -m lacos_helpers train --zero3`` trains (``python -m lacos_helpers.training.zero ...``
+is an alias: one step unless ``--steps`` says); a killed run resumes with the same number of
+processes::
 
+    deepspeed --no_local_rank --num_gpus 8 --module lacos_helpers train --zero3 --profile paper \\
+        --out runs/z3
     deepspeed --num_gpus 8 --module lacos_helpers.training.zero --profile ci --steps 10 \\
         --out runs/z3
     accelerate launch --config_file configs/accelerate/deepspeed_zero3_offload.yaml \\
-        -m lacos_helpers.training.zero --profile ci --steps 10 --out runs/z3
-    DS_ACCELERATOR=cpu torchrun --nproc-per-node 2 -m lacos_helpers.training.zero ...  # CPU
+        -m lacos_helpers train --zero3 --profile ci --steps 10 --out runs/z3
+    DS_ACCELERATOR=cpu torchrun --nproc-per-node 2 -m lacos_helpers train --zero3 ...  # CPU
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import copy
 import json
 import logging
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from lacos_helpers.config import RunConfig
+from lacos_helpers.training.zero_recipe import zero3_recipe
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +190,10 @@ def load_config(path: str | os.PathLike, cfg: RunConfig, world_size: int) -> dic
 
 
 def zero_recipe(cfg: RunConfig) -> RunConfig:
-    """``cfg`` as ZeRO-3 trains it: the frozen base in 16 bits on a GPU (float32 on a CPU),
-    not cast to 8 bits (see the module docstring); AdamW (DeepSpeed's optimizer)."""
-    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
-    model = {"dtype": dtype} if cfg.model.kind == "hub" else {}
-    return cfg.replace(quant={"backend": "none", "load_in_8bit": False}, model=model,
-                       train={"optimizer": "adamw"})
+    """``cfg`` as ZeRO-3 trains it on its device (``model.device``; ``auto``: this machine):
+    the configuration of :func:`~lacos_helpers.training.zero_recipe.zero3_recipe`, the one
+    recipe the memory prediction reads too."""
+    return zero3_recipe(cfg, cfg.model.device).config
 
 
 def write_configs(folder: str | os.PathLike) -> list[Path]:
@@ -212,156 +214,160 @@ def write_configs(folder: str | os.PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
-# training under the engine
+# training under the engine: the Trainer's engine for ZeRO-3
 # --------------------------------------------------------------------------------------------
 
-def sum_over_processes_backward(engine, world_size: int):
-    """The ``backward`` callable for a gathered objective under DeepSpeed: ZeRO *averages*
-    the processes' gradients, the gathered MNR needs their *sum* (every process holds one term
-    of the global gradient), so the loss is scaled by the number of processes. (The engine
-    also divides by the accumulation steps.)"""
-    return lambda loss: engine.backward(loss * world_size)
+ZERO_STATES = "zero"  # checkpoints/zero/step-NNNNNN/: the engine's partitions, one per process
 
 
-def initialize(cfg: RunConfig, encoder, ds_config: Mapping):
-    """The DeepSpeed engine around ``encoder`` (its trainable parameters: LoRA), with the
-    trainer's learning-rate schedule (:func:`~lacos_helpers.training.schedule.make_scheduler`)
-    on DeepSpeed's optimizer."""
+def initialize(train, encoder, params, ds_config: Mapping):
+    """The DeepSpeed engine around ``encoder`` training ``params`` (LoRA), with the trainer's
+    learning-rate schedule (:func:`~lacos_helpers.training.schedule.make_scheduler` of
+    ``train``, a ``TrainConfig``) on DeepSpeed's optimizer."""
     import deepspeed
 
     from lacos_helpers.training.schedule import make_scheduler
 
-    params = [p for p in encoder.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the encoder has no trainable parameters: inject LoRA first")
     engine, _, _, _ = deepspeed.initialize(
         model=encoder, model_parameters=params, config=dict(ds_config),
-        lr_scheduler=lambda optimizer: make_scheduler(optimizer, cfg.train))
+        lr_scheduler=lambda optimizer: make_scheduler(optimizer, train))
     return engine
 
 
-def train_steps(cfg: RunConfig, encoder, engine, triplets, steps: int) -> list[dict]:
-    """``steps`` optimizer steps of the gathered MNR (GradCache when ``train.cache_chunk``)
-    under the engine; returns one record per step (loss of the global batch, lr, gradient
-    norm before clipping, seconds)."""
-    from lacos_helpers.data.sampling import BatchPlan
-    from lacos_helpers.training.distributed import distributed_objective, rank_and_world
-    from lacos_helpers.training.loop import usable_triplets
+class ZeroEngine:
+    """The :class:`~lacos_helpers.training.loop.Trainer`'s engine under DeepSpeed ZeRO-3
+    (``ds_config``: a filled configuration, :func:`fill_config`). DeepSpeed partitions the
+    parameters, does the backward (dividing by the accumulation steps), clips and steps its
+    optimizer and the trainer's schedule at the accumulation boundary.
 
-    rank, world = rank_and_world()
-    t = cfg.train
-    plan = BatchPlan(usable_triplets(triplets, t.hard_negatives), t.batch_size, cfg.seed)
-    objective = distributed_objective(t)
-    backward = sum_over_processes_backward(engine, world)
-    share = t.batch_size // world
-    encoder.train()
-    records = []
-    for step in range(steps):
-        t0 = time.perf_counter()
-        lr = engine.get_lr()[0]
-        total = 0.0
-        for k in range(t.grad_accum):
-            batch = plan[step * t.grad_accum + k][rank * share:(rank + 1) * share]
-            total += objective.loss_and_backward(encoder, batch, t, backward) / t.grad_accum
-            engine.step()  # DeepSpeed steps the optimizer at the accumulation boundary
-        norm = engine.get_global_grad_norm()
-        records.append({"kind": "train", "step": step + 1, "loss": total, "lr": lr,
-                        "grad_norm": None if norm is None else float(norm),
-                        "seconds": round(time.perf_counter() - t0, 4)})
-        log.info("[zero] step %d: loss %.4f, grad norm %s", step + 1, total, norm)
-    return records
+    ``reduction``: ZeRO *averages* the processes' gradients; the gathered MNR needs their
+    *sum* (every process holds one term of the global gradient), so with ``"sum"`` the loss is
+    scaled by the number of processes.
+
+    Checkpoints: every process writes its partitions of the optimizer and schedule state with
+    DeepSpeed's ``save_checkpoint`` under ``checkpoints/zero/step-NNNNNN`` before rank 0 writes
+    the trainer's checkpoint (adapter gathered whole, RNG, history) and moves ``latest``; a
+    resume loads both (the same number of processes: the partitions are per process)."""
+
+    sharded = True  # parameters live in partitions: checkpoints and forwards need everyone
+    replicated = False
+
+    def __init__(self, ds_config: Mapping, reduction: str = "sum"):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        self.ds_config, self.reduction = dict(ds_config), reduction
+        self.scaler = None
+
+    def setup(self, encoder, params, train, device) -> None:
+        from lacos_helpers.training.distributed import rank_and_world
+
+        self.params, self.train_cfg = list(params), train
+        self.rank, self.world = rank_and_world()
+        self.ds = initialize(train, encoder, self.params, self.ds_config)
+        self.optimizer, self.scheduler = self.ds.optimizer, self.ds.lr_scheduler
+
+    def forward_context(self):
+        return contextlib.nullcontext()
+
+    def zero_grad(self) -> None:
+        """DeepSpeed clears the gradients after its step."""
+
+    def lr(self) -> float:
+        return self.ds.get_lr()[0]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.ds.backward(loss * self.world if self.reduction == "sum" else loss)
+
+    def micro_step(self) -> None:
+        self.ds.step()  # DeepSpeed steps the optimizer at the accumulation boundary
+
+    def sync_gradients(self) -> None:
+        """DeepSpeed reduces the gradients in its backward."""
+
+    def step(self) -> float | None:
+        norm = self.ds.get_global_grad_norm()
+        return None if norm is None else float(norm)
+
+    def gathered(self, modify: bool = False):
+        """The LoRA weights gathered from their partitions (every process must enter);
+        ``modify``: what rank 0 writes into them is partitioned again on exit."""
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(self.params,
+                                                 modifier_rank=0 if modify else None)
+
+    def state(self) -> dict:
+        return {"optimizer": {}, "scheduler": {}, "scaler": None}  # in checkpoints/zero/
+
+    def load_state(self, state, checkpoint: Path) -> None:
+        folder = checkpoint.parent / ZERO_STATES
+        if not (folder / checkpoint.name).is_dir():
+            raise FileNotFoundError(f"{folder / checkpoint.name} is missing: the ZeRO-3 "
+                                    "optimizer state of this checkpoint; start over with "
+                                    "--no-resume")
+        path, _ = self.ds.load_checkpoint(str(folder), tag=checkpoint.name,
+                                          load_optimizer_states=True,
+                                          load_lr_scheduler_states=True)
+        if path is None:
+            raise RuntimeError(f"DeepSpeed could not load {folder / checkpoint.name}")
+
+    def save_state(self, out_dir: Path, step: int) -> None:
+        from lacos_helpers.training.checkpoints import CHECKPOINT_DIR
+
+        self.ds.save_checkpoint(str(out_dir / CHECKPOINT_DIR / ZERO_STATES),
+                                tag=f"step-{step:06d}")
+
+    def prune_states(self, out_dir: Path) -> None:
+        """Rank 0 removes the partitions of checkpoints the trainer pruned."""
+        import shutil
+
+        from lacos_helpers.training.checkpoints import CHECKPOINT_DIR
+
+        if self.rank != 0:
+            return
+        root = out_dir / CHECKPOINT_DIR
+        for folder in (root / ZERO_STATES).glob("step-*"):
+            if not (root / folder.name).is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
-def adapter_state(encoder) -> dict[str, torch.Tensor]:
-    """The LoRA weights, gathered from their ZeRO-3 partitions (call on every process)."""
+def join_processes() -> None:
+    """Join the launched processes through DeepSpeed (NCCL on GPUs, gloo on CPUs)."""
     import deepspeed
 
-    from lacos_helpers import lora
-
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        return {k: v.clone() for k, v in lora.lora_state_dict(encoder.backbone).items()}
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
-def save_adapter(encoder, folder: str | os.PathLike, is_main: bool) -> None:
-    """Gather the LoRA weights and write them in peft's format (rank 0)."""
-    import deepspeed
-
-    from lacos_helpers import lora
-
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        if is_main:
-            lora.save_adapter(encoder.backbone, folder)
+def run_config(cfg: RunConfig, world_size: int, path: str | os.PathLike | None = None) -> dict:
+    """The filled DeepSpeed configuration of a run: the file at ``path`` (else accelerate's,
+    ``ACCELERATE_DEEPSPEED_CONFIG_FILE``), else the built-in template."""
+    path = path or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    return load_config(path, cfg, world_size) if path else \
+        fill_config(zero3_template(), cfg, world_size)
 
 
 # --------------------------------------------------------------------------------------------
-# python -m lacos_helpers.training.zero
+# python -m lacos_helpers.training.zero: an alias of `python -m lacos_helpers train --zero3`
 # --------------------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lacos_helpers.training.zero",
-                                description="a few LACoS steps under DeepSpeed ZeRO-3")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--out", default=None, help="write the adapter and zero_result.json here")
-    p.add_argument("--steps", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=None, help="global batch")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--limit", type=int, default=None, help="at most N NLI triplets")
-    p.add_argument("--config", default=None,
-                   help="DeepSpeed JSON (default: accelerate's, else the built-in template)")
-    p.add_argument("--write-configs", default=None, metavar="FOLDER",
-                   help="only write the shipped JSON / YAML files under FOLDER")
-    # the `deepspeed` launcher passes --local_rank (LOCAL_RANK is read from the environment)
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                   help=argparse.SUPPRESS)
-    return p
-
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.write_configs:
-        for path in write_configs(args.write_configs):
+    """``--write-configs FOLDER`` writes the shipped files; anything else is
+    ``python -m lacos_helpers train --zero3 ...`` (one step unless ``--steps`` says)."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--write-configs" in argv:
+        folder = argv[argv.index("--write-configs") + 1]
+        for path in write_configs(folder):
             print(path)
         return 0
-    import deepspeed
+    if not any(a == "--steps" or a.startswith("--steps=") for a in argv):
+        argv += ["--steps", "1"]
+    from lacos_helpers import cli
 
-    from lacos_helpers import config, data, runtime
-    from lacos_helpers.training import distributed
-    from lacos_helpers.training.build import build_encoder
-
-    runtime.show_logs()
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = distributed.rank_and_world()
-    info = distributed.launch_info()
-    if rank != 0:  # one copy of the log lines, from rank 0
-        logging.getLogger(runtime.PACKAGE_LOGGER).setLevel(logging.WARNING)
-    cfg = config.load_profile(args.profile).replace_paths({
-        "train.steps": args.steps, "train.batch_size": args.batch_size,
-        "train.learning_rate": args.lr, "data.nli_limit": args.limit,
-        "model.device": distributed.process_device(info)})
-    cfg = zero_recipe(cfg)
-    path = args.config or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    ds_config = (load_config(path, cfg, world) if path
-                 else fill_config(zero3_template(), cfg, world))
-    runtime.seed_everything(cfg.seed)
-    with distributed.main_process_first():
-        triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                          seed=cfg.seed, source=cfg.data.source,
-                                          split=cfg.data.nli_split)
-        encoder = build_encoder(cfg, texts=data.training_texts(triplets))
-    engine = initialize(cfg, encoder, ds_config)
-    records = train_steps(cfg, encoder, engine, triplets, cfg.train.steps)
-    if args.out:
-        out = Path(args.out)
-        save_adapter(encoder, out / "adapter", rank == 0)
-        if rank == 0:
-            (out / "zero_result.json").write_text(json.dumps(
-                {"world_size": world, "config": ds_config, "records": records}, indent=1))
-    if rank == 0:
-        print(json.dumps(records, indent=1))
-    distributed.shutdown()
-    return 0
+    return cli.main(["train", "--zero3", *argv])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Training objectives, one per file (as sentence-transformers' ``losses/``): ``mnr`` is the
-Multiple Negatives Ranking loss with in-batch and hard negatives; ``cached_mnr`` the same loss
-through GradCache (batches larger than memory, same gradients)."""
+"""Training objectives (as sentence-transformers' ``losses/``): ``mnr`` is the Multiple
+Negatives Ranking loss of embeddings with in-batch and hard negatives; ``triplet_mnr`` the one
+loss of a batch of triplets (:class:`MNRLoss`: plain, GradCache chunks, gathered across
+processes); ``cached_mnr`` keeps the GradCache names of 0.2."""
 
-from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective, cached_mnr_gradients
+from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective
 from lacos_helpers.encoder.losses.mnr import DEFAULT_SCALE, mnr_loss, similarity_matrix
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
 
-__all__ = ["DEFAULT_SCALE", "CachedMNRObjective", "cached_mnr_gradients", "mnr_loss",
+__all__ = ["DEFAULT_SCALE", "CachedMNRObjective", "MNRLoss", "mnr_loss", "mnr_objective",
            "similarity_matrix"]

@@ -12,8 +12,8 @@ memory, until the standard k-bit preparation copies them to float32.
 Parts (bytes; GB = 1e9):
 
 ``weights_int8``, ``weights_scales``
-    the quantized linear weights (``12 h^2`` per block, one byte each) and their float32 row
-    scales;
+    the quantized linear weights (:data:`lacos_helpers.bloom.LINEAR_SHAPES`: ``12 h^2`` per
+    block, one byte each) and their float32 row scales;
 ``weights_float``
     what stays in floating point: the embedding matrix (``V x h``: BLOOM's 250,880-token
     vocabulary is half of BLOOM-560m), LayerNorms and biases. The *standard* k-bit preparation
@@ -259,14 +259,9 @@ def lora_parameters(shape: bloom.BloomShape, r: int, targets) -> int:
     return lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
 
-def _linear_sizes(h: int) -> list[int]:
-    """Weights of the four linear layers of a block (qkv, dense, h->4h, 4h->h)."""
-    return [i * o * h * h for i, o in bloom.LINEAR_SHAPES.values()]
-
-
 def bnb_cpu_load_heap(h: int) -> float:
     """The heap bitsandbytes' CPU loader leaves behind (see ``load_transient``)."""
-    sizes = _linear_sizes(h)
+    sizes = bloom.linear_sizes(h)
     small = sum(n for n in sizes if 2 * n < GLIBC_MMAP_THRESHOLD)
     return BNB_CPU_LOAD_HEAP_BYTES * small / sum(sizes)
 
@@ -336,7 +331,7 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
 
 def _matmul_transient(cfg: RunConfig, h: int, device: str, dtypes: ActivationDtypes) -> float:
     """The largest weight an 8-bit matmul dequantizes at once (see ``matmul_transient``)."""
-    q, largest = cfg.quant, max(_linear_sizes(h))
+    q, largest = cfg.quant, max(bloom.linear_sizes(h))
     if q.backend == "bitsandbytes":  # CPU: float32 dequantization in forward and backward;
         return 2 * 4 * largest if device == "cpu" else dtypes.linear * largest  # GPU: backward
     if q.backend == "lacos" and q.compute == "dequantize":

@@ -1,7 +1,7 @@
-"""Memory: what a model holds per dtype (:func:`footprint`) and the weight memory of the public
-BLOOM checkpoints from their configurations alone (:func:`bloom_memory_table`).
+"""What a model holds per dtype (:func:`footprint`) and the weight memory of the public BLOOM
+checkpoints from their configurations alone (:func:`bloom_memory_table`).
 
-Units: bytes unless the name says ``gb`` (1 GB = 1e9 bytes).
+Units: bytes unless the name says ``gb`` (:data:`~lacos_helpers.memory.step.GB`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from lacos_helpers import bloom
+from lacos_helpers.checks import markdown_table
+from lacos_helpers.memory.step import GB
 from lacos_helpers.quantization import bnb
 from lacos_helpers.quantization.blockwise import DEFAULT_BLOCK_SIZE
-
-_GB = 1e9
 
 
 def _stored_tensors(model: nn.Module) -> Iterable[torch.Tensor]:
@@ -45,32 +45,13 @@ def footprint(model: nn.Module) -> dict[str, int]:
     return sizes
 
 
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def format_footprint(sizes: dict[str, int]) -> str:
-    """One line per dtype, e.g. ``torch.int8   1.05 MB  (62.1%)``, then the total."""
-    total = sizes["total"] or 1
-    lines = [f"{dtype:<16}{_format_bytes(n):>12}  ({100 * n / total:5.1f}%)"
-             for dtype, n in sizes.items() if dtype != "total"]
-    lines.append(f"{'total':<16}{_format_bytes(sizes['total']):>12}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------------
 # BLOOM weight memory from configurations
 # --------------------------------------------------------------------------------------------
 
 def _blockwise_absmax_count(hidden_size: int, n_layer: int, block_size: int) -> int:
     """Number of absmax values when each block's 4 weight matrices are quantized blockwise."""
-    h = hidden_size
-    per_block = sum(-(-numel // block_size) for numel in (3 * h * h, h * h, 4 * h * h,
-                                                          4 * h * h))
+    per_block = sum(-(-numel // block_size) for numel in bloom.linear_sizes(hidden_size))
     return n_layer * per_block
 
 
@@ -102,10 +83,10 @@ def bloom_memory_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
             "n_head": n_head,
             "params": counts["total"],
             "params_int8": counts["linear_weights"],
-            "fp32_gb": 4 * counts["total"] / _GB,
-            "fp16_gb": 2 * counts["total"] / _GB,
-            "int8_gb": int8_bytes / _GB,
-            "int8_blockwise_gb": blockwise_bytes / _GB,
+            "fp32_gb": 4 * counts["total"] / GB,
+            "fp16_gb": 2 * counts["total"] / GB,
+            "int8_gb": int8_bytes / GB,
+            "int8_blockwise_gb": blockwise_bytes / GB,
             "int8_bytes_per_param": int8_bytes / counts["total"],
         })
     return rows
@@ -113,9 +94,9 @@ def bloom_memory_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
 
 def format_memory_table(rows: list[dict]) -> str:
     """Markdown table of :func:`bloom_memory_table` rows."""
-    header = ("| model | params | fp32 GB | fp16 GB | int8 GB | int8 blockwise GB | "
-              "int8 bytes/param |\n|---|---:|---:|---:|---:|---:|---:|")
-    lines = [f"| {r['model']} | {r['params'] / 1e9:.3f} B | {r['fp32_gb']:.2f} | "
-             f"{r['fp16_gb']:.2f} | {r['int8_gb']:.2f} | {r['int8_blockwise_gb']:.2f} | "
-             f"{r['int8_bytes_per_param']:.3f} |" for r in rows]
-    return "\n".join([header, *lines])
+    columns = ["model", "params", "fp32 GB", "fp16 GB", "int8 GB", "int8 blockwise GB",
+               "int8 bytes/param"]
+    cells = [[r["model"], f"{r['params'] / 1e9:.3f} B", f"{r['fp32_gb']:.2f}",
+              f"{r['fp16_gb']:.2f}", f"{r['int8_gb']:.2f}", f"{r['int8_blockwise_gb']:.2f}",
+              f"{r['int8_bytes_per_param']:.3f}"] for r in rows]
+    return markdown_table(cells, columns, align="first-left")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lacos_helpers.memory.step import GB
 
 STATUS = Path("/proc/self/status")
 
@@ -124,10 +125,5 @@ class PeakMemory:
 
 
 def gb(n: float) -> float:
-    """Bytes -> GB (1e9), rounded to 3 decimals."""
-    return round(n / 1e9, 3)
-
-
-def wait_for_release(seconds: float = 0.2) -> None:
-    """Give the allocator a moment (used between measured phases)."""
-    time.sleep(seconds)
+    """Bytes -> GB (:data:`~lacos_helpers.memory.step.GB`), rounded to 3 decimals."""
+    return round(n / GB, 3)

@@ -1,0 +1,56 @@
+"""The argument checks every room shares: one rule and one wording for an int argument, and
+one markdown table writer."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+
+
+class IntArgumentError(TypeError, ValueError):
+    """Not an int where an int is asked for (both a ``TypeError`` and a ``ValueError``, as the
+    hand-written checks raised one or the other)."""
+
+
+def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
+              allow_none: bool = False, why: str = "") -> int | None:
+    """``value`` as an int if it is an int (not a bool) in ``minimum..maximum``; else an error
+    naming ``what``: ``"k must be a positive int, got 0"``, ``"batch_size must be an int >= 2
+    (why), got 1"``, ``"k must be an int in 1..10, got 11"``. ``allow_none``: None passes."""
+    if allow_none and value is None:
+        return None
+    if maximum is not None:
+        wanted = f"an int in {minimum}..{maximum}"
+    else:
+        wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    message = (f"{what} must be {wanted}{' or None' if allow_none else ''}"
+               f"{f' ({why})' if why else ''}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise IntArgumentError(message)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(message)
+    return int(value)
+
+
+def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
+                   columns: Sequence[str] | None = None, *,
+                   align: str | Sequence[str] = "left") -> str:
+    """A markdown table: ``rows`` are mappings (``columns``: their keys, default the first
+    row's) or sequences of cells (then ``columns`` is the header); ``align``: ``"left"``,
+    ``"right"`` or ``"first-left"`` (the first column left, the others right), or one of
+    ``"left"`` / ``"right"`` per column. Cells are written with ``str``."""
+    rows = list(rows)
+    if columns is None:
+        columns = list(rows[0])
+    if isinstance(align, str):
+        align = (["left"] + ["right"] * (len(columns) - 1) if align == "first-left"
+                 else [align] * len(columns))
+    rule = "|" + "".join("---:|" if a == "right" else "---|" for a in align)
+    lines = ["| " + " | ".join(columns) + " |", rule]
+    for row in rows:
+        cells = [row[c] for c in columns] if isinstance(row, Mapping) else row
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["IntArgumentError", "check_int", "markdown_table"]

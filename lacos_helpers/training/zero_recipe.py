@@ -1,0 +1,74 @@
+"""What a ZeRO-3 run trains with: the one recipe that both the training
+(:mod:`lacos_helpers.training.zero`) and the memory prediction per GPU read.
+
+ZeRO-3 partitions ``nn.Parameter`` tensors; the 8-bit weights (our ``Int8Linear`` keeps them as
+buffers, bitsandbytes as ``Int8Params``) are not partitioned, so under ZeRO-3 the frozen base is
+kept in 16 bits (``quant.backend="none"``) and **sharding replaces the 8-bit cast** as the way to
+fit it: bfloat16 on a GPU, float32 on a CPU (16-bit arithmetic on a CPU is slow and DeepSpeed's
+CPU accelerator trains in float32). The optimizer is AdamW (DeepSpeed's, fp32 moments); the
+k-bit preparation is the profile's (``quant.preparation``). LoRA, MNR and the gathered negatives
+stay.
+
+This module does not import deepspeed (the memory prediction imports it without the extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lacos_helpers.config import RunConfig
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class Zero3Recipe:
+    """The ZeRO-3 recipe of one run on one kind of device.
+
+    ``dtype``: the frozen base's dtype (``bfloat16`` on a GPU, ``float32`` on a CPU);
+    ``preparation``: the k-bit preparation (``standard`` | ``lean``, the profile's);
+    ``optimizer``: ``adamw`` (DeepSpeed's); ``config``: the run's configuration as ZeRO-3 trains
+    it (no 8-bit cast, that dtype for a Hub model, that optimizer)."""
+
+    dtype: str
+    preparation: str
+    optimizer: str
+    config: RunConfig
+
+    @property
+    def base_bytes_per_param(self) -> int:
+        """Bytes of one frozen base parameter (2 in 16 bits, 4 in float32)."""
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the engine runs in bfloat16 (DeepSpeed's ``bf16.enabled``)."""
+        return self.dtype == "bfloat16"
+
+
+def _device_type(device) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, torch.device):
+        return device.type
+    text = str(device).strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(text).type
+
+
+def zero3_recipe(cfg: RunConfig, device=None) -> Zero3Recipe:
+    """``cfg`` as ZeRO-3 trains it on ``device`` (``"cuda"``, ``"cuda:3"``, ``"cpu"``, a
+    ``torch.device``; None or ``"auto"``: this machine): the frozen base in bfloat16 on a GPU,
+    float32 on a CPU, not cast to 8 bits; AdamW. See the module docstring."""
+    dtype = "bfloat16" if _device_type(device) == "cuda" else "float32"
+    model = {"dtype": dtype} if cfg.model.kind == "hub" else {}
+    trained = cfg.replace(quant={"backend": "none", "load_in_8bit": False}, model=model,
+                          train={"optimizer": "adamw"})
+    return Zero3Recipe(dtype=dtype, preparation=trained.quant.preparation,
+                       optimizer=trained.train.optimizer, config=trained)
+
+
+__all__ = ["DTYPE_BYTES", "Zero3Recipe", "zero3_recipe"]
