@@ -1,11 +1,85 @@
 """Checkers for the notebook exercises: each runs a learner's function on several inputs and
-compares it with the package's implementation. ``[OK]`` on success, a hint on failure."""
+compares it with the package's implementation. ``[OK]`` on success, a hint on failure.
+
+Two rules hold for every checker:
+
+* an answer that *calls* the package function it is checked against fails: while the answer
+  runs, those functions raise (:func:`guarded`), so the exercise asks for the computation;
+* an answer left as the student copy's stub (``raise NotImplementedError``) does not stop the
+  notebook: the checker prints a note and returns the package's reference, which the notebook
+  uses in the cells below (``my_fn = exercises.check_x(my_fn)``). A correct answer is returned
+  as it is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import functools
+import math
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
+
+_MARK = "lacos-exercise: delegated"
+
+
+class DelegatedError(AssertionError):
+    """The answer called the package function the exercise is checked against."""
+
+
+def _trap(*args, **kwargs):
+    # runs with the *trapped* function's globals: builtins only
+    raise AssertionError("lacos-exercise: delegated")
+
+
+@contextlib.contextmanager
+def _forbidden(functions: Iterable[Callable]):
+    """While inside, each of ``functions`` (plain Python functions, every alias of them) raises
+    :class:`DelegatedError`: their code object is swapped for :func:`_trap`'s."""
+    swapped, names = [], []
+    try:
+        for fn in functions:
+            fn = getattr(fn, "__func__", fn)
+            if getattr(fn, "__closure__", None) or not hasattr(fn, "__code__"):
+                continue  # a closure's code cannot be swapped; no such function is checked
+            swapped.append((fn, fn.__code__))
+            names.append(f"{fn.__module__}.{fn.__qualname__}")
+            fn.__code__ = _trap.__code__
+        yield
+    except AssertionError as exc:
+        if exc.args != (_MARK,):
+            raise
+        raise DelegatedError(
+            f"your answer calls the package function this exercise is checked against (one "
+            f"of {', '.join(names)}): write the computation yourself") from None
+    finally:
+        for fn, code in swapped:
+            fn.__code__ = code
+
+
+def guarded(fn: Callable, functions: Iterable[Callable]) -> Callable:
+    """``fn`` that fails with :class:`DelegatedError` when it calls one of ``functions``."""
+    functions = tuple(functions)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with _forbidden(functions):
+            return fn(*args, **kwargs)
+    return call
+
+
+def _exercise(title: str, fn: Callable, reference: Callable, forbidden: Iterable[Callable],
+              checks: Callable[[Callable], None]) -> Callable:
+    """Run ``checks`` on ``fn`` (guarded); returns ``fn`` when it passes, ``reference`` (with a
+    note) when ``fn`` is still the stub; a wrong answer raises ``AssertionError``."""
+    try:
+        checks(guarded(fn, forbidden))
+    except NotImplementedError:
+        print(f"[--] {title}: not solved yet (the stub raises NotImplementedError); the "
+              "cells below use the package's answer instead")
+        return reference
+    _ok(title)
+    return fn
 
 
 def _ok(name: str) -> bool:
@@ -38,23 +112,73 @@ def check_absmax_quantize(fn: Callable) -> bool:
     return _ok("Exercise 1.1: absmax quantization")
 
 
-def check_dequantize_blockwise(fn: Callable) -> bool:
+def check_dequantize_blockwise(fn: Callable) -> Callable:
     """Exercise 1.2: ``fn(codes, absmax, code, block_size, shape) -> x`` (fp32) inverts
     :func:`lacos_helpers.quantization.quantize_blockwise`."""
     from lacos_helpers import quantization
+    from lacos_helpers.quantization import blockwise
 
-    for x in _inputs(1):
-        for block_size in (64, 256):
-            state = quantization.quantize_blockwise(x.float(), block_size=block_size)
-            got = fn(state.codes, state.absmax, state.code, state.block_size, state.shape)
-            want = quantization.dequantize_blockwise(state).float()
-            assert isinstance(got, torch.Tensor), "return a tensor"
-            assert got.shape == want.shape, \
-                f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-            err = (got.float() - want).abs().max().item()
-            assert err < 1e-6, (f"max difference {err:.3g} (block {block_size}): look up "
-                                "code[codes], then multiply each block by its own absmax")
-    return _ok("Exercise 1.2: blockwise dequantization")
+    def reference(codes, absmax, code, block_size, shape):
+        return quantization.dequantize_blockwise(quantization.BlockwiseQuantState(
+            codes, absmax, shape, torch.float32, block_size, code))
+
+    def checks(answer):
+        for x in _inputs(1):
+            for block_size in (64, 256):
+                state = quantization.quantize_blockwise(x.float(), block_size=block_size)
+                want = quantization.dequantize_blockwise(state).float()
+                got = answer(state.codes, state.absmax, state.code, state.block_size,
+                             state.shape)
+                assert isinstance(got, torch.Tensor), "return a tensor"
+                assert got.shape == want.shape, \
+                    f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+                err = (got.float() - want).abs().max().item()
+                assert err < 1e-6, (f"max difference {err:.3g} (block {block_size}): look up "
+                                    "code[codes], then multiply each block by its own absmax")
+
+    return _exercise("Exercise 1.2: blockwise dequantization", fn, reference,
+                     (blockwise.dequantize_blockwise,), checks)
+
+
+def check_quantize_blockwise(fn: Callable) -> Callable:
+    """Exercise 1.1: ``fn(x, code, block_size) -> (codes, absmax)``: blockwise quantization
+    with a code map: ``absmax`` (float32, one per block of the flattened ``x``) and ``codes``
+    (uint8, flat): for each element the index of the code nearest to ``x / absmax``. Checked
+    against :func:`lacos_helpers.quantization.quantize_blockwise` (a code at the same distance
+    as the package's is accepted: the two may round a near-tie differently)."""
+    from lacos_helpers import quantization
+    from lacos_helpers.quantization import blockwise
+
+    def reference(x, code, block_size):
+        state = quantization.quantize_blockwise(x, block_size, code)
+        return state.codes, state.absmax
+
+    def checks(answer):
+        for signed in (True, False):
+            code = quantization.create_dynamic_map(signed=signed)
+            for x in _inputs(8):
+                x = x.float() if signed else x.float().abs()
+                for block_size in (64, 256):
+                    state = quantization.quantize_blockwise(x, block_size, code)
+                    got = answer(x.clone(), code.clone(), block_size)
+                    assert isinstance(got, tuple) and len(got) == 2, "return (codes, absmax)"
+                    codes, absmax = got
+                    assert torch.equal(absmax.float(), state.absmax), (
+                        "absmax: the largest |x| of each block of the *flattened* x (the last "
+                        "block may be shorter), one float per block")
+                    assert codes.dtype == torch.uint8 and codes.numel() == x.numel(), \
+                        "codes: a flat uint8 tensor with one code per element"
+                    scale = state.absmax.repeat_interleave(block_size)[: x.numel()]
+                    u = x.reshape(-1) / torch.where(scale > 0, scale, torch.ones_like(scale))
+                    mine = (code[codes.reshape(-1).long()] - u).abs()
+                    best = (code[state.codes.long()] - u).abs()
+                    bad = int((mine > best + 1e-7).sum())   # float32 rounding of a near-tie
+                    assert bad == 0, (f"{bad} codes are not the nearest to x / absmax "
+                                      f"({'signed' if signed else 'unsigned'} map, block "
+                                      f"{block_size}): search the code map, don't round u")
+
+    return _exercise("Exercise 1.1: blockwise quantization with a code map", fn, reference,
+                     (blockwise.quantize_blockwise,), checks)
 
 
 def _lora_cases(seed: int = 0):
@@ -105,26 +229,65 @@ def check_lora_forward(fn: Callable) -> bool:
     return _ok("Exercise 2.1: LoRA forward")
 
 
-def check_lora_merge(fn: Callable) -> bool:
-    """Exercise 2.2: ``fn(weight, A, B, alpha, r) -> merged`` (out, in) with
-    ``merged = W + (alpha / r) B A``: one linear layer computing what the LoRA layer computes."""
-    for layer, x in _lora_cases(1):
-        weight = layer.base_layer.weight.detach()
-        A, B = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
-        with torch.no_grad():
-            got = fn(weight.clone(), A.clone(), B.clone(), layer.alpha, layer.r)
-            want = weight + layer.delta_weight()
-            unscaled = weight + B @ A
-        assert isinstance(got, torch.Tensor), "return a tensor"
-        assert got.shape == weight.shape, (f"merged weight has shape {tuple(got.shape)}, "
-                                           f"expected {tuple(weight.shape)} (out, in)")
-        assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), (
-            "the update must be multiplied by alpha / r" if torch.allclose(
-                got.float(), unscaled, rtol=1e-4, atol=1e-4)
-            else "merged = W + (alpha / r) * B @ A, shape (out, in)")
-        y = x @ got.float().T + layer.base_layer.bias
-        assert torch.allclose(y, layer(x), rtol=1e-4, atol=1e-3), "outputs differ from LoRA's"
-    return _ok("Exercise 2.2: merging LoRA into the weight")
+def check_lora_merge(fn: Callable) -> Callable:
+    """Exercise 2.2: ``fn(weight, A, B, alpha, r) -> merged`` (out, in): one linear layer
+    computing what the LoRA layer computes, ``W + (alpha / r) B A``."""
+    from lacos_helpers.lora import layer as lora_layer
+
+    def reference(weight, A, B, alpha, r):
+        return weight + (alpha / r) * B @ A
+
+    def checks(answer):
+        for layer, x in _lora_cases(1):
+            weight = layer.base_layer.weight.detach()
+            A, B = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
+            with torch.no_grad():
+                want = weight + layer.delta_weight()
+                unscaled = weight + B @ A
+                got = answer(weight.clone(), A.clone(), B.clone(), layer.alpha, layer.r)
+            assert isinstance(got, torch.Tensor), "return a tensor"
+            assert got.shape == weight.shape, (f"merged weight has shape {tuple(got.shape)}, "
+                                               f"expected {tuple(weight.shape)} (out, in)")
+            assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), (
+                "the update must be multiplied by alpha / r" if torch.allclose(
+                    got.float(), unscaled, rtol=1e-4, atol=1e-4)
+                else "merged = W + (alpha / r) * B @ A, shape (out, in)")
+            with torch.no_grad():
+                y = x @ got.float().T + layer.base_layer.bias
+                assert torch.allclose(y, layer(x), rtol=1e-4, atol=1e-3), \
+                    "outputs differ from LoRA's"
+
+    return _exercise("Exercise 2.2: merging LoRA into the weight", fn, reference,
+                     (lora_layer.LoRALinear.delta_weight, lora_layer.LoRALinear.merge), checks)
+
+
+def check_lora_param_count(fn: Callable) -> Callable:
+    """Exercise 2.1: ``fn(shape, r, targets) -> int``: the LoRA parameters of a BLOOM of
+    ``shape`` (:class:`lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
+    ``targets`` (names of :data:`lacos_helpers.bloom.LINEAR_SHAPES`, whose (in, out) are
+    multiples of the hidden size), checked against
+    :func:`lacos_helpers.lora.report.lora_param_count`."""
+    from lacos_helpers import bloom
+    from lacos_helpers.lora import report
+
+    def reference(shape, r, targets):
+        return report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+
+    def checks(answer):
+        for size, shape in bloom.SHAPES.items():
+            for r in (1, 8, 64):
+                for targets in (bloom.LORA_TARGETS, bloom.ALL_LINEARS):
+                    want = report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+                    got = answer(shape, r, tuple(targets))
+                    per_block = want // shape.n_layer
+                    hint = ("count every block: multiply by n_layer" if got == per_block else
+                            "A is (r, in) and B is (out, r): r * (in + out) per layer, with "
+                            "in and out from LINEAR_SHAPES times hidden_size")
+                    assert int(got) == want, (f"bloom-{size}, r={r}, {list(targets)}: {got:,}, "
+                                              f"expected {want:,}: {hint}")
+
+    return _exercise("Exercise 2.1: LoRA parameters of a BLOOM", fn, reference,
+                     (report.lora_param_count, report.bloom_lora_table), checks)
 
 
 def _mnr_cases(seed: int = 2):
@@ -135,45 +298,56 @@ def _mnr_cases(seed: int = 2):
         yield a, p, n
 
 
-def check_mnr_loss(fn: Callable) -> bool:
+def check_mnr_loss(fn: Callable) -> Callable:
     """Exercise 3.1: ``fn(anchor, positive, hard_negative=None, scale=20.0) -> scalar`` equals
     :func:`lacos_helpers.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
-    from lacos_helpers.encoder.losses import mnr_loss
+    from lacos_helpers.encoder.losses import mnr, mnr_loss
 
-    for a, p, n in _mnr_cases():
-        for scale in (20.0, 5.0):
-            got = fn(a, p, n, scale=scale)
-            want = mnr_loss(a, p, n, scale=scale)
-            assert isinstance(got, torch.Tensor) and got.dim() == 0, "return a scalar tensor"
-            unnormalized = torch.nn.functional.cross_entropy(
-                scale * a @ (p if n is None else torch.cat([p, n])).T, torch.arange(len(a)))
-            hint = (" normalize the embeddings first (cosine, not dot product)"
-                    if torch.isclose(got, unnormalized, atol=1e-4) else
-                    " hard negatives are extra columns: candidates = cat(positive, hard_negative)"
-                    if n is not None else " scores = scale * cos(a_i, p_j); targets = arange(b)")
-            assert torch.isclose(got.float(), want, atol=1e-4), \
-                f"loss {got.item():.5f}, expected {want.item():.5f} (b={len(a)}):{hint}"
-    return _ok("Exercise 3.1: MNR loss")
+    def checks(answer):
+        for a, p, n in _mnr_cases():
+            for scale in (20.0, 5.0):
+                want = mnr_loss(a, p, n, scale=scale)
+                got = answer(a, p, n, scale=scale)
+                assert isinstance(got, torch.Tensor) and got.dim() == 0, \
+                    "return a scalar tensor"
+                unnormalized = torch.nn.functional.cross_entropy(
+                    scale * a @ (p if n is None else torch.cat([p, n])).T,
+                    torch.arange(len(a)))
+                hint = (" normalize the embeddings first (cosine, not dot product)"
+                        if torch.isclose(got, unnormalized, atol=1e-4) else
+                        " hard negatives are extra columns: candidates = cat(positive, "
+                        "hard_negative)" if n is not None else
+                        " scores = scale * cos(a_i, p_j); targets = arange(b)")
+                assert torch.isclose(got.float(), want, atol=1e-4), \
+                    f"loss {got.item():.5f}, expected {want.item():.5f} (b={len(a)}):{hint}"
+
+    return _exercise("Exercise 3.1: MNR loss", fn, mnr_loss,
+                     (mnr.mnr_loss, mnr.similarity_matrix), checks)
 
 
-def check_last_token_pool(fn: Callable) -> bool:
+def check_last_token_pool(fn: Callable) -> Callable:
     """Exercise 3.2: ``fn(hidden [b, t, d], attention_mask [b, t]) -> [b, d]``, the hidden
     vector of each row's last real token, for left and right padding."""
+    from lacos_helpers.encoder import pooling
     from lacos_helpers.encoder.pooling import last_token_pool
 
-    g = torch.Generator().manual_seed(3)
-    lengths = torch.tensor([5, 2, 7, 1])
-    hidden = torch.randn(4, 7, 6, generator=g)
-    for side in ("right", "left"):
-        positions = torch.arange(7).expand(4, 7)
-        mask = (positions < lengths[:, None]) if side == "right" else \
-            (positions >= 7 - lengths[:, None])
-        got = fn(hidden, mask.long())
-        want = last_token_pool(hidden, mask.long())
-        assert got.shape == want.shape, f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-        assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the mask to "
-                                           "find the last position where it is 1")
-    return _ok("Exercise 3.2: last-token pooling")
+    def checks(answer):
+        g = torch.Generator().manual_seed(3)
+        lengths = torch.tensor([5, 2, 7, 1])
+        hidden = torch.randn(4, 7, 6, generator=g)
+        for side in ("right", "left"):
+            positions = torch.arange(7).expand(4, 7)
+            mask = (positions < lengths[:, None]) if side == "right" else \
+                (positions >= 7 - lengths[:, None])
+            want = last_token_pool(hidden, mask.long())
+            got = answer(hidden, mask.long())
+            assert got.shape == want.shape, \
+                f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+            assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the "
+                                               "mask to find the last position where it is 1")
+
+    return _exercise("Exercise 3.2: last-token pooling", fn, last_token_pool,
+                     (pooling.last_token_pool, pooling.pool), checks)
 
 
 def _mrr_cases(seed: int = 6):
@@ -195,41 +369,51 @@ def _mrr_cases(seed: int = 6):
         yield ids, relevant, k
 
 
-def check_mrr(fn: Callable) -> bool:
+def check_mrr(fn: Callable) -> Callable:
     """Exercise 6.1: ``fn(ids [q, k], relevant: list[set[int]]) -> float``, MRR@k: the mean
     over queries of 1 / (1-based rank of the first relevant id in the row), 0 when none."""
-    from lacos_helpers.evaluation.retrieval import retrieval_metrics
+    from lacos_helpers.evaluation import retrieval
 
-    for ids, relevant, k in _mrr_cases():
-        got = float(fn(ids, relevant))
-        want = retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
-        assert abs(got - want) < 1e-9, (
-            f"MRR {got:.4f}, expected {want:.4f} ({len(ids)} queries, k={k}): ranks start at "
-            "1, a query with no relevant id in its row adds 0, and with several relevant ids "
-            "the first one found counts")
-    return _ok("Exercise 6.1: MRR@k")
+    def reference(ids, relevant):
+        k = ids.shape[1]
+        return retrieval.retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
+
+    def checks(answer):
+        for ids, relevant, k in _mrr_cases():
+            want = retrieval.retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
+            got = float(answer(ids, relevant))
+            assert abs(got - want) < 1e-9, (
+                f"MRR {got:.4f}, expected {want:.4f} ({len(ids)} queries, k={k}): ranks start "
+                "at 1, a query with no relevant id in its row adds 0, and with several "
+                "relevant ids the first one found counts")
+
+    return _exercise("Exercise 6.1: MRR@k", fn, reference, (retrieval.retrieval_metrics,),
+                     checks)
 
 
-def check_bitext_accuracy(fn: Callable) -> bool:
+def check_bitext_accuracy(fn: Callable) -> Callable:
     """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
     accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
     in ``gold[i]``."""
-    from lacos_helpers.evaluation.retrieval import bitext_accuracy
+    from lacos_helpers.evaluation import retrieval
 
-    g = torch.Generator().manual_seed(7)
-    for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
-        target = torch.nn.functional.normalize(torch.randn(m, 16, generator=g), dim=1)
-        pick = torch.randperm(m, generator=g)[:n]
-        source = torch.nn.functional.normalize(
-            target[pick] + noise * torch.randn(n, 16, generator=g), dim=1)
-        gold = [{int(j)} for j in pick]
-        got = float(fn(source, target, gold))
-        want = bitext_accuracy(source, target, gold)
-        assert abs(got - want) < 1e-9, (
-            f"accuracy {got:.4f}, expected {want:.4f} (n={n}, m={m}): score every target for "
-            "each source row (source @ target.T), take the argmax over targets (dim=1) and "
-            "check it is in that row's gold set")
-    return _ok("Exercise 6.2: bitext accuracy@1")
+    def checks(answer):
+        g = torch.Generator().manual_seed(7)
+        for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
+            target = torch.nn.functional.normalize(torch.randn(m, 16, generator=g), dim=1)
+            pick = torch.randperm(m, generator=g)[:n]
+            source = torch.nn.functional.normalize(
+                target[pick] + noise * torch.randn(n, 16, generator=g), dim=1)
+            gold = [{int(j)} for j in pick]
+            want = retrieval.bitext_accuracy(source, target, gold)
+            got = float(answer(source, target, gold))
+            assert abs(got - want) < 1e-9, (
+                f"accuracy {got:.4f}, expected {want:.4f} (n={n}, m={m}): score every target "
+                "for each source row (source @ target.T), take the argmax over targets "
+                "(dim=1) and check it is in that row's gold set")
+
+    return _exercise("Exercise 6.2: bitext accuracy@1", fn, retrieval.bitext_accuracy,
+                     (retrieval.bitext_accuracy,), checks)
 
 
 def _spearman_cases(seed: int = 4):
@@ -245,25 +429,32 @@ def _spearman_cases(seed: int = 4):
     yield x, x + torch.randn(50, generator=g, dtype=torch.float64)
 
 
-def check_spearman(fn: Callable) -> bool:
+def check_spearman(fn: Callable) -> Callable:
     """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
     ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
     ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
-    from lacos_helpers.evaluation.metrics import pearson, spearman
+    from lacos_helpers.evaluation import metrics
 
     def ordinal(v):
         return v.argsort(stable=True).argsort().double() + 1
 
-    for predicted, gold in _spearman_cases():
-        got = float(fn(predicted.clone(), gold.clone()))
-        want = spearman(predicted, gold)
-        no_ties = pearson(ordinal(predicted), ordinal(gold))
-        hint = ("tied values must share the mean of the ranks they span (1, 2.5, 2.5, 4), "
-                "not get consecutive ranks" if abs(got - no_ties) < 1e-9 else
-                "rank both lists (average ranks for ties), then take the Pearson correlation "
-                "of the ranks")
-        assert abs(got - want) < 1e-9, f"Spearman {got:.6f}, expected {want:.6f}: {hint}"
-    return _ok("Exercise 4.1: Spearman with ties")
+    def checks(answer):
+        for predicted, gold in _spearman_cases():
+            want = metrics.spearman(predicted, gold)
+            no_ties = metrics.pearson(ordinal(predicted), ordinal(gold))
+            got = float(answer(predicted.clone(), gold.clone()))
+            hint = ("tied values must share the mean of the ranks they span (1, 2.5, 2.5, 4), "
+                    "not get consecutive ranks" if abs(got - no_ties) < 1e-9 else
+                    "rank both lists (average ranks for ties), then take the Pearson "
+                    "correlation of the ranks")
+            assert abs(got - want) < 1e-9, f"Spearman {got:.6f}, expected {want:.6f}: {hint}"
+
+    forbidden = [metrics.spearman]
+    with contextlib.suppress(ImportError):
+        from scipy import stats
+        forbidden.append(stats.spearmanr)
+    return _exercise("Exercise 4.1: Spearman with ties", fn, metrics.spearman, forbidden,
+                     checks)
 
 
 def _crosslingual_case(seed: int = 5):
@@ -280,7 +471,7 @@ def _crosslingual_case(seed: int = 5):
     return first, second, gold
 
 
-def check_crosslingual_matrix(fn: Callable) -> bool:
+def check_crosslingual_matrix(fn: Callable) -> Callable:
     """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` holds the
     embeddings [n, d] of sentence 1 of every pair in language x, ``second[y]`` those of
     sentence 2 in language y (row i is the same pair in every language); the value for
@@ -288,32 +479,51 @@ def check_crosslingual_matrix(fn: Callable) -> bool:
     ``cos(first[x][i], second[y][i])`` with ``gold``, for every ordered pair of languages."""
     from lacos_helpers.evaluation.metrics import spearman
 
-    first, second, gold = _crosslingual_case()
-    got = fn({k: v.clone() for k, v in first.items()}, {k: v.clone() for k, v in second.items()},
-             gold.clone())
-    assert isinstance(got, dict), "return a dict {(x, y): Spearman}"
-    want_keys = {(x, y) for x in first for y in second}
-    assert set(got) == want_keys, (f"keys {sorted(got)}, expected every ordered pair "
-                                   f"{sorted(want_keys)} (the diagonal too)")
-    for x, y in sorted(want_keys):
-        cos = torch.nn.functional.cosine_similarity(first[x].double(), second[y].double(), dim=1)
-        want = spearman(cos, gold)
-        dot = spearman((first[x].double() * second[y].double()).sum(1), gold)
-        value = float(got[(x, y)])
-        hint = (" normalize: cosine similarity, not the dot product" if abs(value - dot) < 1e-9
-                else " score row i of first[x] with row i of second[y] (cosine), then Spearman "
-                     "against gold")
-        assert abs(value - want) < 1e-9, f"({x}, {y}): {value:.6f}, expected {want:.6f}:{hint}"
-    return _ok("Exercise 4.2: a cross-lingual table")
+    def reference(first, second, gold):
+        return {(x, y): spearman(torch.nn.functional.cosine_similarity(
+            first[x].double(), second[y].double(), dim=1), gold)
+            for x in first for y in second}
+
+    def checks(answer):
+        first, second, gold = _crosslingual_case()
+        got = answer({k: v.clone() for k, v in first.items()},
+                     {k: v.clone() for k, v in second.items()}, gold.clone())
+        assert isinstance(got, dict), "return a dict {(x, y): Spearman}"
+        want_keys = {(x, y) for x in first for y in second}
+        assert set(got) == want_keys, (f"keys {sorted(got)}, expected every ordered pair "
+                                       f"{sorted(want_keys)} (the diagonal too)")
+        for x, y in sorted(want_keys):
+            cos = torch.nn.functional.cosine_similarity(first[x].double(), second[y].double(),
+                                                        dim=1)
+            want = spearman(cos, gold)
+            dot = spearman((first[x].double() * second[y].double()).sum(1), gold)
+            value = float(got[(x, y)])
+            hint = (" normalize: cosine similarity, not the dot product"
+                    if abs(value - dot) < 1e-9 else
+                    " score row i of first[x] with row i of second[y] (cosine), then Spearman "
+                    "against gold")
+            assert abs(value - want) < 1e-9, \
+                f"({x}, {y}): {value:.6f}, expected {want:.6f}:{hint}"
+
+    return _exercise("Exercise 4.2: a cross-lingual table", fn, reference, (), checks)
 
 
-def check_ablation(variant, cfg, taken: Sequence[str] = ()) -> bool:
+def check_ablation(variant, cfg, taken: Sequence[str] = ()):
     """Exercise 5.1 (the choice): ``variant`` is an :class:`~lacos_helpers.experiments.Variant`
-    that changes the recipe ``cfg`` (overrides that apply and change at least one recipe
-    field), with a label not in ``taken``."""
+    (or a function returning one) that changes the recipe ``cfg`` (overrides that apply and
+    change at least one recipe field), with a label not in ``taken``. Returns the variant; a
+    function still raising ``NotImplementedError`` (the student copy's stub) gives the
+    reference choice, LoRA dropout 0.1, with a note."""
     from lacos_helpers import config
     from lacos_helpers.experiments import Variant
 
+    if callable(variant) and not isinstance(variant, Variant):
+        try:
+            variant = variant()
+        except NotImplementedError:
+            print("[--] Exercise 5.1: no ablation chosen yet; the cells below train the "
+                  "reference choice, LoRA dropout 0.1, instead")
+            return Variant("LoRA dropout 0.1", {"lora": {"dropout": 0.1}})
     assert isinstance(variant, Variant), "make a Variant(label, {section: {field: value}})"
     assert variant.label and variant.label not in taken, \
         f"choose a new label: {variant.label!r} is taken ({list(taken)})"
@@ -327,8 +537,9 @@ def check_ablation(variant, cfg, taken: Sequence[str] = ()) -> bool:
     assert differences or variant.triplets is not None, (
         "the overrides change nothing that trains the model (same values as the recipe, or "
         "only fields such as eval_every that do not change the result)")
-    return _ok(f"Exercise 5.1: ablation {variant.label!r} changes "
-               f"{', '.join(differences) or 'the training triplets'}")
+    _ok(f"Exercise 5.1: ablation {variant.label!r} changes "
+        f"{', '.join(differences) or 'the training triplets'}")
+    return variant
 
 
 def _verdict_cases():
@@ -346,20 +557,77 @@ def _verdict_cases():
     yield case(0.0, 0.0, 0.0, [0.0]), "not decided"
 
 
-def check_verdict(fn: Callable) -> bool:
+def check_verdict(fn: Callable) -> Callable:
     """Exercise 5.1 (the decision): ``fn(comparison) -> "better" | "worse" | "not decided"``
     for a comparison of a candidate with the recipe as
     :func:`~lacos_helpers.evaluation.metrics.paired_bootstrap_difference` returns it: decided
     when the 95% interval ``[low, high]`` excludes 0 and every seed's difference
     (``per_seed``) has the sign of ``delta``."""
-    for comparison, expected in _verdict_cases():
-        got = fn(dict(comparison))
-        hint = ("every seed's difference must have the sign of delta" if
-                len(set(d > 0 for d in comparison["per_seed"])) > 1 else
-                "decide from the interval: it must exclude 0 (low > 0 or high < 0), not from "
-                "delta alone")
-        assert got == expected, (f"{got!r} for delta {comparison['delta']:+.3f} in "
-                                 f"[{comparison['low']:+.3f}, {comparison['high']:+.3f}], "
-                                 f"per seed {comparison['per_seed']}; expected {expected!r}: "
-                                 f"{hint}")
-    return _ok("Exercise 5.1: a decision from its interval")
+    def checks(answer):
+        for comparison, expected in _verdict_cases():
+            got = answer(dict(comparison))
+            hint = ("every seed's difference must have the sign of delta" if
+                    len(set(d > 0 for d in comparison["per_seed"])) > 1 else
+                    "decide from the interval: it must exclude 0 (low > 0 or high < 0), not "
+                    "from delta alone")
+            assert got == expected, (f"{got!r} for delta {comparison['delta']:+.3f} in "
+                                     f"[{comparison['low']:+.3f}, {comparison['high']:+.3f}], "
+                                     f"per seed {comparison['per_seed']}; expected "
+                                     f"{expected!r}: {hint}")
+
+    return _exercise("Exercise 5.1: a decision from its interval", fn, reference_verdict, (),
+                     checks)
+
+
+def reference_verdict(comparison: dict) -> str:
+    """Exercise 5.1's rule: "better" / "worse" when the interval excludes 0 and every seed
+    agrees in sign with ``delta``, else "not decided"."""
+    low, high, delta = comparison["low"], comparison["high"], comparison["delta"]
+    if (low > 0 or high < 0) and all(d * delta > 0 for d in comparison["per_seed"]):
+        return "better" if delta > 0 else "worse"
+    return "not decided"
+
+
+def _gathered_cases(seed: int = 9):
+    g = torch.Generator().manual_seed(seed)
+    for processes, b, d, hard in ((2, 3, 8, True), (4, 2, 16, True), (3, 4, 8, False)):
+        parts = [[torch.randn(b, d, generator=g) for _ in range(processes)] for _ in range(3)]
+        yield parts[0], parts[1], (parts[2] if hard else None)
+
+
+def check_gathered_mnr(fn: Callable) -> Callable:
+    """Exercise 7.1: ``fn(anchors, positives, hard_negatives, rank, scale) -> scalar``: the
+    MNR loss that process ``rank`` computes when every process's embeddings are gathered:
+    ``anchors[p]``, ``positives[p]``, ``hard_negatives[p]`` (or None) are process p's [b, d]
+    embeddings; process ``rank`` scores its own anchors against *every* process's positives
+    (and hard negatives), its targets offset by ``rank * b``. The mean over ranks equals the
+    MNR loss of one big batch (:func:`lacos_helpers.encoder.losses.mnr_loss`)."""
+    from lacos_helpers.encoder.losses import mnr, mnr_loss
+
+    def reference(anchors, positives, hard_negatives, rank, scale=20.0):
+        b = anchors[rank].shape[0]
+        candidates = torch.cat(list(positives) + list(hard_negatives or []))
+        scores = mnr.similarity_matrix(anchors[rank], candidates, scale)
+        return torch.nn.functional.cross_entropy(scores, torch.arange(b) + rank * b)
+
+    def checks(answer):
+        for anchors, positives, negatives in _gathered_cases():
+            whole = mnr_loss(torch.cat(anchors), torch.cat(positives),
+                             None if negatives is None else torch.cat(negatives), scale=20.0)
+            wants = [reference(anchors, positives, negatives, k) for k in range(len(anchors))]
+            gots = [answer(anchors, positives, negatives, k, 20.0)
+                    for k in range(len(anchors))]
+            for k, (got, want) in enumerate(zip(gots, wants)):
+                assert isinstance(got, torch.Tensor) and got.dim() == 0, \
+                    "return a scalar tensor"
+                assert torch.isclose(got.float(), want, atol=1e-5), (
+                    f"rank {k} of {len(anchors)}: loss {got.item():.5f}, expected "
+                    f"{want.item():.5f}: candidates are all processes' positives (then their "
+                    "hard negatives), and anchor i of rank k is row k * b + i's positive")
+            # float32 means of a few losses: a few eps of their size
+            mean = torch.stack(gots).float().mean()
+            assert math.isclose(mean.item(), whole.item(), rel_tol=1e-5), \
+                "the mean over ranks should equal the MNR loss of the whole batch"
+
+    return _exercise("Exercise 7.1: the gathered MNR loss", fn, reference,
+                     (mnr.mnr_loss, mnr.similarity_matrix), checks)

@@ -500,3 +500,31 @@ def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int
                     f"{weight.shape[0]} scales", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_training_log(history: Sequence[Mapping], title: str = "MNR training loss"):
+    """The loss curve (and STS dev points) of a run from its records (``training.read_log`` or
+    ``TrainResult.history``), so a finished or resumed run draws the same figure as a fresh one.
+    Raises ``ValueError`` when the records hold no training step."""
+    steps = [r["step"] for r in history if r.get("kind") == "train"]
+    losses = [r["loss"] for r in history if r.get("kind") == "train"]
+    if not steps:
+        raise ValueError("the run's log holds no training step")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(steps, losses, lw=1, label="loss")
+    if len(losses) >= 10:
+        k = max(2, len(losses) // 10)
+        smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, lw=2, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MNR loss")
+    ax.set_title(title)
+    evals = [(r["step"], r["spearman"]) for r in history if r.get("kind") == "eval"]
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*evals), "o-", color="C3", label="STS dev Spearman")
+        ax2.set_ylabel("STS dev Spearman", color="C3")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig

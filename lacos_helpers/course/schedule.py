@@ -1,6 +1,7 @@
 """The notebooks' schedule: how long the course trains and evaluates in each profile (shorter
 than ``python -m lacos_helpers train`` so the whole course fits its time budget), and where the
-notebooks keep the run they share (chapter 3 trains it, chapters 4-6 reuse it)."""
+notebooks keep the run they share (chapter 3 trains it, chapters 4 and 6 reuse it; chapter 5
+trains its own experiments)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class CourseSchedule:
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
     # cpu: chapter 5 trains about 20 experiments (variants x seeds); 10 steps of 16 triplets
-    # (~50 s each with its evaluation, 2 cores): 21 min cold, half of 15 x 32's ~40 (8 steps
+    # (~50 s each with its evaluation, 2 cores): course.timings has chapter 5's cold minutes,
+    # about half of 15 x 32's ~40 (8 steps
     # were no faster: more comparisons stayed open after one seed and trained a second).
     "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),

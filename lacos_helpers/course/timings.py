@@ -1,0 +1,37 @@
+"""Measured minutes per notebook: the one source of every notebook time a reader sees.
+
+Seconds of the last cold ``make course`` in the ``cpu`` profile on the reference machine (2 CPU
+cores, no GPU, native bfloat16 matmuls, the model loaded from the converted-model cache,
+chapter 5 without cached experiments). README.md (notebook table, totals, "Measured"),
+``notebooks/README.md`` and each notebook's "**Time.**" line quote these numbers;
+``tests/test_timings.py`` fails when one of them disagrees. Re-measure with ``make course``
+(``build/summary.md`` lists seconds per notebook) and update :data:`CPU_SECONDS` and the texts.
+"""
+
+from __future__ import annotations
+
+CPU_SECONDS: dict[str, int] = {
+    "00_introduction": 25,
+    "01_blockwise_quantization": 20,
+    "02_lora": 28,
+    "03_siamese_mnr_training": 216,
+    "04_sts_evaluation": 173,
+    "05_reproducing_the_paper": 1124,
+    "06_using_the_embeddings": 312,
+    "07_scaling_out": 428,
+}
+FIRST_SIX = tuple(name for name in CPU_SECONDS if name < "06")
+
+
+def minutes(name: str) -> float:
+    """Measured minutes of one notebook, rounded to 0.1 (``KeyError`` for an unknown name)."""
+    return round(CPU_SECONDS[name] / 60, 1)
+
+
+def total_minutes(names=None) -> float:
+    """Measured minutes of several notebooks (default: all eight), summed, then rounded."""
+    names = CPU_SECONDS if names is None else names
+    return round(sum(CPU_SECONDS[name] for name in names) / 60, 1)
+
+
+__all__ = ["CPU_SECONDS", "FIRST_SIX", "minutes", "total_minutes"]
