@@ -21,11 +21,23 @@ def _no_hub(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _session_data_policy():
+    """A test that sets the session's data policy (the CLI's evaluate, a notebook's first
+    cell) leaves the next test the default one."""
+    previous = data.set_policy()
+    yield
+    data.set_policy(previous.source, allow_generated=previous.allow_generated)
+
+
 @pytest.fixture
 def shared_data(monkeypatch) -> Path:
-    """The real offline data folder (LACOS_DATA_DIR, else <repo>/../shared/data), or skip."""
-    value = os.environ.get("LACOS_DATA_DIR", "").strip()
-    path = Path(value) if value else REPO.parent / "shared" / "data"
+    """The real offline data folder (LACOS_DATA_DIR, else <repo>/../shared/data), or skip. An
+    empty LACOS_DATA_DIR (``make test DATA=none``: a newcomer's clone) means no data folder."""
+    value = os.environ.get("LACOS_DATA_DIR")
+    if value is not None and not value.strip():
+        pytest.skip("LACOS_DATA_DIR is empty: running as a clone without a data folder")
+    path = Path(value.strip()) if value else REPO.parent / "shared" / "data"
     if not (path / "stsb_multi_mt").is_dir():
         pytest.skip(f"offline data folder not found at {path}")
     monkeypatch.setenv("LACOS_DATA_DIR", str(path))
