@@ -14,7 +14,7 @@ STAMP := $(VENV)/.lacos-installed
 # DATA=none runs as a newcomer's clone does (no data folder: the Hub or generated data).
 DATA ?= auto
 ifeq ($(DATA),none)
-unexport LACOS_DATA_DIR
+export LACOS_DATA_DIR :=
 else
 ifeq ($(strip $(LACOS_DATA_DIR)),)
 ifneq ($(wildcard ../shared/data/README.md),)
