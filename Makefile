@@ -87,3 +87,10 @@ student: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+# The tests and notebooks with Google Colab's versions of the libraries it shares with the course
+# (tests/data/colab/pip-freeze.gpu.txt) in .colab-venv, rebuilt each time; COLAB_ARGS=--reuse
+# keeps an existing one; PYTEST_ARGS narrows the run (default: tests notebooks).
+.PHONY: colab-versions
+colab-versions:
+	bash tools/colab_versions_check.sh $(COLAB_ARGS) $(PYTEST_ARGS)

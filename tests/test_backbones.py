@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -318,19 +319,17 @@ def _require_offline_model():
 
 @pytest.mark.slow
 def test_gguf_converted_copy_is_the_same_model(tmp_path, monkeypatch, lacos_log):
-    """The first load writes the converted copy, the second reads it: the same weights,
-    tokenizer and special tokens as converting the GGUF again."""
+    """The first load converts the GGUF and writes the converted copy, the second reads it: the
+    same weights, tokenizer and special tokens (the tokenizer as transformers converts the
+    GGUF: 5.15's tokenizes per character when reloaded as GemmaTokenizer). With the cache
+    switched off nothing is written."""
     _require_offline_model()
     from lacos_helpers.backbones import gguf
 
     monkeypatch.setenv("LACOS_CACHE_DIR", str(tmp_path))
     cfg = load_profile("cpu")
-    monkeypatch.setenv("LACOS_CONVERTED_CACHE", "0")
-    direct, direct_tok = models.load_backbone(cfg)
-    assert not (tmp_path / "converted").exists()  # switched off: nothing written
-    monkeypatch.setenv("LACOS_CONVERTED_CACHE", "1")
-    models.load_backbone(cfg)  # converts and saves
-    assert "converted copy saved" in lacos_log.take()
+    direct, direct_tok = models.load_backbone(cfg)  # converts and saves
+    assert "from GGUF" in (log := lacos_log.take()) and "converted copy saved" in log
     cached, cached_tok = models.load_backbone(cfg)
     assert "from converted copy" in lacos_log.take()
     assert type(cached) is type(direct)
@@ -340,8 +339,70 @@ def test_gguf_converted_copy_is_the_same_model(tmp_path, monkeypatch, lacos_log)
         assert torch.equal(ours[name], tensor), name
     sentences = ["A man is playing a guitar on stage.", "Ein Hund läuft.", "猫", ""]
     assert cached_tok(sentences)["input_ids"] == direct_tok(sentences)["input_ids"]
+    assert gguf.tokenization_differences(direct_tok, cached_tok) == []
+    assert len(cached_tok.tokenize(sentences[0])) < 20  # not one token per character
     for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "padding_side"):
         assert getattr(cached_tok, attr) == getattr(direct_tok, attr), attr
     folder = gguf.converted_folder(gguf.gguf_path(cfg.model.model_id), torch.float32)
     assert (folder / gguf.CONVERTED_MARKER).is_file()
     assert not list(folder.parent.glob("*.tmp-*"))  # no half-written copy left behind
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == gguf.PORTABLE_TOKENIZER_CLASS
+    # switched off: converted again (here: the GGUF load stubbed), nothing written
+    monkeypatch.setenv("LACOS_CONVERTED_CACHE", "0")
+    monkeypatch.setenv("LACOS_CACHE_DIR", str(tmp_path / "off"))
+    monkeypatch.setattr(gguf, "_load_from_gguf", lambda path, dtype: (direct, direct_tok))
+    models.load_backbone(cfg)
+    assert "from GGUF" in lacos_log.take() and not (tmp_path / "off" / "converted").exists()
+
+
+def unigram_gemma_tokenizer():
+    """A ``GemmaTokenizer`` around a small Unigram model: what transformers 5.15's GGUF
+    converter builds for Gemma (the class itself rebuilds a BPE model on reload)."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import Unigram
+    from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
+
+    special = [("<pad>", 0.0), ("<eos>", 0.0), ("<bos>", 0.0), ("<unk>", 0.0), ("<mask>", 0.0)]
+    pieces = [("▁man", -2.0), ("▁is", -2.0), ("▁playing", -2.0), ("▁a", -2.0), ("A", -3.0)]
+    chars = [(c, -8.0) for c in sorted(set("▁Amanisplyg.Ein Hundläft"))]
+    backend = Tokenizer(Unigram(special + pieces + chars, unk_id=3, byte_fallback=False))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse()])
+    return GemmaTokenizer(tokenizer_object=backend)
+
+
+def test_gguf_tokenizer_is_saved_as_the_generic_class(tmp_path):
+    """Saved as GemmaTokenizer, a Unigram tokenizer.json comes back as a BPE without merges
+    (one token per character: transformers 5.15 and 5.25 alike; 5.25's GGUF converter builds a
+    BPE with merges instead, which survives); saved as TokenizersBackend, it comes back as it
+    was."""
+    from transformers import AutoTokenizer
+
+    from lacos_helpers.backbones import gguf
+
+    original = unigram_gemma_tokenizer()
+    probes = ["A man is playing.", "Ein Hund läuft."]
+    assert original.tokenize(probes[0])[:3] == ["A", "▁man", "▁is"]
+    original.save_pretrained(tmp_path / "plain")
+    plain = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    if gguf.tokenization_differences(original, plain, probes):  # the cause (5.15 and 5.25)
+        assert plain.tokenize(probes[0])[:3] == ["A", "▁", "m"]
+    gguf.save_tokenizer(original, tmp_path / "generic")
+    generic = AutoTokenizer.from_pretrained(tmp_path / "generic")
+    assert type(generic).__name__ == gguf.PORTABLE_TOKENIZER_CLASS
+    assert gguf.tokenization_differences(original, generic, probes) == []
+    portable = gguf.portable_tokenizer(original)
+    assert gguf.tokenization_differences(original, portable, probes) == []
+    portable.save_pretrained(tmp_path / "again")  # as the export saves it: still generic
+    again = AutoTokenizer.from_pretrained(tmp_path / "again")
+    assert gguf.tokenization_differences(original, again, probes) == []
+
+
+def test_a_tokenizer_that_does_not_survive_the_round_trip_is_refused(monkeypatch):
+    from lacos_helpers.backbones import gguf
+
+    monkeypatch.setattr(gguf, "tokenization_differences", lambda a, b: ["'猫': [1] -> [2, 3]"])
+    with pytest.raises(RuntimeError, match=r"tokenizes otherwise: '猫'.*report"):
+        gguf.portable_tokenizer(unigram_gemma_tokenizer())

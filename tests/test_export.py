@@ -93,14 +93,55 @@ def test_sentence_transformers_reproduces_our_encoder(runs, pooling, tmp_path):
     assert (theirs - before).abs().max().item() > 10 * TOL
 
 
-def test_bloom_is_padding_side_safe_in_sentence_transformers_too(runs, tmp_path):
-    """BLOOM's ALiBi positions come from the attention mask: even a left-padded
-    sentence-transformers tokenizer gives our embeddings (Gemma does not: see the slow test)."""
-    export.export_run(runs["weightedmean"], tmp_path / "st")
-    left = st_model_from(tmp_path / "st", "left").encode(SENTENCES, batch_size=4,
-                                                         convert_to_tensor=True)
-    ours = our_embeddings(runs["weightedmean"], "left")
-    assert (left.float() - ours).abs().max().item() <= TOL
+def weighted_mean_counts_from_first_token(model) -> bool:
+    """Whether the installed sentence-transformers' ``Pooling`` counts weighted-mean weights
+    from each row's first real token (6.x: padding side does not matter) or from position 0
+    of the padded row (5.7, Colab's): the same two tokens, right- and left-padded."""
+    pooling = type(model[1])(2, pooling_mode="weightedmean")
+    tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]],
+                           [[9.0, 9.0], [1.0, 0.0], [0.0, 1.0]]])
+    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    out = pooling({"token_embeddings": tokens, "attention_mask": mask})["sentence_embedding"]
+    return torch.allclose(out[0], out[1])
+
+
+@pytest.mark.parametrize("pooling", ["mean", "weightedmean", "lasttoken"])
+def test_bloom_is_padding_side_safe_in_sentence_transformers_too(runs, pooling, tmp_path):
+    """BLOOM's ALiBi positions come from the attention mask: a left-padded sentence-transformers
+    tokenizer gives our embeddings too, unless the pooling counts positions from the start of
+    the padded row (the weighted mean of sentence-transformers 5.7). The export measures which
+    (``left_padding_safe``), and where left padding differs the card says to keep the right
+    padding (Gemma's rotary positions: see the slow test)."""
+    result = export.export_run(runs[pooling], tmp_path / "st")
+    model = st_model_from(tmp_path / "st", "left")
+    left = model.encode(SENTENCES, batch_size=4, convert_to_tensor=True).float()
+    diff = (left - our_embeddings(runs[pooling], "left")).abs().max().item()
+    safe = pooling != "weightedmean" or weighted_mean_counts_from_first_token(model)
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert result.left_padding_safe is safe
+    if safe:
+        assert diff <= TOL and result.left_padding_diff <= TOL
+        assert "left padding gives the same embeddings too" in card
+    else:
+        assert diff > 10 * TOL and result.left_padding_diff > 10 * TOL
+        assert "**Keep the right padding**" in card and result.checked_with in card
+
+
+def test_left_padding_that_differs_is_reported(tmp_path, lacos_log):
+    """Whatever the installed version: a measured left-padding difference becomes a warning,
+    a line of the card and a field of the record."""
+    result = st_model.ExportResult(
+        folder=tmp_path / "st", mode="merged", run="r", pooling="weightedmean",
+        st_pooling="weightedmean", normalize=True, max_seq_length=32, padding_side="right",
+        exact_compute=True, probe_count=8)
+    st_model._record_parity(result, st_model.Parity(3e-7, 0.09, "sentence-transformers 5.7.0"))
+    assert result.left_padding_safe is False and result.left_padding_diff == 0.09
+    assert "keep the folder's right padding" in lacos_log.take()
+    card = export.model_card(result)
+    assert "**Keep the right padding**: with sentence-transformers 5.7.0" in card
+    assert "9.0e-02" in card and result.to_dict()["left_padding_safe"] is False
+    st_model._record_parity(result, st_model.Parity(3e-7, 2e-7, "sentence-transformers 6.3.0"))
+    assert result.left_padding_safe and "left padding gives the same" in export.model_card(result)
 
 
 def test_folder_files_and_model_card(runs, tmp_path):
@@ -126,6 +167,7 @@ def test_folder_files_and_model_card(runs, tmp_path):
         assert expected.replace("MNR", "Multiple Negatives Ranking") in card, expected
     record = json.loads((out / st_model.RECORD_FILE).read_text())
     assert record["mode"] == "merged" and record["max_abs_diff"] <= TOL
+    assert record["left_padding_safe"] in (True, False) and record["left_padding_diff"] >= 0
     assert not list(tmp_path.glob(".st.*")), "no temporary folder is left behind"
 
 
@@ -236,11 +278,11 @@ def test_adapter_load_failure_is_a_clear_refusal(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(st_model, "_version", versions.get)
     monkeypatch.setattr(st_model, "integration_peft_version", lambda: "0.22.0")
 
-    def refuse(folder, sentences, batch_size=32):
+    def refuse(folder):
         raise ValueError("The version of PEFT you are using is not compatible, please use a "
                          "version that is greater than 0.22.0")
 
-    monkeypatch.setattr(st_model, "st_encode", refuse)
+    monkeypatch.setattr(st_model, "_st_model", refuse)
     with pytest.raises(export.ExportError, match=r"could not load the adapter folder with peft "
                                                  r"0\.21\.2 and transformers 5\.99\.0; .*asks "
                                                  r"for peft >= 0\.22\.0 .*--merged"):

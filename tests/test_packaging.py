@@ -5,12 +5,13 @@ method."""
 from __future__ import annotations
 
 import ast
-import importlib
+import re
 import tomllib
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -43,17 +44,45 @@ def test_requirements_txt_matches_pyproject():
     assert core <= set(ours), f"core dependencies missing from requirements.txt: {core - set(ours)}"
 
 
-@pytest.mark.parametrize("old, new", [
-    ("models", "lacos_helpers.backbones"), ("siamese", "lacos_helpers.encoder.siamese"),
-    ("losses", "lacos_helpers.encoder.losses"), ("env", "lacos_helpers.course.envcheck"),
-    ("notebook", "lacos_helpers.course.notebook"), ("report", "lacos_helpers.course.report"),
-    ("plotting", "lacos_helpers.course.plotting"), ("widgets", "lacos_helpers.course.widgets"),
-    ("exercises", "lacos_helpers.course.exercises"),
-    ("student", "lacos_helpers.course.student"),
-])
-def test_old_module_names_still_import(old, new):
-    module = importlib.import_module("lacos_helpers")
-    assert getattr(module, old) is importlib.import_module(new)
+def _colab_versions() -> dict[str, Version]:
+    """``{canonical name: version}`` of Colab's published ``pip freeze``."""
+    found = {}
+    for line in (REPO / "tests" / "data" / "colab" / "pip-freeze.gpu.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*$", line.strip())
+        if match:
+            found[canonicalize_name(match[1])] = Version(match[2])
+    return found
+
+
+def _colab_check_pins() -> set[str]:
+    """The packages ``tools/colab_versions_check.sh`` installs at Colab's version (SHARED)."""
+    script = (REPO / "tools" / "colab_versions_check.sh").read_text()
+    shared = re.search(r'^SHARED="([^"]*)"', script, re.M)
+    assert shared, "SHARED=... not found in tools/colab_versions_check.sh"
+    return {canonicalize_name(n) for n in shared[1].replace("\\\n", " ").split()}
+
+
+def _lower_bound(req: Requirement) -> Version | None:
+    bounds = [Version(s.version) for s in req.specifier if s.operator in (">=", "==", "~=")]
+    return min(bounds) if bounds else None
+
+
+def test_lower_bounds_of_what_colab_ships_are_colabs_versions():
+    """Where Colab ships a dependency, its lower bound is Colab's version and
+    ``make colab-versions`` runs the tests with exactly that version. torch is the exception:
+    Colab's build is CUDA's (2.11.0+cu128), the check installs the CPU build 2.13.0."""
+    colab, pinned = _colab_versions(), _colab_check_pins()
+    for name, req in _pyproject_requirements().items():
+        name = canonicalize_name(name)
+        if name not in colab:
+            continue
+        lower = _lower_bound(req)
+        assert lower is not None, f"{name}: no lower bound"
+        if name == "torch":
+            assert lower <= Version(colab[name].base_version), (lower, colab[name])
+            continue
+        assert name in pinned, f"Colab ships {name}; colab_versions_check.sh does not pin it"
+        assert lower == colab[name], f"{name}>={lower}: Colab ships {colab[name]}"
 
 
 def test_py_typed_is_shipped():

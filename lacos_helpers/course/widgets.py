@@ -7,9 +7,13 @@ the function once with the default values, so the notebook still shows the figur
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 
 from lacos_helpers.runtime import env_flag
+
+log = logging.getLogger(__name__)
 
 
 def static_mode() -> bool:
@@ -17,12 +21,27 @@ def static_mode() -> bool:
     return env_flag("LACOS_STATIC_WIDGETS") or env_flag("CI")
 
 
+def _slider(widgets, name: str, options, default):
+    """An ``Int``/``FloatSlider`` for ``(min, max, step)``, a ``SelectionSlider`` for a list."""
+    if isinstance(options, tuple) and len(options) == 3:
+        lo, hi, step = options
+        cls = widgets.IntSlider if all(isinstance(v, int) for v in options) else \
+            widgets.FloatSlider
+        return cls(value=default, min=lo, max=hi, step=step, description=name,
+                   continuous_update=False)
+    return widgets.SelectionSlider(options=list(options), value=default, description=name,
+                                   continuous_update=False)
+
+
 def explore(fn: Callable, **sliders):
     """Interactive ``fn(**values)`` with one slider per keyword.
 
     Each keyword is ``(options, default)`` where ``options`` is a list of values (a selection
     slider) or a ``(min, max, step)`` tuple. Returns whatever ``fn`` returns in static mode,
-    the interact widget otherwise.
+    the displayed ``ipywidgets.interactive`` otherwise. ``fn`` runs once with the defaults
+    either way: ipywidgets 8 runs it when the widget is built, ipywidgets 7 (Colab's) only
+    when a front end reports the widget displayed, which a headless kernel never does, so
+    it is run here when that has not happened.
     """
     if not sliders:
         raise ValueError("explore() needs at least one slider")
@@ -30,19 +49,24 @@ def explore(fn: Callable, **sliders):
     if static_mode():
         return fn(**defaults)
     import ipywidgets as widgets
+    from IPython.display import display
 
-    controls = {}
-    for name, (options, default) in sliders.items():
-        if isinstance(options, tuple) and len(options) == 3:
-            lo, hi, step = options
-            cls = widgets.IntSlider if all(isinstance(v, int) for v in options) else \
-                widgets.FloatSlider
-            controls[name] = cls(value=default, min=lo, max=hi, step=step, description=name,
-                                 continuous_update=False)
-        else:
-            controls[name] = widgets.SelectionSlider(options=list(options), value=default,
-                                                     description=name, continuous_update=False)
-    return widgets.interact(fn, **controls)
+    calls = []
+
+    @functools.wraps(fn)  # interactive() reads fn's signature through __wrapped__
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    controls = {name: _slider(widgets, name, options, default)
+                for name, (options, default) in sliders.items()}
+    box = widgets.interactive(counted, **controls)
+    display(box)
+    if not calls:  # ipywidgets 7 without a front end: show the defaults' output now
+        log.debug("[widgets] %s not run on display: running it with the defaults",
+                  getattr(fn, "__name__", fn))
+        box.update()
+    return box
 
 
 class LiveLossPlot:

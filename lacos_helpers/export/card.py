@@ -73,6 +73,19 @@ def _parity(result) -> str:
     return text
 
 
+def _left_padding(result) -> str:
+    """What switching the tokenizer to left padding does, as the export measured it."""
+    if getattr(result, "left_padding_safe", None) is None:
+        return ""
+    if result.left_padding_safe:
+        return (f"; left padding gives the same embeddings too (max |difference| "
+                f"{result.left_padding_diff:.1e}, {result.checked_with})")
+    return (f". **Keep the right padding**: with {result.checked_with}, a tokenizer switched "
+            f"to left padding gives other embeddings (max |difference| "
+            f"{result.left_padding_diff:.1e}, pooling `{result.st_pooling}`: positions are "
+            "counted from the start of the padded row)")
+
+
 def model_card(result, cfg=None, tables: dict[str, str] | None = None,
                run_record: dict | None = None) -> str:
     """The card's markdown for an :class:`~lacos_helpers.export.st_model.ExportResult`."""
@@ -107,7 +120,7 @@ def model_card(result, cfg=None, tables: dict[str, str] | None = None,
         f"- the tokenizer pads on the **{result.padding_side}**: sentence-transformers passes "
         "no position ids and older versions count the weighted mean from position 0, so with "
         "right padding (first real token at position 0) every version computes the training "
-        "encoder's embeddings",
+        "encoder's embeddings" + _left_padding(result),
         "## Training recipe",
         "\n".join(_recipe(cfg, run_record)),
         "## Evaluation (measured by the run)",

@@ -42,5 +42,14 @@ def run(args) -> int:
                   f"({result.checked_with}, {result.probe_count} sentences)")
     print(f"[export] {result.mode} sentence-transformers model in {result.folder}: pooling "
           f"{result.st_pooling}{' + normalize' if result.normalize else ''}, padding "
-          f"{result.padding_side}; {check}")
+          f"{result.padding_side}{_left_padding_note(result)}; {check}")
     return 0
+
+
+def _left_padding_note(result) -> str:
+    if result.left_padding_safe is None:
+        return ""
+    if result.left_padding_safe:
+        return " (left padding gives the same embeddings)"
+    return (f" (keep it: left padding differs by up to {result.left_padding_diff:.1e} with "
+            f"{result.checked_with})")

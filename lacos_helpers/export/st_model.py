@@ -12,9 +12,13 @@ with nothing of this package installed:
   numbers the padding too. Neither BLOOM's ALiBi (built from the attention mask) nor Gemma's
   rotary positions (attention sees only position *differences*) change under such a shift, so
   sentence-transformers 6 agrees with either side; but older versions (Colab ships 5.7) count
-  the weighted mean's weights from position 0, older last-token poolings assume right padding,
-  and decoders with absolute position embeddings do see the shift. With right padding the
-  first real token is position 0 everywhere, and every version computes what ours does;
+  the weighted mean's weights from position 0 of the padded row, older last-token poolings
+  assume right padding, and decoders with absolute position embeddings do see the shift. With
+  right padding the first real token is position 0 everywhere, and every version computes what
+  ours does. The export also encodes the probes with the tokenizer switched to left padding and
+  records whether that gives the same embeddings with the installed version
+  (``left_padding_safe``); where it does not, the card and a warning say to keep the right
+  padding;
 - a model card (``README.md``) and ``lacos_export.json``: recipe, STS tables of the run, and the
   largest difference between ``SentenceTransformer(out).encode`` and the run's encoder on
   probe sentences (measured when sentence-transformers is installed; the encoder computes in
@@ -77,7 +81,9 @@ class ExportResult:
     """What :func:`export_run` wrote: ``folder``, ``mode``, the pooling (ours and
     sentence-transformers'), ``max_abs_diff`` between sentence-transformers and the run's
     encoder on ``probe_count`` sentences (None when sentence-transformers is not installed),
-    whether that difference is expected to be float rounding only (``exact_compute``)."""
+    how far its tokenizer switched to left padding moves those embeddings
+    (``left_padding_diff``; ``left_padding_safe``: not beyond float rounding), whether
+    ``max_abs_diff`` is expected to be float rounding only (``exact_compute``)."""
 
     folder: Path
     mode: str
@@ -89,6 +95,8 @@ class ExportResult:
     padding_side: str
     exact_compute: bool
     max_abs_diff: float | None = None
+    left_padding_diff: float | None = None
+    left_padding_safe: bool | None = None
     probe_count: int = 0
     checked_with: str | None = None
     versions: dict = field(default_factory=dict)
@@ -198,29 +206,80 @@ def _versions() -> dict[str, str]:
     return {"lacos_helpers": __version__, **{k: v for k, v in found.items() if v}}
 
 
-def st_encode(folder: str | os.PathLike, sentences, batch_size: int = 32) -> torch.Tensor:
-    """``SentenceTransformer(folder).encode(sentences)`` on the CPU -> float32 [n, d]."""
+def _st_model(folder: str | os.PathLike):
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(folder), device="cpu")
-    out = model.encode(list(sentences), batch_size=batch_size, convert_to_tensor=True,
-                       show_progress_bar=False)
+    return SentenceTransformer(str(folder), device="cpu")
+
+
+def _st_embeddings(model, sentences, batch_size: int = 32,
+                   padding_side: str | None = None) -> torch.Tensor:
+    """``model.encode(sentences)`` -> float32 [n, d]; ``padding_side`` switches its tokenizer
+    for this call (restored afterwards)."""
+    tokenizer = model.tokenizer
+    saved = tokenizer.padding_side
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
+    try:
+        out = model.encode(list(sentences), batch_size=batch_size, convert_to_tensor=True,
+                           show_progress_bar=False)
+    finally:
+        tokenizer.padding_side = saved
     return out.detach().float().cpu()
 
 
-def parity(folder: Path, reference: torch.Tensor, sentences) -> tuple[float | None, str | None]:
+def st_encode(folder: str | os.PathLike, sentences, batch_size: int = 32,
+              padding_side: str | None = None) -> torch.Tensor:
+    """``SentenceTransformer(folder).encode(sentences)`` on the CPU -> float32 [n, d]
+    (``padding_side``: override the folder's tokenizer padding side)."""
+    return _st_embeddings(_st_model(folder), sentences, batch_size, padding_side)
+
+
+@dataclass
+class Parity:
+    """What :func:`parity` measured: largest |difference| from the reference with the folder's
+    tokenizer as saved (``max_abs_diff``), and between its tokenizer switched to left padding
+    and as saved (``left_padding_diff``)."""
+
+    max_abs_diff: float
+    left_padding_diff: float
+    checked_with: str
+
+
+def _max_diff(theirs: torch.Tensor, reference: torch.Tensor) -> float:
+    if theirs.shape != reference.shape:
+        raise ExportError(f"sentence-transformers returned {tuple(theirs.shape)} for "
+                          f"{tuple(reference.shape)} reference embeddings")
+    return float((theirs - reference).abs().max())
+
+
+def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
     """Largest |difference| between sentence-transformers' embeddings of ``sentences`` from
-    ``folder`` and ``reference`` [n, d]; (None, None) when sentence-transformers is missing."""
+    ``folder`` and ``reference`` [n, d], and what switching the folder's tokenizer to left
+    padding changes (sentences of different lengths share a batch, so both are padded); None
+    when sentence-transformers is missing."""
     version = _version("sentence-transformers")
     if version is None:
         log.warning("[export] sentence-transformers is not installed: the folder was not "
                     "loaded back to check it (pip install sentence-transformers)")
-        return None, None
-    theirs = st_encode(folder, sentences)
-    if theirs.shape != reference.shape:
-        raise ExportError(f"sentence-transformers returned {tuple(theirs.shape)} for "
-                          f"{tuple(reference.shape)} reference embeddings")
-    return float((theirs - reference).abs().max()), f"sentence-transformers {version}"
+        return None
+    model = _st_model(folder)
+    saved = _st_embeddings(model, sentences)
+    left = _st_embeddings(model, sentences, padding_side="left")
+    return Parity(_max_diff(saved, reference), _max_diff(left, saved),
+                  f"sentence-transformers {version}")
+
+
+def _record_parity(result: ExportResult, found: Parity | None) -> None:
+    if found is None:
+        return
+    result.max_abs_diff, result.checked_with = found.max_abs_diff, found.checked_with
+    result.left_padding_diff = found.left_padding_diff
+    result.left_padding_safe = found.left_padding_diff <= PARITY_TOLERANCE
+    if not result.left_padding_safe:
+        log.warning("[export] with %s, a left-padded tokenizer gives other embeddings (max "
+                    "|diff| %.2e, pooling %s): keep the folder's right padding (the model card "
+                    "says so)", found.checked_with, found.left_padding_diff, result.st_pooling)
 
 
 def _check_parity(result: ExportResult) -> None:
@@ -313,7 +372,7 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
                        versions=result.versions)
         if probes:
             try:
-                result.max_abs_diff, result.checked_with = parity(tmp, reference, probes)
+                _record_parity(result, parity(tmp, reference, probes))
             except Exception as exc:  # loading failed: say why, in the export's terms
                 if mode == "adapter":
                     raise adapter_load_error(exc) from exc
