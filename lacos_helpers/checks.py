@@ -34,23 +34,30 @@ def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
 
 def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
                    columns: Sequence[str] | None = None, *,
-                   align: str | Sequence[str] = "left") -> str:
+                   align: str | Sequence[str] = "left", pad: bool = False) -> str:
     """A markdown table: ``rows`` are mappings (``columns``: their keys, default the first
     row's) or sequences of cells (then ``columns`` is the header); ``align``: ``"left"``,
     ``"right"`` or ``"first-left"`` (the first column left, the others right), or one of
-    ``"left"`` / ``"right"`` per column. Cells are written with ``str``."""
+    ``"left"`` / ``"right"`` per column; ``pad``: cells padded to their column's width (for
+    reading as text). Cells are written with ``str``."""
     rows = list(rows)
     if columns is None:
         columns = list(rows[0])
     if isinstance(align, str):
         align = (["left"] + ["right"] * (len(columns) - 1) if align == "first-left"
                  else [align] * len(columns))
-    rule = "|" + "".join("---:|" if a == "right" else "---|" for a in align)
-    lines = ["| " + " | ".join(columns) + " |", rule]
-    for row in rows:
-        cells = [row[c] for c in columns] if isinstance(row, Mapping) else row
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines)
+    cells = [[str(c) for c in columns]] + [
+        [str(c) for c in ([row[c] for c in columns] if isinstance(row, Mapping) else row)]
+        for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    if pad:
+        rule = "|" + "|".join("-" * (w + 1) + ":" if a == "right" else "-" * (w + 2)
+                              for a, w in zip(align, widths)) + "|"
+    else:
+        rule = "|" + "".join("---:|" if a == "right" else "---|" for a in align)
+    lines = ["| " + " | ".join(c.ljust(w) if pad else c for c, w in zip(line, widths)) + " |"
+             for line in cells]
+    return "\n".join([lines[0], rule, *lines[1:]])
 
 
 __all__ = ["IntArgumentError", "check_int", "markdown_table"]

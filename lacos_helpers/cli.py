@@ -236,12 +236,13 @@ def _write_summary(path: Path, summary: dict) -> str:
 def evaluate_command(args) -> int:
     """STS tables for a run's encoder (or its untrained baseline) in the run's languages,
     saved under ``RUN/eval/``."""
-    from lacos_helpers import data, evaluation, training
+    from lacos_helpers import evaluation, training
+    from lacos_helpers.data import sources
 
     run = Path(args.run)
     cfg = training.load_run_config(run)
     runtime.seed_everything(cfg.seed)
-    data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
+    source = sources.resolve_source(sources.DataPolicy.of(cfg.data))  # the run's policy
     encoder = training.load_encoder(run, trained=not args.baseline)
     label = "trained" if not args.baseline else "baseline"
     langs = args.langs or cfg.eval.langs
@@ -249,14 +250,15 @@ def evaluate_command(args) -> int:
     out = run / "eval"
     out.mkdir(parents=True, exist_ok=True)
     tag = _eval_tag(args.split, langs, cfg.eval.langs, args.limit)
-    table = evaluation.sts_table(encoder, langs, split=args.split, limit=args.limit, cache=cache)
+    table = evaluation.sts_table(encoder, langs, split=args.split, limit=args.limit,
+                                 source=source, cache=cache)
     table.save(out / f"{label}_sts_{tag}")
     print(f"STS-B {args.split} ({label}):\n{table}")
     results = {"label": label, "split": args.split, "limit": args.limit, "sts": table.to_dict()}
     others = [code for code in langs if code != "en"]
     if others and not args.no_crosslingual:
         cross = evaluation.crosslingual_table(encoder, others, split=args.split,
-                                              limit=args.limit, cache=cache)
+                                              limit=args.limit, source=source, cache=cache)
         cross.save(out / f"{label}_crosslingual_{tag}")
         print(f"Cross-lingual ({label}, sentence1 in X, sentence2 in English):\n{cross}")
         results["crosslingual"] = cross.to_dict()
@@ -285,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("profiles", help="print the profile table")
     course = sub.add_parser("course", help="execute every notebook headless into build/")
     course.add_argument("rest", nargs=argparse.REMAINDER)
+    configs = sub.add_parser("zero-configs", help="write the shipped DeepSpeed ZeRO-3 JSON and "
+                             "accelerate YAML under FOLDER (from the template in Python)")
+    configs.add_argument("folder", nargs="?", default="configs")
     add_train_parser(sub)
     add_evaluate_parser(sub)
     from lacos_helpers.rehearsal import run as rehearsal
@@ -301,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         return envcheck.main()
     if args.command == "profiles":
         print(config.profile_table())
+        return 0
+    if args.command == "zero-configs":
+        from lacos_helpers.training import zero
+
+        for path in zero.write_configs(args.folder):
+            print(path)
         return 0
     if args.command == "train":
         return train_command(args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -91,35 +92,59 @@ def _store_row(cache_file: Path, row: Mapping, eval_sets: Mapping[str, Sequence]
     runtime.write_atomic(cache_file, json.dumps({"row": common, "evals": evals}))
 
 
-def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
-                   eval_sets: Mapping[str, Sequence], *, steps: int, backbone=None,
-                   tokenizer=None, texts: Sequence[str] | None = None, seed: int | None = None,
-                   cache_dir: str | Path | None = None, show_progress: bool = False,
+@dataclass(frozen=True)
+class ExperimentSetup:
+    """What the runs of a study share: the base recipe ``cfg``, the training ``triplets``, the
+    ``eval_sets`` (name -> STS pairs), the ``steps``; ``backbone``/``tokenizer``: a pristine
+    (no LoRA) base model deep-copied by every run, so many experiments share one load;
+    ``texts``: a tiny BLOOM's tokenizer texts; ``cache_dir``: the result cache."""
+
+    cfg: RunConfig
+    triplets: Sequence
+    eval_sets: Mapping[str, Sequence]
+    steps: int
+    backbone: object = None
+    tokenizer: object = None
+    texts: Sequence[str] | None = None
+    cache_dir: str | Path | None = None
+    show_progress: bool = False
+
+    def run(self, variant: Variant, seed: int) -> dict:
+        """:func:`run_experiment` of ``variant`` (its own recipe or training set where it has
+        one) at ``seed``."""
+        own = dataclasses.replace(
+            self, cfg=variant.cfg or self.cfg,
+            triplets=variant.triplets if variant.triplets is not None else self.triplets)
+        return run_experiment(own, variant.label, seed=seed, **variant.overrides)
+
+
+def run_experiment(setup: ExperimentSetup, label: str, *, seed: int | None = None,
                    **overrides) -> dict:
-    """Train one variant of ``cfg`` for ``steps`` steps (10% warmup) and score it. Returns
+    """Train one variant of ``setup.cfg`` for ``setup.steps`` steps (10% warmup) on
+    ``setup.triplets`` and score it on ``setup.eval_sets``. Returns
     ``{"experiment": label, "<eval set>": Spearman, ..., "final_loss", "steps", "triplets",
     "seed", "seconds", "cached", "predictions": {"<eval set>": [cosine per pair]}}``.
 
     ``overrides`` change the recipe as :meth:`RunConfig.replace` does, one section at a time:
     ``quant={"backend": "none"}``, ``lora={"r": 2}``, ``encoder={"pooling": "lasttoken"}``,
     ``train={"hard_negatives": False}``, ``model={"tiny": TinyBloomSpec(...)}``; ``seed`` the
-    run's seed (LoRA init, dropout, batch order). ``backbone``/``tokenizer``: a pristine (no
-    LoRA) base model that is deep-copied, so many experiments share one load; it is not used
-    when the variant needs another load: another ``model`` (``texts`` train a tiny BLOOM's
-    tokenizer), or another ``quant.load_in_8bit``. ``cache_dir``: reuse the result of an
-    identical training (:func:`training_key`) that was scored on every set of ``eval_sets``
-    (whatever else it was scored on), and store new ones there.
+    run's seed (LoRA init, dropout, batch order). The setup's backbone is not used when the
+    variant needs another load: another ``model`` or another ``quant.load_in_8bit``. With a
+    ``cache_dir`` the result of an identical training (:func:`training_key`) that was scored
+    on every set of ``eval_sets`` (whatever else it was scored on) is reused, new ones stored.
     """
     from lacos_helpers.evaluation import cosine_scores
     from lacos_helpers.evaluation.metrics import spearman
 
+    cfg, triplets, eval_sets, steps = setup.cfg, setup.triplets, setup.eval_sets, setup.steps
+    texts, backbone = setup.texts, setup.backbone
     run_cfg = cfg.replace(**overrides).replace(
         train={"steps": steps, "warmup_steps": max(1, steps // 10)})
     if seed is not None:
         run_cfg = run_cfg.replace(seed=seed)
     cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{training_key(run_cfg, triplets, texts)}.json"
+    if setup.cache_dir is not None:
+        cache_file = Path(setup.cache_dir) / f"{training_key(run_cfg, triplets, texts)}.json"
         cached = _cached_row(cache_file, eval_sets)
         if cached is not None:
             row = {"experiment": label, **cached, "cached": True}
@@ -129,12 +154,12 @@ def run_experiment(cfg: RunConfig, label: str, triplets: Sequence,
     if run_cfg.model != cfg.model or run_cfg.quant.load_in_8bit != cfg.quant.load_in_8bit:
         backbone = None
     runtime.seed_everything(run_cfg.seed)
-    base = (copy.deepcopy(backbone), tokenizer) if backbone is not None else (None, None)
+    base = (copy.deepcopy(backbone), setup.tokenizer) if backbone is not None else (None, None)
     encoder = training.build_encoder(run_cfg, *base, texts=texts)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lacos-exp-") as out:
         result = training.train(run_cfg, encoder, triplets, out_dir=out, resume=False,
-                                show_progress=show_progress)
+                                show_progress=setup.show_progress)
     row: dict = {"experiment": label}
     predictions = {}
     for name, pairs in eval_sets.items():
@@ -279,33 +304,6 @@ class ResultTable:
 # a study: variants, cached runs, claims decided by intervals
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ExperimentSetup:
-    """What the runs of a study share (the arguments of :func:`run_experiment` but the label,
-    the seed and the overrides): the base recipe, the training and evaluation data, the steps,
-    a pristine backbone to copy, a tiny BLOOM's tokenizer texts, the result cache."""
-
-    cfg: RunConfig
-    triplets: Sequence
-    eval_sets: Mapping[str, Sequence]
-    steps: int
-    backbone: object = None
-    tokenizer: object = None
-    texts: Sequence[str] | None = None
-    cache_dir: str | Path | None = None
-    show_progress: bool = False
-
-    def run(self, variant: Variant, seed: int) -> dict:
-        """:func:`run_experiment` of ``variant`` (its own recipe or training set where it has
-        one) at ``seed``."""
-        return run_experiment(
-            variant.cfg or self.cfg, variant.label,
-            variant.triplets if variant.triplets is not None else self.triplets,
-            self.eval_sets, steps=self.steps, backbone=self.backbone, tokenizer=self.tokenizer,
-            texts=self.texts, seed=seed, cache_dir=self.cache_dir,
-            show_progress=self.show_progress, **variant.overrides)
-
-
 @dataclass
 class Variant:
     """One arm of a study: a label and what differs from the study's recipe (``overrides`` as
@@ -331,22 +329,15 @@ def verdict_text(claim: str, decision: dict) -> str:
 
 
 class Study:
-    """Variants of ``cfg`` trained for the same ``steps`` on ``triplets`` and scored on
-    ``eval_sets`` (name -> STS pairs), results cached in ``cache_dir``.
+    """Variants of a :class:`ExperimentSetup`'s recipe, trained and scored alike.
 
     :meth:`run` trains (or reuses) every variant at the first seed; :meth:`decide` compares two
     variants and, while the interval contains 0 and ``extra_seeds`` remain, trains both at the
     next seed and compares again over all their seeds."""
 
-    def __init__(self, name: str, cfg: RunConfig, triplets: Sequence,
-                 eval_sets: Mapping[str, Sequence], *, steps: int, backbone=None,
-                 tokenizer=None, texts: Sequence[str] | None = None,
-                 cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,),
-                 extra_seeds: Sequence[int] = (1,), note: str = "",
-                 show_progress: bool = False):
-        self.setup = ExperimentSetup(cfg, triplets, eval_sets, steps, backbone, tokenizer, texts,
-                                     cache_dir, show_progress)
-        self.name, self.note = name, note
+    def __init__(self, name: str, setup: ExperimentSetup, *, seeds: Sequence[int] = (0,),
+                 extra_seeds: Sequence[int] = (1,), note: str = ""):
+        self.setup, self.name, self.note = setup, name, note
         self.seeds, self.extra_seeds = tuple(seeds), tuple(extra_seeds)
         self.variants: dict[str, Variant] = {}
         self.rows: list[dict] = []

@@ -7,6 +7,7 @@ global batch.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -33,8 +34,14 @@ def cfg(ci_cfg):
 
 # -- configuration -------------------------------------------------------------------------
 
-def test_shipped_files_are_the_template():
+def test_shipped_files_are_the_template(tmp_path):
     import yaml
+
+    from lacos_helpers import cli
+
+    assert cli.main(["zero-configs", str(tmp_path)]) == 0  # what wrote them
+    for name in (zero.JSON_NAME, zero.ACCELERATE_NAME):
+        assert (tmp_path / name).read_text() == (REPO / "configs" / name).read_text(), name
 
     shipped = json.loads((REPO / "configs" / zero.JSON_NAME).read_text())
     assert shipped == zero.zero3_template()
@@ -94,14 +101,17 @@ def test_deepspeed_accepts_the_filled_config(cfg):
 
 # -- the arithmetic for BLOOM-176B --------------------------------------------------------
 
+ON_GPU = zero.zero3_template(offload_params=False, offload_optimizer=False)
+
+
 def test_zero3_memory_shards_the_16_bit_weights():
     n_params = bloom.param_count(14336, 70)["total"]
     for n in (8, 16, 64):
-        row = zero_memory.zero3_memory(n, offload_params=False, offload_optimizer=False)
+        row = zero_memory.zero3_memory(n, ds_config=ON_GPU)
         assert row.weights == pytest.approx(2 * n_params / n, rel=1e-3)
         assert row.local_batch == 64 // n
-    eight = zero_memory.zero3_memory(8, offload_params=False)
-    sixteen = zero_memory.zero3_memory(16, offload_params=False)
+    eight = zero_memory.zero3_memory(8, ds_config=zero.zero3_template(offload_params=False))
+    sixteen = zero_memory.zero3_memory(16, ds_config=zero.zero3_template(offload_params=False))
     assert sixteen.gpu_total < eight.gpu_total
     assert sixteen.activations == pytest.approx(eight.activations / 2, rel=0.01)
     # largest module gathered whole: the word embeddings, 250,880 x 14,336 in bf16
@@ -109,7 +119,7 @@ def test_zero3_memory_shards_the_16_bit_weights():
 
 
 def test_offload_moves_weights_to_cpu_ram():
-    on_gpu = zero_memory.zero3_memory(8, offload_params=False, offload_optimizer=False)
+    on_gpu = zero_memory.zero3_memory(8, ds_config=ON_GPU)
     offloaded = zero_memory.zero3_memory(8)
     assert offloaded.weights == 0 and offloaded.gpu_total < on_gpu.gpu_total
     # one node of 8 GPUs holds the whole 16-bit model (+ the small Adam state) in CPU RAM
@@ -144,9 +154,10 @@ def test_zero3_memory_predicts_the_recipe_that_trains(profile):
     assert on_gpu.config.quant.backend == "none" and on_gpu.config.train.optimizer == "adamw"
     assert on_gpu.preparation == cfg.quant.preparation
     size = "560m"
-    row = zero_memory.zero3_memory(8, size=size, cfg=cfg, global_batch=8,
-                                   offload_params=False, offload_optimizer=False,
-                                   max_live_parameters=0, prefetch_parameters=0)
+    no_buckets = copy.deepcopy(ON_GPU)  # the gathered modules alone: no live / prefetch budget
+    no_buckets["zero_optimization"].update(stage3_max_live_parameters=0,
+                                           stage3_prefetch_bucket_size=0)
+    row = zero_memory.zero3_memory(8, size=size, cfg=cfg, global_batch=8, ds_config=no_buckets)
     est = memory.estimate_training_memory(on_gpu.config, size, batch=1, device="cuda")
     weights = est.weights_int8 + est.weights_scales + est.weights_float
     assert row.weights == pytest.approx(weights / 8)
@@ -154,6 +165,12 @@ def test_zero3_memory_predicts_the_recipe_that_trains(profile):
     shape = bloom.shape(size)
     embeddings = bloom.param_count(shape.hidden_size, shape.n_layer)["embeddings"]
     assert row.live == embeddings * on_gpu.base_bytes_per_param
+    # the default reads the buckets of the configuration the training fills (the template)
+    ds = zero.zero3_template()["zero_optimization"]
+    default = zero_memory.zero3_memory(8, size=size, cfg=cfg, global_batch=8)
+    assert default.live == (max(embeddings, ds["stage3_max_live_parameters"])
+                            + ds["stage3_prefetch_bucket_size"]) * on_gpu.base_bytes_per_param
+    assert default.weights == 0 and row.weights > 0  # the template offloads the parameters
 
 
 # -- one real step under DeepSpeed on 2 CPU processes -----------------------------------------
@@ -179,7 +196,7 @@ def test_zero3_offload_trains_one_step_on_two_cpu_processes(tmp_path):
                               train={"batch_size": 8, "steps": 1, "learning_rate": 1e-3})
     out = tmp_path / "z3"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "lacos_helpers.training.zero", "--profile", "ci", "--steps", "1",
+           "-m", "lacos_helpers", "train", "--zero3", "--profile", "ci", "--steps", "1",
            "--batch-size", "8", "--lr", "1e-3", "--out", str(out)]
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "LACOS_PROFILE": "ci"}

@@ -29,8 +29,8 @@ import pytest
 import torch
 
 from lacos_helpers import training
-from lacos_helpers.encoder.losses.cached_mnr import embed_triplets, triplet_mnr_loss
 from lacos_helpers.encoder.losses.mnr import mnr_loss
+from lacos_helpers.encoder.losses.triplet_mnr import embed_triplets, triplet_mnr_loss
 from lacos_helpers.training import distributed, runs
 
 WORLD = 2

@@ -19,6 +19,12 @@ def setup(ci_cfg, ci_backbone):
     return cfg, backbone, tokenizer, triplets, dev
 
 
+def runs(cfg, triplets, eval_sets, **shared):
+    """The experiments of one :class:`ExperimentSetup`: ``run(label, seed=None, **overrides)``."""
+    setup = experiments.ExperimentSetup(cfg, triplets, eval_sets, **shared)
+    return lambda label, **kw: experiments.run_experiment(setup, label, **kw)
+
+
 def test_experiment_steps_follow_the_profile(monkeypatch):
     assert schedule.experiment_steps(config.load_profile("ci")) == 10
     monkeypatch.setitem(schedule.SCHEDULES, "ci", schedule.CourseSchedule())
@@ -36,8 +42,7 @@ def test_experiment_batch_size_follows_the_schedule():
 def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
     cfg, backbone, tokenizer, triplets, dev = setup
     before = copy.deepcopy(backbone.state_dict())
-    row = experiments.run_experiment(cfg, "recipe", triplets, dev, backbone=backbone,
-                                     tokenizer=tokenizer, steps=2)
+    row = runs(cfg, triplets, dev, backbone=backbone, tokenizer=tokenizer, steps=2)("recipe")
     assert row["experiment"] == "recipe" and row["steps"] == 2 and -1 <= row["en dev"] <= 1
     after = backbone.state_dict()
     assert before.keys() == after.keys()
@@ -47,13 +52,11 @@ def test_run_experiment_leaves_the_shared_backbone_untouched(setup):
 
 def test_run_experiment_applies_one_change(setup):
     cfg, backbone, tokenizer, triplets, dev = setup
-    fp32 = experiments.run_experiment(cfg, "fp32", triplets, dev, backbone=backbone,
-                                      tokenizer=tokenizer, steps=2, quant={"backend": "none"},
-                                      train={"hard_negatives": False})
+    run = runs(cfg, triplets, dev, backbone=backbone, tokenizer=tokenizer, steps=2)
+    fp32 = run("fp32", quant={"backend": "none"}, train={"hard_negatives": False})
     assert fp32["triplets"] == len(triplets)  # no hard-negative filter
     with pytest.raises(TypeError, match="unknown train field"):
-        experiments.run_experiment(cfg, "bad", triplets, dev, backbone=backbone,
-                                   tokenizer=tokenizer, steps=2, train={"hard_negative": False})
+        run("bad", train={"hard_negative": False})
 
 
 def test_result_table_writes_csv_and_markdown(tmp_path):
@@ -90,18 +93,17 @@ def test_fp32_ablation_of_an_8bit_loaded_profile_loads_a_float_backbone(setup, m
     eight_bit = cfg.replace(model={"kind": "hub", "model_id": "bigscience/bloom-560m",
                                    "tiny": None},
                             quant={"backend": "bitsandbytes", "load_in_8bit": True})
-    experiments.run_experiment(eight_bit, "fp32", triplets, dev, backbone=backbone,
-                               tokenizer=tokenizer, steps=1,
-                               quant={"backend": "none", "load_in_8bit": False})
+    runs(eight_bit, triplets, dev, backbone=backbone, tokenizer=tokenizer, steps=1)(
+        "fp32", quant={"backend": "none", "load_in_8bit": False})
     (quant, reloaded), = loads
     assert reloaded and quant.backend == "none" and not quant.load_in_8bit
 
 
 def test_an_identical_experiment_is_read_from_the_cache(setup, tmp_path):
     cfg, backbone, tokenizer, triplets, dev = setup
-    kwargs = dict(backbone=backbone, tokenizer=tokenizer, cache_dir=tmp_path)
-    first = experiments.run_experiment(cfg, "recipe", triplets, dev, steps=2, **kwargs)
-    again = experiments.run_experiment(cfg, "same recipe", triplets, dev, steps=2, **kwargs)
+    run = runs(cfg, triplets, dev, backbone=backbone, tokenizer=tokenizer, cache_dir=tmp_path,
+               steps=2)
+    first, again = run("recipe"), run("same recipe")
     assert not first["cached"] and again["cached"] and again["experiment"] == "same recipe"
     assert again["predictions"] == first["predictions"] and again["en dev"] == first["en dev"]
     assert len(first["predictions"]["en dev"]) == len(dev["en dev"])
@@ -118,15 +120,15 @@ def test_a_training_scored_on_more_sets_is_reused_for_a_subset(setup, tmp_path):
     cfg, backbone, tokenizer, triplets, dev = setup
     both = {**dev, "de dev": data.load_sts("de", "dev", limit=30)}
     kwargs = dict(backbone=backbone, tokenizer=tokenizer, cache_dir=tmp_path, steps=2)
-    wide = experiments.run_experiment(cfg, "multilingual study", triplets, both, **kwargs)
-    narrow = experiments.run_experiment(cfg, "ablation study", triplets, dev, **kwargs)
+    wide = runs(cfg, triplets, both, **kwargs)("multilingual study")
+    narrow = runs(cfg, triplets, dev, **kwargs)("ablation study")
     assert not wide["cached"] and narrow["cached"]
     assert set(narrow[experiments.PREDICTIONS]) == {"en dev"} and "de dev" not in narrow
     assert narrow["en dev"] == wide["en dev"]
     assert narrow[experiments.PREDICTIONS]["en dev"] == wide[experiments.PREDICTIONS]["en dev"]
     # a set the cached training was not scored on (other pairs) trains again
     other = {"en dev": dev["en dev"][:-1]}
-    again = experiments.run_experiment(cfg, "other pairs", triplets, other, **kwargs)
+    again = runs(cfg, triplets, other, **kwargs)("other pairs")
     assert not again["cached"]
     assert len(again[experiments.PREDICTIONS]["en dev"]) == len(other["en dev"])
 
@@ -136,8 +138,9 @@ def _fake_rows(monkeypatch, quality):
     noise draw per seed (variants of the same quality predict the same)."""
     calls = []
 
-    def fake(cfg, label, triplets, eval_sets, *, steps, seed=None, **kwargs):
+    def fake(setup, label, *, seed=None, **overrides):
         calls.append((label, seed))
+        eval_sets, steps = setup.eval_sets, setup.steps
         gold = torch.tensor([p.score for p in eval_sets["en dev"]], dtype=torch.float64)
         gen = torch.Generator().manual_seed(1000 + seed)
         pred = gold + quality[label] * torch.randn(len(gold), generator=gen, dtype=torch.float64)
@@ -154,7 +157,8 @@ def test_study_decides_clear_claims_with_one_seed_and_adds_a_seed_otherwise(setu
     cfg, _, _, triplets, _ = setup
     dev = {"en dev": data.load_sts("en", "dev", limit=300)}
     calls = _fake_rows(monkeypatch, {"good": 0.3, "bad": 3.0, "twin": 0.3})
-    study = experiments.Study("demo", cfg, triplets, dev, steps=2, extra_seeds=(1,))
+    setup = experiments.ExperimentSetup(cfg, triplets, dev, steps=2)
+    study = experiments.Study("demo", setup, extra_seeds=(1,))
     table = study.run([experiments.Variant("good"), experiments.Variant("bad"),
                        experiments.Variant("twin")], progress=False)
     assert table.labels == ["good", "bad", "twin"] and len(calls) == 3

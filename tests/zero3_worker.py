@@ -1,7 +1,7 @@
 """``python -m lacos_helpers train`` as one process of the ZeRO-3 tests in
 ``test_zero3_training.py`` (started by ``torchrun``). With ``KILL_AFTER_STEP=N`` every process
 dies (``os._exit``, no clean-up, as a killed job) right after the checkpoint of step N is
-complete. ``zero3_worker.py zero ARGS`` runs the ``lacos_helpers.training.zero`` alias.
+complete.
 Not a test module (no ``test_``).
 """
 
@@ -30,8 +30,4 @@ def kill_after(step: int) -> None:
 if __name__ == "__main__":
     if os.environ.get("KILL_AFTER_STEP"):
         kill_after(int(os.environ["KILL_AFTER_STEP"]))
-    if sys.argv[1:2] == ["zero"]:  # the alias: python -m lacos_helpers.training.zero ...
-        from lacos_helpers.training import zero
-
-        sys.exit(zero.main(sys.argv[2:]))
     sys.exit(cli.main(sys.argv[1:]))

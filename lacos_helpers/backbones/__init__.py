@@ -30,7 +30,7 @@ from lacos_helpers.backbones.common import (
     resolve_device,
     tokenizer_info,
 )
-from lacos_helpers.backbones.gguf import DEFAULT_GGUF_PACKAGE, gguf_path, load_gguf_model
+from lacos_helpers.backbones.gguf import gguf_path, load_gguf_model
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT, HubUnavailableError, load_hub_model
 from lacos_helpers.backbones.tiny import (
     build_tiny_bloom,
@@ -78,7 +78,6 @@ def has_random_weights(cfg: RunConfig) -> bool:
 
 
 __all__ = [
-    "DEFAULT_GGUF_PACKAGE",
     "OFFLINE_EXTRA_HINT",
     "HubUnavailableError",
     "build_tiny_bloom",

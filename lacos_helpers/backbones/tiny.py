@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lacos_helpers import bloom
 from lacos_helpers.backbones.common import log, prepare_tokenizer, quiet_transformers, report
-from lacos_helpers.runtime import cache_dir
+from lacos_helpers.runtime import cache_dir, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from lacos_helpers.config import RunConfig, TinyBloomSpec
@@ -78,10 +77,7 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64
     cached = path.is_file()
     if not cached:
         tok = train_bytelevel_bpe(texts, vocab_size)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"tokenizer.json.{os.getpid()}.tmp"
-        tok.save(str(tmp))
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        write_atomic(path, tok.to_str())  # a concurrent reader never sees half a file
         (folder / "meta.json").write_text(json.dumps(
             {"format": _TOKENIZER_FORMAT, "requested_vocab_size": vocab_size,
              "vocab_size": tok.get_vocab_size(), "n_texts": len(texts)}, indent=1))

@@ -300,7 +300,7 @@ def _mnr_cases(seed: int = 2):
 
 def check_mnr_loss(fn: Callable) -> Callable:
     """Exercise 3.1: ``fn(anchor, positive, hard_negative=None, scale=20.0) -> scalar`` equals
-    :func:`lacos_helpers.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
+    :func:`lacos_helpers.encoder.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
     from lacos_helpers.encoder.losses import mnr, mnr_loss
 
     def checks(answer):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.pooling import check_pooling, pool
 from lacos_helpers.runtime import cpu_native_bf16
 
@@ -135,7 +136,7 @@ class SiameseEncoder(nn.Module):
 
     ``backbone`` is a transformers base model (``BloomModel``, ``Gemma3TextModel``...; 8-bit and
     LoRA layers allowed) returning ``last_hidden_state``; ``tokenizer`` must have a pad token
-    (:func:`lacos_helpers.models.prepare_tokenizer`); either padding side works. Sentences are
+    (:func:`lacos_helpers.backbones.prepare_tokenizer`); either padding side works. Sentences are
     truncated to ``max_length`` tokens. A sentence that tokenizes to nothing (``""`` with a
     tokenizer that adds no BOS) gets one BOS token (else EOS, else pad) as its only real token,
     so every sentence has a defined, finite embedding. ``pooling``: a mode of
@@ -152,9 +153,8 @@ class SiameseEncoder(nn.Module):
             raise TypeError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
         if getattr(tokenizer, "pad_token_id", None) is None:
             raise ValueError(f"{type(tokenizer).__name__} has no pad token: call "
-                             "lacos_helpers.models.prepare_tokenizer(tokenizer) first")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+                             "lacos_helpers.backbones.prepare_tokenizer(tokenizer) first")
+        check_int(max_length, "max_length")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooling = check_pooling(pooling)
@@ -301,8 +301,7 @@ class SiameseEncoder(nn.Module):
         like ``SentenceTransformer.encode``: eval mode and no grad (the training flags are
         restored afterwards), batches of similar length (longest first), input order kept.
         A single string gives [1, d]; ``convert_to_tensor=False`` gives a numpy array."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int(batch_size, "batch_size")
         rows = self.token_ids(sentences)
         out = torch.empty(len(rows), self.embedding_dim, dtype=torch.float32)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))

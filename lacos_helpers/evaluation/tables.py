@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from lacos_helpers.checks import markdown_table
+
 METRICS = ("spearman", "pearson")
 
 def _format_cell(value, as_score: bool, signed: bool = False) -> str:
@@ -136,14 +138,10 @@ class STSTable:
         """Markdown table, scores x100 with 2 decimals (intervals in brackets), plus a mean row;
         the title (with sample and interval) as a caption."""
         header = [f"{c} (x100)" if c in self.score_columns else c for c in self.shown_columns]
-        cells = [header] + self._cells(with_mean and len(self.rows) > 1)
-        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-        lines = ["| " + " | ".join(s.ljust(w) for s, w in zip(row, widths)) + " |"
-                 for row in cells]
-        lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2)
-                                       for i, w in enumerate(widths)) + "|")
+        table = markdown_table(self._cells(with_mean and len(self.rows) > 1), header,
+                               align="first-left", pad=True)
         caption = f"**{self.caption()}**\n\n" if self.title else ""
-        return caption + "\n".join(lines) + "\n"
+        return caption + table + "\n"
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the rows with raw values (full float precision) as CSV; returns the path."""

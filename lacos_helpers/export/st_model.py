@@ -37,8 +37,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +45,7 @@ import torch
 from lacos_helpers.export.backbone import float_backbone
 from lacos_helpers.export.card import model_card, run_eval_tables
 from lacos_helpers.export.folder import st_pooling_mode, write_st_files
+from lacos_helpers.runtime import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -363,9 +362,7 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
         st_pooling=st_mode, normalize=normalize, max_seq_length=encoder.max_length,
         padding_side=EXPORT_PADDING_SIDE, probe_count=len(probes), versions=_versions(),
         exact_compute=True if cfg is None else exact_compute(cfg))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:  # nothing is left in out when a step fails
         (write_merged_folder if mode == "merged" else write_adapter_folder)(encoder, tmp)
         write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
                        max_seq_length=encoder.max_length, normalize=normalize,
@@ -385,12 +382,6 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
                                        encoding="utf-8")
         record = {**result.to_dict(), "folder": str(out)}
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("[export] %s model written to %s (pooling %s%s; parity %s)", mode, out,
              result.st_pooling, " + normalize" if normalize else "",
              "not checked" if result.max_abs_diff is None else

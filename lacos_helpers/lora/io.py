@@ -157,7 +157,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def register_int8linear(config):
-    """Let peft wrap the package's :class:`~lacos_helpers.Int8Linear` as a linear
+    """Let peft wrap the package's :class:`~lacos_helpers.quantization.Int8Linear` as a linear
     layer: registers ``{Int8Linear: peft.tuners.lora.layer.Linear}`` on a ``peft.LoraConfig``
     (peft's experimental custom-module API, peft >= 0.14) and returns the config. Only the
     forward pass is supported this way (peft cannot merge into an Int8Linear)."""

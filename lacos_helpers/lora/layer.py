@@ -7,7 +7,7 @@ A frozen linear layer ``y = W x + b`` (``W``: (out, in)) gets a trainable low-ra
 ``A`` starts Kaiming-uniform (``a = sqrt(5)``, as ``nn.Linear`` and peft), ``B`` starts at zero,
 so an injected model computes exactly what the base model computes until training moves ``B``.
 The base layer may be a float ``nn.Linear``, the package's 8-bit
-:class:`~lacos_helpers.Int8Linear` or bitsandbytes' ``Linear8bitLt``.
+:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt``.
 
 Merging into an 8-bit base cannot be exact: :meth:`LoRALinear.merge` adds the update to the
 dequantized weights and rounds the sum back onto each row's int8 grid (the step grows only
@@ -52,7 +52,7 @@ def _check_dropout(dropout) -> float:
 
 def is_linear(module: nn.Module) -> bool:
     """Whether ``module`` is a linear layer LoRA can wrap: ``nn.Linear`` (incl. bitsandbytes'
-    ``Linear8bitLt``) or :class:`~lacos_helpers.Int8Linear`."""
+    ``Linear8bitLt``) or :class:`~lacos_helpers.quantization.Int8Linear`."""
     return isinstance(module, (nn.Linear, Int8Linear)) and not isinstance(
         module, LoRALinear)
 
@@ -64,7 +64,7 @@ class LoRALinear(nn.Module):
     """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
 
     Args:
-        base: ``nn.Linear``, :class:`~lacos_helpers.Int8Linear` or
+        base: ``nn.Linear``, :class:`~lacos_helpers.quantization.Int8Linear` or
             ``bitsandbytes.nn.Linear8bitLt``; its parameters are frozen.
         r: rank (positive int). alpha: scaling numerator (``scaling = alpha / r``).
         dropout: probability in [0, 1) applied to the input of ``lora_A`` only.

@@ -8,14 +8,17 @@ ZeRO-3 partitions every parameter tensor across the N processes (GB = 1e9 bytes)
 ``weights``
     the frozen base in the recipe's 16 bits (ZeRO-3 does not partition the 8-bit buffers, see
     :mod:`lacos_helpers.training.zero`): ``2 x parameters / N`` per GPU, or nothing on the GPU
-    with ``offload_params`` (then in the node's CPU RAM);
+    when the DeepSpeed configuration offloads parameters (then in the node's CPU RAM);
 ``trainable``
-    LoRA weights, gradients and Adam's two fp32 moments (DeepSpeed's Adam): ``/ N``; with
-    ``offload_optimizer`` the moments live in CPU RAM;
+    LoRA weights, gradients and Adam's two fp32 moments (DeepSpeed's Adam): ``/ N``; with the
+    optimizer offloaded the moments live in CPU RAM;
 ``live``
     what ZeRO-3 gathers to compute: a module is gathered whole, so at least the largest one
     (BLOOM's word embeddings, ``V x h``), up to ``stage3_max_live_parameters``, plus the
-    prefetch bucket;
+    prefetch bucket (``stage3_prefetch_bucket_size``);
+
+The offload and bucket settings are read from the DeepSpeed configuration the training uses
+(:func:`lacos_helpers.training.zero.zero3_template` by default).
 ``activations``
     those of the process's own share of the global batch (``batch / N`` triplets), not
     partitioned (:func:`lacos_helpers.memory.activation_bytes` through
@@ -62,17 +65,25 @@ class Zero3Memory:
                 "GPU total GB": r(self.gpu_total), "CPU RAM per node GB": r(self.cpu_per_node)}
 
 
+def _offloaded(zero: dict, part: str) -> bool:
+    return (zero.get(part) or {}).get("device") == "cpu"
+
+
 def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = None,
-                 global_batch: int | None = None, max_length: int | None = None,
-                 offload_params: bool = True, offload_optimizer: bool = True,
-                 gpus_per_node: int = 8, max_live_parameters: float = 1e9,
-                 prefetch_parameters: float = 5e8) -> Zero3Memory:
+                 ds_config: dict | None = None, global_batch: int | None = None,
+                 max_length: int | None = None, gpus_per_node: int = 8) -> Zero3Memory:
     """Memory per GPU of one training step of ``cfg`` (default: the ``paper`` profile: batch
     64, 75 tokens, gradient checkpointing, LoRA r=8 on query_key_value) on BLOOM-``size``
-    with ZeRO-3 over ``n_gpus`` GPUs, ``gpus_per_node`` per node. ``global_batch`` (default
-    ``cfg.train.batch_size``) must split evenly over the GPUs."""
+    with ZeRO-3 over ``n_gpus`` GPUs, ``gpus_per_node`` per node, under the DeepSpeed
+    configuration ``ds_config`` (default: :func:`~lacos_helpers.training.zero.zero3_template`,
+    offloading parameters and optimizer). ``global_batch`` (default ``cfg.train.batch_size``)
+    must split evenly over the GPUs."""
+    from lacos_helpers.training.zero import zero3_template
     from lacos_helpers.training.zero_recipe import zero3_recipe as recipe
 
+    zero = (ds_config or zero3_template())["zero_optimization"]
+    offload_params, offload_optimizer = (_offloaded(zero, "offload_param"),
+                                         _offloaded(zero, "offload_optimizer"))
     check_int(n_gpus, "n_gpus")
     check_int(gpus_per_node, "gpus_per_node")
     trained = recipe(cfg or load_profile("paper"), "cuda")
@@ -87,8 +98,8 @@ def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = Non
     counts = bloom.param_count(shape.hidden_size, shape.n_layer)
     weights = est.weights_int8 + est.weights_scales + est.weights_float
     largest_module = max(counts["embeddings"], *bloom.linear_sizes(shape.hidden_size))
-    live = (max(largest_module, max_live_parameters) + prefetch_parameters) \
-        * trained.base_bytes_per_param
+    live = (max(largest_module, zero["stage3_max_live_parameters"])
+            + zero["stage3_prefetch_bucket_size"]) * trained.base_bytes_per_param
     other = est.matmul_transient + est.step_overhead + est.runtime  # runtime: CUDA context
     per_node = min(gpus_per_node, n_gpus)
     gpu_weights = 0.0 if offload_params else weights / n_gpus

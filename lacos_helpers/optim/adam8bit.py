@@ -41,6 +41,7 @@ from itertools import chain
 
 import torch
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.quantization import (
     BlockwiseQuantState,
     create_dynamic_map,
@@ -72,14 +73,6 @@ def _check_real(name: str, value, low: float, high: float = math.inf,
     return float(value)
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _check_group(group: dict) -> None:
     """Validate (and normalize in place) the hyperparameters of one param group."""
     missing = [key for key in ("lr", "betas", "eps", "weight_decay", "block_size",
@@ -94,8 +87,8 @@ def _check_group(group: dict) -> None:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     group["betas"] = tuple(_check_real(f"betas[{i}]", b, 0.0, 1.0, high_inclusive=False)
                            for i, b in enumerate(betas))
-    group["block_size"] = _check_int("block_size", group["block_size"], 1)
-    group["min_8bit_size"] = _check_int("min_8bit_size", group["min_8bit_size"], 0)
+    group["block_size"] = check_int(group["block_size"], "block_size")
+    group["min_8bit_size"] = check_int(group["min_8bit_size"], "min_8bit_size", 0)
     for param in group["params"]:
         if param.dtype not in _PARAM_DTYPES:
             raise TypeError(f"Adam8bit optimizes float32/float16/bfloat16 tensors, got "

@@ -46,15 +46,3 @@ __all__ = [
     "quantize_blockwise",
     "quantize_model",
 ]
-
-# Chapters 1 and 2 read these here (``quantization.footprint(model)``); they live in
-# :mod:`lacos_helpers.memory.weights`.
-_MEMORY = ("bloom_memory_table", "footprint", "format_memory_table")
-
-
-def __getattr__(name: str):
-    if name in _MEMORY:
-        from lacos_helpers.memory import weights
-
-        return getattr(weights, name)
-    raise AttributeError(f"module 'lacos_helpers.quantization' has no attribute {name!r}")

@@ -5,7 +5,7 @@ When the prediction exceeds it, the ``colab`` and ``paper`` profiles adapt, in t
 
 1. GradCache (``train.cache_chunk``): the largest chunk of triplets that fits. The batch, its
    in-batch negatives and the gradients are those of plain MNR; a step costs one more forward
-   pass (:mod:`lacos_helpers.encoder.losses.cached_mnr`);
+   pass (:class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`);
 2. else the largest smaller batch that fits (fewer in-batch negatives: this changes the
    recipe), with GradCache where it is needed too;
 3. else :class:`DeviceMemoryError`, with the numbers.

@@ -16,16 +16,13 @@ optimizer step.
 The configuration is written here, in Python (:func:`zero3_template`); the files shipped for
 the launchers, ``configs/deepspeed/zero3_offload.json`` and
 ``configs/accelerate/deepspeed_zero3_offload.yaml``, are written from it (``python -m
-lacos_helpers.training.zero --write-configs configs``; a test keeps them equal). Values that
+lacos_helpers zero-configs configs``; a test keeps them equal). Values that
 come from the run's configuration are ``"auto"`` there and filled by :func:`fill_config`.
 
-``python -m lacos_helpers train --zero3`` trains (``python -m lacos_helpers.training.zero ...``
-is an alias: one step unless ``--steps`` says); a killed run resumes with the same number of
+``python -m lacos_helpers train --zero3`` trains; a killed run resumes with the same number of
 processes::
 
     deepspeed --no_local_rank --num_gpus 8 --module lacos_helpers train --zero3 --profile paper \\
-        --out runs/z3
-    deepspeed --num_gpus 8 --module lacos_helpers.training.zero --profile ci --steps 10 \\
         --out runs/z3
     accelerate launch --config_file configs/accelerate/deepspeed_zero3_offload.yaml \\
         -m lacos_helpers train --zero3 --profile ci --steps 10 --out runs/z3
@@ -207,8 +204,8 @@ def write_configs(folder: str | os.PathLike) -> list[Path]:
     paths[0].write_text(json.dumps(zero3_template(), indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(
         "# accelerate launch --config_file configs/accelerate/deepspeed_zero3_offload.yaml \\\n"
-        "#     -m lacos_helpers.training.zero --profile <profile> --out <run>\n"
-        "# Written by `python -m lacos_helpers.training.zero --write-configs configs`.\n"
+        "#     -m lacos_helpers train --zero3 --profile <profile> --out <run>\n"
+        "# Written by `python -m lacos_helpers zero-configs configs`.\n"
         + yaml.safe_dump(accelerate_config(), sort_keys=False), encoding="utf-8")
     return paths
 
@@ -346,29 +343,3 @@ def run_config(cfg: RunConfig, world_size: int, path: str | os.PathLike | None =
     path = path or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
     return load_config(path, cfg, world_size) if path else \
         fill_config(zero3_template(), cfg, world_size)
-
-
-# --------------------------------------------------------------------------------------------
-# python -m lacos_helpers.training.zero: an alias of `python -m lacos_helpers train --zero3`
-# --------------------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    """``--write-configs FOLDER`` writes the shipped files; anything else is
-    ``python -m lacos_helpers train --zero3 ...`` (one step unless ``--steps`` says)."""
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--write-configs" in argv:
-        folder = argv[argv.index("--write-configs") + 1]
-        for path in write_configs(folder):
-            print(path)
-        return 0
-    if not any(a == "--steps" or a.startswith("--steps=") for a in argv):
-        argv += ["--steps", "1"]
-    from lacos_helpers import cli
-
-    return cli.main(["train", "--zero3", *argv])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

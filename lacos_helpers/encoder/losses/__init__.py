@@ -1,11 +1,10 @@
 """Training objectives (as sentence-transformers' ``losses/``): ``mnr`` is the Multiple
 Negatives Ranking loss of embeddings with in-batch and hard negatives; ``triplet_mnr`` the one
 loss of a batch of triplets (:class:`MNRLoss`: plain, GradCache chunks, gathered across
-processes); ``cached_mnr`` keeps the GradCache names of 0.2."""
+processes)."""
 
-from lacos_helpers.encoder.losses.cached_mnr import CachedMNRObjective
 from lacos_helpers.encoder.losses.mnr import DEFAULT_SCALE, mnr_loss, similarity_matrix
 from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
 
-__all__ = ["DEFAULT_SCALE", "CachedMNRObjective", "MNRLoss", "mnr_loss", "mnr_objective",
+__all__ = ["DEFAULT_SCALE", "MNRLoss", "mnr_loss", "mnr_objective",
            "similarity_matrix"]

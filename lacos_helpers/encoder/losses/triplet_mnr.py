@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.losses.mnr import mnr_loss
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,7 @@ def no_gather(local: Tensor) -> tuple[Tensor, slice]:
 
 def check_chunk_size(chunk_size) -> int:
     """``chunk_size`` (triplets per GradCache chunk) as an int >= 1, else a ValueError."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"cache_chunk (triplets per GradCache chunk) must be an int >= 1, got "
-                         f"{chunk_size!r}")
-    return chunk_size
+    return check_int(chunk_size, "cache_chunk", why="triplets per GradCache chunk")
 
 
 def triplet_roles(hard_negatives: bool) -> int:
