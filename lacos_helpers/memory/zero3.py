@@ -18,7 +18,7 @@ ZeRO-3 partitions every parameter tensor across the N processes (GB = 1e9 bytes)
     prefetch bucket (``stage3_prefetch_bucket_size``);
 
 The offload and bucket settings are read from the DeepSpeed configuration the training uses
-(:func:`lacos_helpers.training.zero.zero3_template` by default).
+(:func:`lacos_helpers.training.zero_recipe.zero3_template` by default).
 ``activations``
     those of the process's own share of the global batch (``batch / N`` triplets), not
     partitioned (:func:`lacos_helpers.memory.activation_bytes` through
@@ -75,11 +75,12 @@ def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = Non
     """Memory per GPU of one training step of ``cfg`` (default: the ``paper`` profile: batch
     64, 75 tokens, gradient checkpointing, LoRA r=8 on query_key_value) on BLOOM-``size``
     with ZeRO-3 over ``n_gpus`` GPUs, ``gpus_per_node`` per node, under the DeepSpeed
-    configuration ``ds_config`` (default: :func:`~lacos_helpers.training.zero.zero3_template`,
-    offloading parameters and optimizer). ``global_batch`` (default ``cfg.train.batch_size``)
-    must split evenly over the GPUs."""
-    from lacos_helpers.training.zero import zero3_template
+    configuration ``ds_config`` (default:
+    :func:`~lacos_helpers.training.zero_recipe.zero3_template`, offloading parameters and
+    optimizer). ``global_batch`` (default ``cfg.train.batch_size``) must split evenly over the
+    GPUs."""
     from lacos_helpers.training.zero_recipe import zero3_recipe as recipe
+    from lacos_helpers.training.zero_recipe import zero3_template
 
     zero = (ds_config or zero3_template())["zero_optimization"]
     offload_params, offload_optimizer = (_offloaded(zero, "offload_param"),

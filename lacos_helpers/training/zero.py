@@ -42,11 +42,10 @@ from pathlib import Path
 import torch
 
 from lacos_helpers.config import RunConfig
-from lacos_helpers.training.zero_recipe import zero3_recipe
+from lacos_helpers.training.zero_recipe import AUTO, zero3_recipe, zero3_template
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
 JSON_NAME = "deepspeed/zero3_offload.json"
 ACCELERATE_NAME = "accelerate/deepspeed_zero3_offload.yaml"
 
@@ -54,42 +53,6 @@ ACCELERATE_NAME = "accelerate/deepspeed_zero3_offload.yaml"
 # --------------------------------------------------------------------------------------------
 # the configuration
 # --------------------------------------------------------------------------------------------
-
-def zero3_template(offload_params: bool = True, offload_optimizer: bool = True) -> dict:
-    """The ZeRO-3 (+ CPU offload) DeepSpeed configuration with ``"auto"`` where the run's
-    configuration decides (batch, accumulation, clipping, learning rate, 16-bit mode). Bucket
-    sizes are in elements (parameters), not bytes. No ``scheduler`` section: the engine gets
-    the trainer's warmup + decay (:func:`initialize`; DeepSpeed's ``WarmupLR`` starts from
-    learning rate 0)."""
-    zero: dict = {
-        "stage": 3,
-        "overlap_comm": True,
-        "contiguous_gradients": True,
-        "reduce_bucket_size": 500_000_000,
-        "stage3_prefetch_bucket_size": 500_000_000,
-        "stage3_param_persistence_threshold": 1_000_000,
-        "stage3_max_live_parameters": 1_000_000_000,
-        "stage3_max_reuse_distance": 1_000_000_000,
-        "stage3_gather_16bit_weights_on_model_save": False,  # we save only the adapter
-    }
-    if offload_params:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": AUTO}
-    if offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": AUTO}
-    return {
-        "train_batch_size": AUTO,
-        "train_micro_batch_size_per_gpu": AUTO,
-        "gradient_accumulation_steps": AUTO,
-        "gradient_clipping": AUTO,
-        "zero_optimization": zero,
-        # DeepSpeed's CPU Adam when the optimizer is offloaded (fp32 states on the CPU)
-        "optimizer": {"type": "AdamW", "params": {"lr": AUTO, "betas": [0.9, 0.999],
-                                                  "eps": 1e-8, "weight_decay": AUTO}},
-        "bf16": {"enabled": AUTO},
-        "steps_per_print": 100,
-        "wall_clock_breakdown": False,
-    }
-
 
 def accelerate_config(json_path: str = f"configs/{JSON_NAME}", num_processes: int = 8) -> dict:
     """``accelerate launch --config_file`` settings for the ZeRO-3 configuration: one machine,

@@ -1,5 +1,6 @@
 """What a ZeRO-3 run trains with: the one recipe that both the training
-(:mod:`lacos_helpers.training.zero`) and the memory prediction per GPU read.
+(:mod:`lacos_helpers.training.zero`) and the memory prediction per GPU read, and the DeepSpeed
+configuration template (:func:`zero3_template`: offload and bucket sizes) both read too.
 
 ZeRO-3 partitions ``nn.Parameter`` tensors; the 8-bit weights (our ``Int8Linear`` keeps them as
 buffers, bitsandbytes as ``Int8Params``) are not partitioned, so under ZeRO-3 the frozen base is
@@ -21,6 +22,7 @@ import torch
 from lacos_helpers.config import RunConfig
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+AUTO = "auto"  # a DeepSpeed value the run's configuration fills (training.zero.fill_config)
 
 
 @dataclass(frozen=True)
@@ -71,4 +73,40 @@ def zero3_recipe(cfg: RunConfig, device=None) -> Zero3Recipe:
                        optimizer=trained.train.optimizer, config=trained)
 
 
-__all__ = ["DTYPE_BYTES", "Zero3Recipe", "zero3_recipe"]
+def zero3_template(offload_params: bool = True, offload_optimizer: bool = True) -> dict:
+    """The ZeRO-3 (+ CPU offload) DeepSpeed configuration with ``"auto"`` where the run's
+    configuration decides (batch, accumulation, clipping, learning rate, 16-bit mode). Bucket
+    sizes are in elements (parameters), not bytes. No ``scheduler`` section: the engine gets
+    the trainer's warmup + decay (:func:`initialize`; DeepSpeed's ``WarmupLR`` starts from
+    learning rate 0)."""
+    zero: dict = {
+        "stage": 3,
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": 500_000_000,
+        "stage3_prefetch_bucket_size": 500_000_000,
+        "stage3_param_persistence_threshold": 1_000_000,
+        "stage3_max_live_parameters": 1_000_000_000,
+        "stage3_max_reuse_distance": 1_000_000_000,
+        "stage3_gather_16bit_weights_on_model_save": False,  # we save only the adapter
+    }
+    if offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": AUTO}
+    if offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": AUTO}
+    return {
+        "train_batch_size": AUTO,
+        "train_micro_batch_size_per_gpu": AUTO,
+        "gradient_accumulation_steps": AUTO,
+        "gradient_clipping": AUTO,
+        "zero_optimization": zero,
+        # DeepSpeed's CPU Adam when the optimizer is offloaded (fp32 states on the CPU)
+        "optimizer": {"type": "AdamW", "params": {"lr": AUTO, "betas": [0.9, 0.999],
+                                                  "eps": 1e-8, "weight_decay": AUTO}},
+        "bf16": {"enabled": AUTO},
+        "steps_per_print": 100,
+        "wall_clock_breakdown": False,
+    }
+
+
+__all__ = ["AUTO", "DTYPE_BYTES", "Zero3Recipe", "zero3_recipe", "zero3_template"]
