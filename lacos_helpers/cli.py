@@ -41,6 +41,8 @@ TRAIN_OPTIONS = (
     ("--lr", "train.learning_rate", dict(type=float, help="peak learning rate")),
     ("--warmup-steps", "train.warmup_steps", dict(type=int)),
     ("--schedule", "train.schedule", dict(choices=config.SCHEDULES)),
+    ("--pad-multiple", "encoder.pad_multiple", dict(type=int, help="pad every forward call to "
+                                                    "a multiple of N tokens (fewer shapes)")),
     ("--grad-accum", "train.grad_accum", dict(type=int, help="micro-batches per step: more "
                                               "pairs per update, not more negatives")),
     ("--pooling", "encoder.pooling", dict(help="mean | weightedmean | lasttoken")),

@@ -125,6 +125,9 @@ class EncoderConfig:
     # run the backbone's matmuls under bfloat16 autocast (training and encoding; pooling and
     # the loss stay float32); float32 on any other CPU. GPUs: see training.precision.
     cpu_bf16: bool = False
+    # Pad every forward call to a multiple of this many tokens: the same embeddings, fewer
+    # distinct matmul shapes (oneDNN builds and keeps a kernel per shape on the CPU).
+    pad_multiple: int = _not_recipe(1)
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,7 @@ def check(cfg: RunConfig) -> None:
         raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
                          f"non-empty; got {cfg.lora}")
     check_int(cfg.encoder.max_length, "encoder.max_length")
+    check_int(cfg.encoder.pad_multiple, "encoder.pad_multiple")
     if not isinstance(cfg.encoder.cpu_bf16, bool):
         raise ValueError(f"encoder.cpu_bf16 must be True or False, got {cfg.encoder.cpu_bf16!r}")
     for lang in cfg.data.train_langs:

@@ -447,3 +447,54 @@ def test_grouped_embed_uses_several_calls_with_less_padding(bloom, monkeypatch):
     enc.embed(sentences)
     assert len(widths) == 2 and sum(b * t for b, t in widths) < len(sentences) * max(
         t for _, t in widths) / 2
+
+
+# --------------------------------------------------------------------------------------------
+# padding to a multiple of N tokens: few distinct shapes, the same embeddings
+# --------------------------------------------------------------------------------------------
+
+def test_pad_token_ids_to_a_multiple():
+    from lacos_helpers.encoder.siamese import padded_width
+
+    ids, mask = pad_token_ids([[5, 6, 7], [8]], pad_id=0, side="left", multiple=4)
+    assert ids.tolist() == [[0, 5, 6, 7], [0, 0, 0, 8]] and mask.sum().item() == 4
+    ids, _ = pad_token_ids([[5, 6, 7, 9, 1]], pad_id=0, side="right", multiple=4)
+    assert ids.tolist() == [[5, 6, 7, 9, 1, 0, 0, 0]]
+    assert [padded_width(n, 16) for n in (1, 16, 17, 0)] == [16, 16, 32, 0]
+
+
+@pytest.mark.parametrize("overhead", [0, 40])
+def test_length_groups_with_a_multiple_are_optimal_for_the_padded_widths(overhead):
+    from lacos_helpers.encoder.siamese import length_groups, padded_width
+
+    gen = torch.Generator().manual_seed(7 + overhead)
+    for _ in range(5):
+        lengths = torch.randint(1, 40, (8,), generator=gen).tolist()
+        groups = length_groups(lengths, overhead, multiple=8)
+        padded = [padded_width(n, 8) for n in lengths]
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert _split_cost(padded, groups, overhead) == _brute_force_best(padded, overhead)
+    # overhead 0: one group per padded width, not per length
+    assert len(length_groups([3, 5, 9, 12, 17], 0, multiple=8)) == 3
+
+
+@pytest.mark.parametrize("pooling", POOLING_MODES)
+def test_padding_to_a_multiple_gives_the_same_embeddings(bloom, pooling, monkeypatch):
+    backbone, tokenizer = bloom
+    sentences = SENTENCES * 2 + ["word " * n for n in (1, 5, 12, 25)]
+    plain = SiameseEncoder(backbone, tokenizer, pooling, max_length=32)
+    bucketed = SiameseEncoder(backbone, tokenizer, pooling, max_length=32, pad_multiple=16)
+    shapes = []
+    forward = SiameseEncoder.forward
+
+    def spy(self, input_ids, attention_mask):
+        shapes.append(tuple(input_ids.shape))
+        return forward(self, input_ids, attention_mask)
+
+    expected = plain.embed(sentences).detach()
+    monkeypatch.setattr(SiameseEncoder, "forward", spy)
+    got = bucketed.embed(sentences).detach()
+    assert shapes and all(t % 16 == 0 for _, t in shapes)
+    torch.testing.assert_close(got, expected, atol=TOL, rtol=TOL)
+    with pytest.raises(ValueError, match="pad_multiple"):
+        SiameseEncoder(backbone, tokenizer, pooling, pad_multiple=0)

@@ -53,13 +53,19 @@ def as_sentence_list(sentences: str | Sequence[str]) -> list[str]:
     return items
 
 
+def padded_width(length: int, multiple: int = 1) -> int:
+    """``length`` tokens rounded up to a multiple of ``multiple`` (few distinct shapes: the
+    CPU's matmul library builds a kernel per shape)."""
+    return -(-length // multiple) * multiple
+
+
 def pad_token_ids(rows: Sequence[Sequence[int]], pad_id: int,
-                  side: str = "left") -> tuple[Tensor, Tensor]:
-    """Pad token id lists to the longest: ``(input_ids [b, t], attention_mask [b, t])`` (long),
-    padding on ``side`` ("left" or "right")."""
+                  side: str = "left", multiple: int = 1) -> tuple[Tensor, Tensor]:
+    """Pad token id lists to the longest (rounded up to a multiple of ``multiple``):
+    ``(input_ids [b, t], attention_mask [b, t])`` (long), padding on ``side``."""
     if side not in ("left", "right"):
         raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
-    width = max((len(r) for r in rows), default=0)
+    width = padded_width(max((len(r) for r in rows), default=0), multiple)
     ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -88,13 +94,13 @@ def positions_from_mask(attention_mask: Tensor) -> Tensor:
 GROUP_OVERHEAD_TOKENS = 192
 
 
-def length_groups(lengths: Sequence[int],
-                  overhead_tokens: int = GROUP_OVERHEAD_TOKENS) -> list[list[int]]:
-    """Split sentences into groups of similar length, each padded only to its own longest:
-    indices into ``lengths`` (every index once), groups ordered by length. The split minimises
-    ``padded tokens + overhead_tokens per group`` exactly (dynamic programming over the sorted
-    lengths), so ``overhead_tokens=0`` gives one group per distinct length and a huge overhead
-    gives one group."""
+def length_groups(lengths: Sequence[int], overhead_tokens: int = GROUP_OVERHEAD_TOKENS,
+                  multiple: int = 1) -> list[list[int]]:
+    """Split sentences into groups of similar length, each padded only to its own longest
+    (rounded up to a multiple of ``multiple``): indices into ``lengths`` (every index once),
+    groups ordered by length. The split minimises ``padded tokens + overhead_tokens per group``
+    exactly (dynamic programming over the sorted lengths), so ``overhead_tokens=0`` gives one
+    group per distinct padded width and a huge overhead gives one group."""
     if overhead_tokens < 0:
         raise ValueError(f"overhead_tokens must be >= 0, got {overhead_tokens}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -103,7 +109,7 @@ def length_groups(lengths: Sequence[int],
     best = [0.0] + [float("inf")] * n  # best[j]: cheapest split of the j shortest
     start = [0] * (n + 1)
     for j in range(1, n + 1):
-        width = sorted_lengths[j - 1]
+        width = padded_width(sorted_lengths[j - 1], multiple)
         for i in range(j):
             cost = best[i] + (j - i) * width + overhead_tokens
             if cost < best[j]:
@@ -143,11 +149,12 @@ class SiameseEncoder(nn.Module):
     :mod:`lacos_helpers.encoder.pooling`; the default ``"mean"`` is the simplest, not the
     paper's (its text does not state one; that module says why each profile picks its own).
     ``cpu_bf16``: the backbone under bfloat16 autocast where the CPU has native bfloat16
-    (:attr:`compute_dtype` says what this machine does).
+    (:attr:`compute_dtype` says what this machine does). ``pad_multiple``: every forward call
+    padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
-                 max_length: int = 64, cpu_bf16: bool = False):
+                 max_length: int = 64, cpu_bf16: bool = False, pad_multiple: int = 1):
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
@@ -155,6 +162,7 @@ class SiameseEncoder(nn.Module):
             raise ValueError(f"{type(tokenizer).__name__} has no pad token: call "
                              "lacos_helpers.backbones.prepare_tokenizer(tokenizer) first")
         check_int(max_length, "max_length")
+        self.pad_multiple = check_int(pad_multiple, "pad_multiple")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooling = check_pooling(pooling)
@@ -243,7 +251,8 @@ class SiameseEncoder(nn.Module):
         from transformers import BatchEncoding
 
         ids, mask = pad_token_ids(rows, self.tokenizer.pad_token_id,
-                                  getattr(self.tokenizer, "padding_side", "left"))
+                                  getattr(self.tokenizer, "padding_side", "left"),
+                                  self.pad_multiple)
         return BatchEncoding({"input_ids": ids, "attention_mask": mask}).to(self.device)
 
     def tokenize(self, sentences: str | Sequence[str]):
@@ -287,7 +296,7 @@ class SiameseEncoder(nn.Module):
             return torch.empty(0, self.embedding_dim, device=self.device)
         if not group_by_length:
             return self(**self.collate(rows))
-        groups = length_groups([len(r) for r in rows])
+        groups = length_groups([len(r) for r in rows], multiple=self.pad_multiple)
         if len(groups) == 1:
             return self(**self.collate(rows))
         parts = [self(**self.collate([rows[i] for i in group])) for group in groups]

@@ -50,7 +50,8 @@ def build_encoder(cfg: RunConfig, backbone: nn.Module | None = None, tokenizer=N
         runtime.release_free_memory()
     log.info("[model] %s", lora.format_trainable_report(lora.trainable_report(backbone)))
     return SiameseEncoder(backbone, tokenizer, pooling=cfg.encoder.pooling,
-                          max_length=cfg.encoder.max_length, cpu_bf16=cfg.encoder.cpu_bf16)
+                          max_length=cfg.encoder.max_length, cpu_bf16=cfg.encoder.cpu_bf16,
+                          pad_multiple=cfg.encoder.pad_multiple)
 
 
 def save_run_tokenizer(cfg: RunConfig, encoder: SiameseEncoder, out_dir: Path) -> None:

@@ -1,0 +1,121 @@
+"""The training step against this CPU's compute limit (issue 28, lever 2).
+
+1. The **limit**: the rate of one large bfloat16 (and float32) matrix product, in TFLOP/s, the
+   best of several shapes of the recipe's kind (``[tokens, h] x [h, h']``).
+2. The **achieved** rate of the ``cpu`` profile's training step: FLOPs of one step counted by
+   ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward of the real batch), divided
+   by the measured seconds of every step; first-20 median, last-20 median (sustained speed),
+   the number of distinct ``[rows, tokens]`` shapes the backbone saw, and the process's peak
+   anonymous memory (``RssAnon``: the memory-mapped checkpoint is not counted).
+
+    python benchmarks/bench_compute_limit.py --steps 60                    # the recipe
+    python benchmarks/bench_compute_limit.py --steps 60 --pad-multiple 16  # bucketed widths
+
+Run it alone: two CPU-heavy processes at once slow each other several times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+
+def gemm_limit(dtype_name: str, repeats: int = 5) -> dict:
+    """Best TFLOP/s of ``[m, k] @ [k, n]`` over shapes of the recipe's kind."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    best = {"tflops": 0.0}
+    for m, k, n in ((4096, 640, 2048), (4096, 2048, 640), (4096, 2048, 2048), (2048, 4096, 4096)):
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        a @ b  # warm-up: the kernel is built
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+        tflops = 2 * m * k * n / min(times) / 1e12
+        if tflops > best["tflops"]:
+            best = {"tflops": round(tflops, 3), "shape": [m, k, n]}
+    return best
+
+
+def step_flops(encoder, batch, train) -> int:
+    """FLOPs of one training step (forward + backward) on ``batch``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lacos_helpers import training
+
+    with FlopCounterMode(display=False) as counter:
+        training.batch_loss(encoder, batch, train).backward()
+    encoder.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--pad-multiple", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    args = parser.parse_args()
+    import torch
+    from tqdm.auto import tqdm
+
+    from lacos_helpers import config, data, runtime, training
+    from lacos_helpers.encoder import SiameseEncoder
+    from lacos_helpers.memory import PeakMemory
+    from lacos_helpers.optim import make_optimizer
+
+    limit = {"bfloat16": gemm_limit("bfloat16"), "float32": gemm_limit("float32")}
+    cfg = config.load_profile("cpu", encoder={"pad_multiple": args.pad_multiple})
+    runtime.seed_everything(cfg.seed)
+    triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
+                                      seed=cfg.seed)
+    encoder = training.build_encoder(cfg, texts=data.training_texts(triplets)).train()
+    plan = training.BatchPlan(triplets, cfg.train.batch_size, seed=cfg.seed)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg.train.optimizer, params, lr=cfg.train.learning_rate)
+    shapes = set()
+    forward = SiameseEncoder.forward
+
+    def counting(self, input_ids, attention_mask):
+        shapes.add(tuple(input_ids.shape))
+        return forward(self, input_ids, attention_mask)
+
+    SiameseEncoder.forward = counting
+    flops = [step_flops(encoder, plan[i], cfg.train) for i in range(3)]
+    shapes.clear()
+    seconds = []
+    with PeakMemory(interval=0.05) as peak:  # the whole process's anonymous peak
+        for step in tqdm(range(args.steps), desc="steps"):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            training.batch_loss(encoder, plan[step], cfg.train).backward()
+            opt.step()
+            seconds.append(time.perf_counter() - t0)
+    first, last = statistics.median(seconds[:20]), statistics.median(seconds[-20:])
+    mean_flops = statistics.mean(flops)
+    result = {
+        "pad_multiple": args.pad_multiple, "steps": args.steps,
+        "compute": str(encoder.compute_dtype or "float32"), "limit": limit,
+        "step_tflop": round(mean_flops / 1e12, 3),
+        "first20_median_s": round(first, 3), "last20_median_s": round(last, 3),
+        "sustained_over_first": round(last / first, 3),
+        "achieved_tflops_first20": round(mean_flops / first / 1e12, 3),
+        "achieved_tflops_last20": round(mean_flops / last / 1e12, 3),
+        "distinct_shapes": len(shapes), "peak_anon_gb": round(peak.peak_anon / 1e9, 2),
+        "threads": torch.get_num_threads(),
+    }
+    limit_rate = limit["bfloat16" if encoder.compute_dtype else "float32"]["tflops"]
+    result["achieved_over_limit_first20"] = round(result["achieved_tflops_first20"] / limit_rate, 3)
+    result["achieved_over_limit_last20"] = round(result["achieved_tflops_last20"] / limit_rate, 3)
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
