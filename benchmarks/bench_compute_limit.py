@@ -76,6 +76,8 @@ def main() -> None:
     runtime.seed_everything(cfg.seed)
     triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
                                       seed=cfg.seed)
+    if cfg.train.hard_negatives:  # as the trainer: triplets with a hard negative only
+        triplets = [t for t in triplets if t.hard_negative]
     encoder = training.build_encoder(cfg, texts=data.training_texts(triplets)).train()
     plan = training.BatchPlan(triplets, cfg.train.batch_size, seed=cfg.seed)
     params = [p for p in encoder.parameters() if p.requires_grad]
