@@ -10,7 +10,9 @@ clipping at 1.0, seed. Each side runs in its own subprocess. Prints STS-B en tes
 (all pairs) and training sentence pairs per second for both, and ours / theirs.
 
 What differs by design (what each library does by default):
-- base weights: ours 8-bit (weight-only compute on a CPU), theirs float32;
+- base weights: ours 8-bit (weight-only compute on a CPU), theirs float32; on a CPU with native
+  bfloat16 (AVX512-BF16, AMX) the peer also runs with ``bf16=True`` (what a user of that CPU
+  would do; our ``cpu`` profile computes in bfloat16 there too), reported as a third column;
 - optimizer: ours 8-bit Adam, theirs AdamW (`adamw_torch`, float32 states);
 - positions and padding: ours passes position ids counted from the first real token; theirs
   gets a right-padding tokenizer (with left padding a rotary decoder would see the padding as
@@ -32,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+SIDES = ("ours", "peer", "peer-bf16")
 
 
 def recipe(profile: str, steps: int):
@@ -127,7 +131,7 @@ def st_model(cfg, backbone, tokenizer, folder: Path):
     return model
 
 
-def run_peer(cfg, triplets, batches) -> dict:
+def run_peer(cfg, triplets, batches, bf16: bool = False) -> dict:
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformerTrainer,
@@ -154,7 +158,8 @@ def run_peer(cfg, triplets, batches) -> dict:
             lr_scheduler_type="linear", weight_decay=t.weight_decay,
             max_grad_norm=t.max_grad_norm or 0.0, seed=cfg.seed, save_strategy="no",
             report_to="none", logging_steps=max(1, t.steps // 5), use_cpu=True,
-            batch_sampler=InOrderBatches, dataloader_drop_last=True, disable_tqdm=True)
+            batch_sampler=InOrderBatches, dataloader_drop_last=True, disable_tqdm=True,
+            bf16=bf16)
         loss = MultipleNegativesRankingLoss(model, scale=t.scale)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                              loss=loss)
@@ -175,7 +180,10 @@ def run_side(side: str, profile: str, steps: int) -> dict:
     """One side in this process: train, then STS-B en test."""
     cfg = recipe(profile, steps)
     triplets, batches = training_data(cfg)
-    result = (run_ours if side == "ours" else run_peer)(cfg, triplets, batches)
+    if side == "ours":
+        result = run_ours(cfg, triplets, batches)
+    else:
+        result = run_peer(cfg, triplets, batches, bf16=side == "peer-bf16")
     pairs = steps * cfg.train.batch_size * cfg.train.grad_accum
     return {"side": side, "pairs_per_s": pairs / result["train_s"], **result}
 
@@ -185,7 +193,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=("ci", "cpu"))
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--side", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         print("RESULT " + json.dumps(run_side(args.side, args.profile, args.steps)))
@@ -199,8 +207,15 @@ def main() -> None:
           f"; profile {cfg.name}: {cfg.model.label}, {args.steps} steps x "
           f"{cfg.train.batch_size} triplets, max_length {cfg.encoder.max_length}, pooling "
           f"{cfg.encoder.pooling}, LoRA r={cfg.lora.r} on {','.join(cfg.lora.targets)}")
+    from lacos_helpers import runtime
+
+    sides = list(SIDES)
+    if not runtime.cpu_native_bf16():
+        sides.remove("peer-bf16")
+        print("(the peer in bfloat16 is not run: this CPU has no native bfloat16, where it is "
+              "emulated and many times slower than float32)")
     results = {}
-    for side in ("ours", "peer"):
+    for side in sides:
         proc = subprocess.run([sys.executable, __file__, "--side", side, "--profile",
                                args.profile, "--steps", str(args.steps)],
                               capture_output=True, text=True)
@@ -210,14 +225,17 @@ def main() -> None:
             raise SystemExit(f"{side} failed (exit {proc.returncode})")
         results[side] = json.loads(line[len("RESULT "):])
         print(f"{side}: {results[side]}", flush=True)
-    ours, peer = results["ours"], results["peer"]
-    print("\n| | ours (lacos_helpers) | sentence-transformers + peft | ours / theirs |")
-    print("|---|---:|---:|---:|")
+    ours, peers = results["ours"], [results[s] for s in sides[1:]]
+    names = {"peer": "sentence-transformers + peft", "peer-bf16": "the same, bf16=True"}
+    header = " | ".join(f"{names[s]} | ours / theirs" for s in sides[1:])
+    print(f"\n| | ours (lacos_helpers) | {header} |")
+    print("|---|---:|" + "---:|---:|" * len(peers))
     for key, label in (("spearman", "STS-B en test Spearman x100"),
                        ("pairs_per_s", "training pairs/s"), ("train_s", "training seconds"),
                        ("encode_per_s", "encoding sentences/s"),
                        ("trainable", "trainable parameters")):
-        print(f"| {label} | {ours[key]:.2f} | {peer[key]:.2f} | {ours[key] / peer[key]:.3f} |")
+        cells = " | ".join(f"{p[key]:.2f} | {ours[key] / p[key]:.3f}" for p in peers)
+        print(f"| {label} | {ours[key]:.2f} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--baseline", action="store_true",
                    help="evaluate the untrained backbone (same pooling) instead")
     p.add_argument("--no-crosslingual", action="store_true")
+    p.add_argument("--mteb", type=_langs, default=None, metavar="TASKS",
+                   help="MTEB tasks, comma separated, scored by mteb instead (the eval extra): "
+                        "STSBenchmarkMultilingualSTS reads the data folder where the run's "
+                        "data is local, every other task (and that one otherwise) the Hub")
 
 
 def train_config(args) -> config.RunConfig:
@@ -248,10 +252,13 @@ def evaluate_command(args) -> int:
     encoder = training.load_encoder(run, trained=not args.baseline)
     label = "trained" if not args.baseline else "baseline"
     langs = args.langs or cfg.eval.langs
+    tag = _eval_tag(args.split, langs, cfg.eval.langs, args.limit)
+    if args.mteb:
+        return mteb_command(args, run, encoder, f"{label}_mteb_{tag}", langs,
+                            local=source == "local")
     cache = evaluation.EmbeddingCache(encoder, batch_size=cfg.eval.batch_size)
     out = run / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    tag = _eval_tag(args.split, langs, cfg.eval.langs, args.limit)
     table = evaluation.sts_table(encoder, langs, split=args.split, limit=args.limit,
                                  source=source, cache=cache)
     table.save(out / f"{label}_sts_{tag}")
@@ -266,6 +273,29 @@ def evaluate_command(args) -> int:
         results["crosslingual"] = cross.to_dict()
     (out / f"{label}_{tag}.json").write_text(json.dumps(results, indent=1))
     print(f"[eval] tables written to {out}/{label}_*_{tag}.csv|md")
+    return 0
+
+
+def mteb_command(args, run: Path, encoder, stem: str, langs, local: bool) -> int:
+    """``evaluate --mteb TASKS``: MTEB's scores, written to ``RUN/eval/{stem}.json``."""
+    from lacos_helpers.evaluation import mteb_harness
+
+    out = run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"lacos/{run.name}"
+    results = {}
+    for task in args.mteb:
+        if task == mteb_harness.STSB_TASK and local:  # offline: the data folder's files
+            scores = mteb_harness.stsb_scores(encoder, langs, args.split, args.limit, name=name)
+            print(f"MTEB {task} {args.split} (cosine Spearman x100, data folder):")
+            print("\n".join(f"  {lang}: {value:.2f}" for lang, value in scores.items()))
+            results[task] = scores
+        else:
+            task_results = mteb_harness.run_mteb(encoder, [task], name=name,
+                                                 output_folder=out / "mteb")
+            results[task] = [r.to_dict() for r in task_results]
+            print(f"MTEB {task}: {[r.get_score() for r in task_results]}")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1))
     return 0
 
 
