@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lacos_helpers import bloom
+from lacos_helpers import bloom, memory
 from lacos_helpers import quantization as Q
 from lacos_helpers.quantization import bnb as lacos_bnb
 from lacos_helpers.quantization import maps
@@ -374,7 +374,8 @@ def test_quantize_model_tiny_bloom(bloom_and_reference, backend):
     cosine = torch.nn.functional.cosine_similarity(hidden, reference, dim=-1)
     assert cosine.mean().item() > 0.9999  # measured 0.9999993 (min 0.9999984), both backends
     assert rel_err(hidden, reference) < 5e-3  # measured 1.24e-3 / 1.25e-3
-    assert Q.footprint(quantized)["total"] < 0.5 * Q.footprint(model)["total"]  # 0.93 / 2.10 MB
+    # 0.93 / 2.10 MB
+    assert memory.footprint(quantized)["total"] < 0.5 * memory.footprint(model)["total"]
 
 
 def test_lacos_and_bitsandbytes_backends_agree(bloom_and_reference):
@@ -400,9 +401,9 @@ def test_footprint_counts_tied_weights_once_and_bnb_scales():
 
     model = BloomForCausalLM(BloomConfig(vocab_size=1000, hidden_size=64, n_layer=1, n_head=4))
     n_params = sum(p.numel() for p in model.parameters())  # tied lm_head counted once
-    sizes = Q.footprint(model)
+    sizes = memory.footprint(model)
     assert sizes == {"torch.float32": 4 * n_params, "total": 4 * n_params}
-    bnb_sizes = Q.footprint(Q.quantize_model(model, backend="bitsandbytes"))
+    bnb_sizes = memory.footprint(Q.quantize_model(model, backend="bitsandbytes"))
     counts = bloom.param_count(64, 1, vocab_size=1000)
     assert bnb_sizes["torch.int8"] == counts["linear_weights"]
     assert bnb_sizes["torch.float32"] == 4 * (counts["other"] + counts["linear_rows"])
@@ -424,7 +425,7 @@ def test_bloom_param_count_matches_transformers(hidden, n_layer, vocab):
 
 
 def test_bloom_memory_table_known_totals():
-    rows = {row["model"]: row for row in Q.bloom_memory_table()}
+    rows = {row["model"]: row for row in memory.bloom_memory_table()}
     assert list(rows) == [f"bloom-{s}" for s in ("560m", "1b1", "1b7", "3b", "7b1", "176b")]
     assert rows["bloom-560m"]["params"] == 559_214_592  # 559.2M
     assert round(rows["bloom-7b1"]["params"] / 1e9, 2) == 7.07
@@ -433,9 +434,9 @@ def test_bloom_memory_table_known_totals():
         assert row["int8_gb"] < row["fp16_gb"] < row["fp32_gb"]
         assert 1.0 < row["int8_bytes_per_param"] < 1.5
         assert row["fp32_gb"] == pytest.approx(4 * row["params"] / 1e9)
-    assert "bloom-7b1" in Q.format_memory_table(list(rows.values()))
+    assert "bloom-7b1" in memory.format_memory_table(list(rows.values()))
     with pytest.raises(ValueError, match="unknown BLOOM size"):
-        Q.bloom_memory_table(["13b"])
+        memory.bloom_memory_table(["13b"])
 
 
 def test_int8linear_weight_only_compute_matches_dequantized_float_linear():
