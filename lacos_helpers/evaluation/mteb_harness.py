@@ -12,12 +12,9 @@ MTEB's evaluator, the course's files. ``mteb`` is the ``eval`` extra.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Sequence
 
 from lacos_helpers.evaluation.sts import STS_LANGS
-
-log = logging.getLogger(__name__)
 
 STSB_TASK = "STSBenchmarkMultilingualSTS"
 MTEB_HINT = "pip install 'lacos-helpers[eval]' (mteb)"
@@ -42,8 +39,7 @@ def mteb_model(encoder, name: str = "lacos/encoder", batch_size: int = 64):
 @functools.cache
 def _encoder_class():
     """A subclass of mteb's ``AbsEncoder`` (its similarity functions and prompt handling),
-    made on first use so the package imports without mteb."""
-    _require_mteb()
+    made on first use (after :func:`_require_mteb`) so the package imports without mteb."""
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ModelMeta, ScoringFunction
 
