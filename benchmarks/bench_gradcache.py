@@ -53,7 +53,7 @@ def run_one(args) -> dict:
 
     spec = json.loads(args.one)
     cfg, encoder, triplets = build(args, spec["batch"], spec["chunk"])
-    objective = training.default_objective(cfg.train)
+    objective = training.MNRLoss(cfg.train.cache_chunk)
     params = [p for p in encoder.parameters() if p.requires_grad]
     opt = make_optimizer(cfg.train.optimizer, params, lr=1e-5)
     plan = training.BatchPlan(triplets, spec["batch"], seed=0)

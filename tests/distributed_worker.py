@@ -51,10 +51,10 @@ def synced_gradients(cfg, encoder, triplets, out: Path) -> dict:
     perturb_lora_b(encoder)
     encoder.train()
     trainer = distributed.DistributedTrainer(cfg, encoder, triplets, out, show_progress=False)
-    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.engine.zero_grad()
     loss = trainer.objective.loss_and_backward(encoder, trainer.local_batch(0), cfg.train,
-                                               trainer._backward)
-    trainer.sync_gradients()
+                                               trainer.engine.backward)
+    trainer.engine.sync_gradients()
     names = [n for n, p in encoder.named_parameters() if p.requires_grad]
     return {"loss": loss, "grads": {n: p.grad.clone() for n, p in
                                     zip(names, trainer.params)}}

@@ -225,7 +225,7 @@ def test_launch_info_reads_the_launcher_environment():
     assert distributed.launch_info({}) == distributed.ProcessInfo(0, 1, 0)
     info = distributed.launch_info({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert (info.rank, info.world_size, info.local_rank, info.is_main) == (3, 4, 1, False)
-    assert distributed.launched_distributed({"RANK": "0", "WORLD_SIZE": "2"})
+    assert distributed.launch_info({"RANK": "0", "WORLD_SIZE": "2"}).is_distributed
     with pytest.raises(ValueError, match="set together"):
         distributed.launch_info({"RANK": "0"})
     with pytest.raises(ValueError, match="not in range"):

@@ -52,7 +52,7 @@ def test_trainer_restores_for_another_device(cfg, ci_backbone, ci_triplets, tmp_
     assert resumed.step == 1 and resumed.last_good == first.last_good
     assert torch.equal(torch.get_rng_state(), first._rng_at_step["torch"])
     for mine, theirs in zip(resumed.params, first.params):
-        got, want = resumed.optimizer.state[mine], first.optimizer.state[theirs]
+        got, want = resumed.engine.optimizer.state[mine], first.engine.optimizer.state[theirs]
         assert got.keys() == want.keys()
         for key, value in got.items():
             if isinstance(value, torch.Tensor):

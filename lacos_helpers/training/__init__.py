@@ -21,7 +21,6 @@ from lacos_helpers.training.loop import (
     TrainingDivergedError,
     TrainResult,
     batch_loss,
-    default_objective,
     train,
     usable_triplets,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "TrainingDivergedError",
     "batch_loss",
     "build_encoder",
-    "default_objective",
     "fit_encoder_to_device",
     "fit_to_device",
     "latest_checkpoint",

@@ -34,7 +34,7 @@ import datetime
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import mnr_objective
 from lacos_helpers.training.loop import LocalEngine, Trainer, TrainerOptions
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,6 @@ def launch_info(environ: Mapping[str, str] | None = None) -> ProcessInfo:
         raise ValueError(f"RANK={rank} is not in range for WORLD_SIZE={world}")
     local = _env_int(environ, "LOCAL_RANK")
     return ProcessInfo(rank, world, rank if local is None else local)
-
-
-def launched_distributed(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether a launcher started this process as one of several."""
-    return launch_info(environ).is_distributed
 
 
 def process_device(info: ProcessInfo) -> str:
@@ -216,28 +211,9 @@ def all_gather_with_grad(local: Tensor, dim: int = 1) -> tuple[Tensor, slice]:
     return torch.cat(shards, dim=dim), own
 
 
-def distributed_objective(train) -> MNRLoss:
-    """The loss of a data-parallel run of ``train`` (a ``TrainConfig``): gathered MNR,
-    through GradCache when ``train.cache_chunk`` is set."""
-    return mnr_objective(train, gather=all_gather_with_grad)
-
-
 # --------------------------------------------------------------------------------------------
 # the trainer
 # --------------------------------------------------------------------------------------------
-
-def _flat_gradients(params: Sequence[torch.nn.Parameter]) -> Tensor:
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params])
-
-
-def _unflatten_gradients(params: Sequence[torch.nn.Parameter], flat: Tensor) -> None:
-    start = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[start:start + n].view_as(p).to(p.dtype)
-        start += n
-
 
 class DataParallelEngine(LocalEngine):
     """:class:`~lacos_helpers.training.loop.LocalEngine` on one of several data-parallel
@@ -255,17 +231,20 @@ class DataParallelEngine(LocalEngine):
         self.reduction = reduction
 
     def sync_gradients(self) -> None:
-        flat = _flat_gradients(self.params).float()
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in self.params]).float()
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         if self.reduction == "mean":
             flat /= dist.get_world_size()
-        _unflatten_gradients(self.params, flat)
+        for p, grad in zip(self.params, flat.split([p.numel() for p in self.params])):
+            p.grad = grad.view_as(p).to(p.dtype)
 
 
 class DistributedTrainer(Trainer):
     """:class:`~lacos_helpers.training.loop.Trainer` for one of several data-parallel processes
     (the process group must be initialized: :func:`init_process_group`). Takes the same
-    arguments; ``objective`` defaults to :func:`distributed_objective`, ``engine`` to
+    arguments; ``objective`` defaults to the gathered MNR (:func:`all_gather_with_grad`, in
+    GradCache chunks when ``train.cache_chunk`` is set), ``engine`` to
     :class:`DataParallelEngine` (:class:`~lacos_helpers.training.zero.ZeroEngine` for ZeRO-3).
     ``train.batch_size`` is the **global** batch (divisible by the number of processes); each
     process embeds its share.
@@ -281,7 +260,7 @@ class DistributedTrainer(Trainer):
             if key in kwargs:
                 raise TypeError(f"DistributedTrainer takes {key} from the process group")
         options = dataclasses.replace(options or TrainerOptions(), **kwargs)
-        objective = options.objective or distributed_objective(cfg.train)
+        objective = options.objective or mnr_objective(cfg.train, gather=all_gather_with_grad)
         engine = options.engine or DataParallelEngine(objective.gradient_reduction)
         super().__init__(cfg, encoder, triplets, out_dir, dataclasses.replace(
             options, objective=objective, engine=engine, rank=dist.get_rank(),
@@ -344,7 +323,7 @@ class DistributedTrainer(Trainer):
 __all__ = [
     "DataParallelEngine", "DistributedTrainer", "ProcessInfo",
     "all_gather_with_grad",
-    "barrier", "broadcast_object", "distributed_objective", "init_process_group",
-    "launch_info", "launched_distributed", "main_process_first", "process_device",
+    "barrier", "broadcast_object", "init_process_group", "launch_info",
+    "main_process_first", "process_device",
     "rank_and_world", "run_on_main", "shutdown",
 ]

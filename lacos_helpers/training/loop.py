@@ -88,12 +88,6 @@ def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
     return MNRLoss()(encoder, batch, train)
 
 
-def default_objective(train: TrainConfig) -> MNRLoss:
-    """The loss of ``train`` on one process: plain MNR, or GradCache (same gradients in chunks
-    of ``train.cache_chunk`` triplets) when ``cache_chunk`` is set."""
-    return mnr_objective(train)
-
-
 def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
@@ -207,50 +201,34 @@ class Trainer:
     ``dev_pairs``: STS pairs evaluated every ``train.eval_every`` steps and at the end.
     ``resume``: continue from ``out_dir``'s latest checkpoint if there is one (the run's recipe
     must match, else :class:`~lacos_helpers.training.runs.RunMismatchError`); False starts over.
-    ``objective``: the loss of a micro-batch (default :func:`default_objective`: the one
-    :class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`, in GradCache chunks when
-    ``train.cache_chunk`` is set); the trainer calls ``backward`` on what it returns.
+    ``objective``: the loss of a micro-batch (default: ``mnr_objective(train)``, the one
+    :class:`MNRLoss`, in GradCache chunks when ``train.cache_chunk`` is set).
     ``rank`` / ``world_size``: this process's place among data-parallel processes: every
     process walks the same global batches and takes its share (:meth:`local_batch`); only rank
-    0 writes the run directory. Distributed objectives average gradients in
-    :meth:`sync_gradients`.
-    ``engine``: what does backward, the optimizer step and its state (:class:`LocalEngine` by
+    0 writes the run directory.
+    ``engine``: what does backward, combines the processes' gradients, the optimizer step and
+    its state (:class:`LocalEngine` by
     default; :class:`~lacos_helpers.training.distributed.DataParallelEngine` for data
     parallelism, :class:`~lacos_helpers.training.zero.ZeroEngine` under DeepSpeed ZeRO-3).
     """
 
-    @property
-    def optimizer(self):
-        return self.engine.optimizer
-
-    @property
-    def scheduler(self):
-        return self.engine.scheduler
-
-    @property
-    def scaler(self):
-        return self.engine.scaler
-
     def __init__(self, cfg: RunConfig, encoder, triplets: Sequence, out_dir: str | os.PathLike,
                  options: TrainerOptions | None = None, **kwargs):
         options = dataclasses.replace(options or TrainerOptions(), **kwargs)
-        self.options = options
         self.cfg, self.train_cfg, self.encoder = cfg, cfg.train, encoder
         self.train_set = usable_triplets(triplets, cfg.train.hard_negatives)
-        dev_pairs, rank, world_size = options.dev_pairs, options.rank, options.world_size
-        if cfg.train.eval_every and not dev_pairs:
+        rank, world_size = options.rank, options.world_size
+        if cfg.train.eval_every and not options.dev_pairs:
             raise ValueError("train.eval_every is set but no dev_pairs were given")
-        self.dev_pairs, self.resume = dev_pairs, options.resume
-        self.show_progress = options.show_progress
-        self.callbacks = list(options.callbacks)
-        self.objective = options.objective or default_objective(cfg.train)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in range for world_size {world_size}")
         if cfg.train.batch_size % world_size:
             raise ValueError(f"train.batch_size {cfg.train.batch_size} (the global batch) must "
                              f"be divisible by the {world_size} processes")
-        self.rank, self.world_size = rank, world_size
-        self.is_main = rank == 0
+        self.dev_pairs, self.resume = options.dev_pairs, options.resume
+        self.show_progress, self.callbacks = options.show_progress, list(options.callbacks)
+        self.objective = options.objective or mnr_objective(cfg.train)
+        self.rank, self.world_size, self.is_main = rank, world_size, rank == 0
         self.out_dir = Path(out_dir)
         self.device = next(encoder.parameters()).device
         self.params = _trainable_parameters(encoder)
@@ -308,14 +286,6 @@ class Trainer:
         share = len(batch) // self.world_size
         return batch[self.rank * share:(self.rank + 1) * share]
 
-    def _backward(self, loss: torch.Tensor) -> None:
-        self.engine.backward(loss)
-
-    def sync_gradients(self) -> None:
-        """Called after the micro-batches' backward passes, before clipping: distributed
-        training averages the gradients of the processes here (one process: nothing)."""
-        self.engine.sync_gradients()
-
     def train_step(self) -> dict:
         """One optimizer step (``grad_accum`` micro-batches); returns its log record."""
         t = self.train_cfg
@@ -332,12 +302,12 @@ class Trainer:
                     f"loss is {loss} at step {self.step + 1}; training stopped. Last good "
                     f"checkpoint: {self.last_good or 'none yet'}. Lower the learning rate or "
                     "check the data.")
-            self._backward(loss_tensor)
+            self.engine.backward(loss_tensor)
             total += loss / t.grad_accum
             self.engine.micro_step()
-        self.sync_gradients()
+        self.engine.sync_gradients()
         grad_norm = self.engine.step()
-        if grad_norm is not None and not math.isfinite(grad_norm) and self.scaler is None:
+        if grad_norm is not None and not math.isfinite(grad_norm) and self.engine.scaler is None:
             raise TrainingDivergedError(
                 f"gradient norm is {grad_norm} at step {self.step + 1}; training stopped. Last "
                 f"good checkpoint: {self.last_good or 'none yet'}.")
@@ -418,7 +388,7 @@ class Trainer:
         except KeyboardInterrupt:
             if self.step > 0 and self.is_main and not self._checkpointed_now() \
                     and not self.engine.sharded:
-                self.optimizer.zero_grad(set_to_none=True)
+                self.engine.zero_grad()
                 path = self.checkpoint()
                 log.warning("[train] interrupted: state after step %d saved to %s; run again "
                             "with resume=True to continue", self.step, path)
