@@ -60,7 +60,6 @@ TRAIN_OPTIONS = (
     ("--seed", "seed", dict(type=int)),
     ("--eval-every", "train.eval_every", dict(type=int, help="STS-B en dev every N steps")),
     ("--checkpoint-every", "train.checkpoint_every", dict(type=int)),
-    # issue 16: GradCache
     ("--cache-chunk", "train.cache_chunk", dict(type=int, help="GradCache: embed the batch in "
                                                 "chunks of N triplets (same gradients, memory "
                                                 "of N, one extra forward)")),
@@ -119,12 +118,12 @@ def train_command(args) -> int:
     """Load data and model for the configuration, train (resuming if possible), evaluate STS-B
     en dev before and after, write ``train_summary.json`` into the run directory.
 
-    Launched by torchrun / ``accelerate launch`` as one of several processes (issue 16): the
-    processes join one group, train data-parallel (:class:`DistributedTrainer`) and only rank
-    0 prints, evaluates the untrained model and writes."""
+    Launched by torchrun / ``accelerate launch`` as one of several processes: the processes
+    join one group, train data-parallel (:class:`DistributedTrainer`) and only rank 0 prints,
+    evaluates the untrained model and writes."""
     from lacos_helpers.training import distributed
 
-    if getattr(args, "zero3", False):
+    if args.zero3:
         from lacos_helpers.training import zero
 
         zero.join_processes()
@@ -139,39 +138,30 @@ def train_command(args) -> int:
 def run_config(args, info) -> config.RunConfig:
     """The configuration this process trains: the profile and options, on this process's
     device when launched as one of several, as ZeRO-3 trains it with ``--zero3``."""
-    from lacos_helpers.training import distributed
+    from lacos_helpers.training import distributed, zero
 
     cfg = train_config(args)
-    if info.is_distributed or getattr(args, "zero3", False):
+    if info.is_distributed or args.zero3:
         cfg = cfg.replace(model={"device": distributed.process_device(info)})
-    if getattr(args, "zero3", False):
-        from lacos_helpers.training.zero_recipe import zero3_recipe
-
-        cfg = zero3_recipe(cfg, cfg.model.device).config
-    return cfg
+    return zero.zero_recipe(cfg) if args.zero3 else cfg
 
 
 def make_trainer(args, info, cfg, encoder, triplets, out: Path, dev):
     """The one trainer of every engine: one process, data parallel or ZeRO-3."""
     from lacos_helpers import training
+    from lacos_helpers.training import zero
 
-    resume = not args.no_resume
-    if getattr(args, "zero3", False):
-        from lacos_helpers.training import zero
-
+    options = training.TrainerOptions(dev_pairs=dev, resume=not args.no_resume)
+    if args.zero3:
         ds_config = zero.run_config(cfg, info.world_size, args.deepspeed_config)
-        engine = zero.ZeroEngine(ds_config)
-        trainer = training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
-                                              resume=resume, engine=engine)
+        trainer = training.DistributedTrainer(cfg, encoder, triplets, out, options,
+                                              engine=zero.ZeroEngine(ds_config))
         trainer.ds_config = ds_config
         return trainer
     if info.is_distributed:
-        return training.DistributedTrainer(cfg, encoder, triplets, out, dev_pairs=dev,
-                                           resume=resume)
-    from lacos_helpers.training.fit import fit_encoder_to_device
-
-    cfg = fit_encoder_to_device(cfg, encoder, allow_gradcache=True)
-    return training.Trainer(cfg, encoder, triplets, out, dev_pairs=dev, resume=resume)
+        return training.DistributedTrainer(cfg, encoder, triplets, out, options)
+    cfg = training.fit_encoder_to_device(cfg, encoder)
+    return training.Trainer(cfg, encoder, triplets, out, options)
 
 
 def _train(args, info) -> int:
@@ -213,7 +203,7 @@ def _train(args, info) -> int:
     result = trainer.run()
     if not info.is_main:
         return 0
-    if getattr(args, "zero3", False):
+    if args.zero3:
         _write_summary(out / "zero_result.json", {
             "world_size": info.world_size, "config": trainer.ds_config,
             "records": [r for r in result.history if r["kind"] == "train"]})

@@ -152,7 +152,7 @@ def test_zero3_memory_predicts_the_recipe_that_trains(profile):
     trained = zero.zero_recipe(cfg.replace(model={"device": "cuda"}))  # what a GPU run trains
     assert trained.replace(model={"device": cfg.model.device}) == on_gpu.config
     assert on_gpu.config.quant.backend == "none" and on_gpu.config.train.optimizer == "adamw"
-    assert on_gpu.preparation == cfg.quant.preparation
+    assert on_gpu.config.quant.preparation == cfg.quant.preparation
     size = "560m"
     no_buckets = copy.deepcopy(ON_GPU)  # the gathered modules alone: no live / prefetch budget
     no_buckets["zero_optimization"].update(stage3_max_live_parameters=0,

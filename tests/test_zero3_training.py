@@ -36,8 +36,8 @@ def test_zero3_recipe_per_device():
     for recipe in (gpu, cpu):
         assert recipe.config.quant.backend == "none" and not recipe.config.quant.load_in_8bit
         assert recipe.config.model.dtype == recipe.dtype  # a Hub model loads in that dtype
-        assert recipe.optimizer == recipe.config.train.optimizer == "adamw"
-        assert recipe.preparation == paper.quant.preparation
+        assert recipe.config.train.optimizer == "adamw"
+        assert recipe.config.quant.preparation == paper.quant.preparation
     # the training reads the same recipe, on the run's device
     trained = zero.zero_recipe(paper.replace(model={"device": "cpu"}))
     assert trained == zero3_recipe(paper, "cpu").config.replace(model={"device": "cpu"})

@@ -1,23 +1,17 @@
 """DeepSpeed ZeRO stage 3 with CPU offload: training LACoS on a model that does not fit one GPU
 (the paper's future work: BLOOM-176B; the memory per GPU is :mod:`lacos_helpers.memory.zero3`).
 
-Data parallelism (:mod:`lacos_helpers.training.distributed`) keeps a whole copy of the model on
-every GPU. ZeRO-3 instead **partitions** every parameter across the N processes and gathers a
-module's weights only while it runs; with ``offload_param`` / ``offload_optimizer`` the shards
-and the optimizer live in CPU RAM. The negatives are gathered exactly as in data parallelism
-(the same :class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`).
-
-What ZeRO-3 trains is :func:`~lacos_helpers.training.zero_recipe.zero3_recipe` (the frozen
-base in 16 bits, sharded instead of cast to 8 bits; the memory prediction reads the same
-recipe). It trains through the one :class:`~lacos_helpers.training.loop.Trainer` (same data
-policy, batches, checkpoints and resume), with :class:`ZeroEngine` doing backward and the
+Unlike data parallelism (:mod:`lacos_helpers.training.distributed`: a whole model per GPU),
+ZeRO-3 **partitions** every parameter across the processes and gathers a module's weights only
+while it runs; with ``offload_param`` / ``offload_optimizer`` the shards and the optimizer live
+in CPU RAM. The negatives are gathered as in data parallelism. What trains is
+:func:`~lacos_helpers.training.zero_recipe.zero3_recipe`, through the one
+:class:`~lacos_helpers.training.loop.Trainer` with :class:`ZeroEngine` doing backward and the
 optimizer step.
 
-The configuration is written here, in Python (:func:`zero3_template`); the files shipped for
-the launchers, ``configs/deepspeed/zero3_offload.json`` and
-``configs/accelerate/deepspeed_zero3_offload.yaml``, are written from it (``python -m
-lacos_helpers zero-configs configs``; a test keeps them equal). Values that
-come from the run's configuration are ``"auto"`` there and filled by :func:`fill_config`.
+The configuration is :func:`zero3_template`; the shipped ``configs/deepspeed/zero3_offload.json``
+and ``configs/accelerate/deepspeed_zero3_offload.yaml`` are written from it (``python -m
+lacos_helpers zero-configs configs``); :func:`fill_config` fills its ``"auto"`` values.
 
 ``python -m lacos_helpers train --zero3`` trains; a killed run resumes with the same number of
 processes::
@@ -180,22 +174,6 @@ def write_configs(folder: str | os.PathLike) -> list[Path]:
 ZERO_STATES = "zero"  # checkpoints/zero/step-NNNNNN/: the engine's partitions, one per process
 
 
-def initialize(train, encoder, params, ds_config: Mapping):
-    """The DeepSpeed engine around ``encoder`` training ``params`` (LoRA), with the trainer's
-    learning-rate schedule (:func:`~lacos_helpers.training.schedule.make_scheduler` of
-    ``train``, a ``TrainConfig``) on DeepSpeed's optimizer."""
-    import deepspeed
-
-    from lacos_helpers.training.schedule import make_scheduler
-
-    if not params:
-        raise ValueError("the encoder has no trainable parameters: inject LoRA first")
-    engine, _, _, _ = deepspeed.initialize(
-        model=encoder, model_parameters=params, config=dict(ds_config),
-        lr_scheduler=lambda optimizer: make_scheduler(optimizer, train))
-    return engine
-
-
 class ZeroEngine:
     """The :class:`~lacos_helpers.training.loop.Trainer`'s engine under DeepSpeed ZeRO-3
     (``ds_config``: a filled configuration, :func:`fill_config`). DeepSpeed partitions the
@@ -212,7 +190,6 @@ class ZeroEngine:
     resume loads both (the same number of processes: the partitions are per process)."""
 
     sharded = True  # parameters live in partitions: checkpoints and forwards need everyone
-    replicated = False
 
     def __init__(self, ds_config: Mapping, reduction: str = "sum"):
         if reduction not in ("sum", "mean"):
@@ -221,11 +198,18 @@ class ZeroEngine:
         self.scaler = None
 
     def setup(self, encoder, params, train, device) -> None:
+        """The DeepSpeed engine around ``encoder`` training ``params`` (LoRA), with the
+        trainer's learning-rate schedule on DeepSpeed's optimizer."""
+        import deepspeed
+
         from lacos_helpers.training.distributed import rank_and_world
+        from lacos_helpers.training.schedule import make_scheduler
 
         self.params, self.train_cfg = list(params), train
         self.rank, self.world = rank_and_world()
-        self.ds = initialize(train, encoder, self.params, self.ds_config)
+        self.ds, _, _, _ = deepspeed.initialize(
+            model=encoder, model_parameters=self.params, config=dict(self.ds_config),
+            lr_scheduler=lambda optimizer: make_scheduler(optimizer, train))
         self.optimizer, self.scheduler = self.ds.optimizer, self.ds.lr_scheduler
 
     def forward_context(self):

@@ -1,6 +1,5 @@
-"""What a ZeRO-3 run trains with: the one recipe that both the training
-(:mod:`lacos_helpers.training.zero`) and the memory prediction per GPU read, and the DeepSpeed
-configuration template (:func:`zero3_template`: offload and bucket sizes) both read too.
+"""What a ZeRO-3 run trains with, read by both the training (:mod:`lacos_helpers.training.zero`)
+and the memory prediction per GPU: the recipe and the DeepSpeed configuration template.
 
 ZeRO-3 partitions ``nn.Parameter`` tensors; the 8-bit weights (our ``Int8Linear`` keeps them as
 buffers, bitsandbytes as ``Int8Params``) are not partitioned, so under ZeRO-3 the frozen base is
@@ -27,16 +26,11 @@ AUTO = "auto"  # a DeepSpeed value the run's configuration fills (training.zero.
 
 @dataclass(frozen=True)
 class Zero3Recipe:
-    """The ZeRO-3 recipe of one run on one kind of device.
-
-    ``dtype``: the frozen base's dtype (``bfloat16`` on a GPU, ``float32`` on a CPU);
-    ``preparation``: the k-bit preparation (``standard`` | ``lean``, the profile's);
-    ``optimizer``: ``adamw`` (DeepSpeed's); ``config``: the run's configuration as ZeRO-3 trains
-    it (no 8-bit cast, that dtype for a Hub model, that optimizer)."""
+    """The ZeRO-3 recipe of one run on one kind of device: ``dtype``, the frozen base's
+    (``bfloat16`` on a GPU, ``float32`` on a CPU); ``config``, the run's configuration as ZeRO-3
+    trains it (no 8-bit cast, that dtype for a Hub model, AdamW, the profile's preparation)."""
 
     dtype: str
-    preparation: str
-    optimizer: str
     config: RunConfig
 
     @property
@@ -51,11 +45,7 @@ class Zero3Recipe:
 
 
 def _device_type(device) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if isinstance(device, torch.device):
-        return device.type
-    text = str(device).strip().lower()
+    text = "auto" if device is None else str(device).strip().lower()
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(text).type
@@ -69,15 +59,14 @@ def zero3_recipe(cfg: RunConfig, device=None) -> Zero3Recipe:
     model = {"dtype": dtype} if cfg.model.kind == "hub" else {}
     trained = cfg.replace(quant={"backend": "none", "load_in_8bit": False}, model=model,
                           train={"optimizer": "adamw"})
-    return Zero3Recipe(dtype=dtype, preparation=trained.quant.preparation,
-                       optimizer=trained.train.optimizer, config=trained)
+    return Zero3Recipe(dtype=dtype, config=trained)
 
 
 def zero3_template(offload_params: bool = True, offload_optimizer: bool = True) -> dict:
     """The ZeRO-3 (+ CPU offload) DeepSpeed configuration with ``"auto"`` where the run's
     configuration decides (batch, accumulation, clipping, learning rate, 16-bit mode). Bucket
     sizes are in elements (parameters), not bytes. No ``scheduler`` section: the engine gets
-    the trainer's warmup + decay (:func:`initialize`; DeepSpeed's ``WarmupLR`` starts from
+    the trainer's warmup + decay (``ZeroEngine.setup``; DeepSpeed's ``WarmupLR`` starts from
     learning rate 0)."""
     zero: dict = {
         "stage": 3,
