@@ -13,14 +13,13 @@ process's own shard keeps its autograd graph, the others are constants, as sente
 transformers' ``gather_across_devices`` and LLM2Vec do), so every anchor is scored against the
 positives and hard negatives of all processes. Embeddings are gathered *per role*
 (``[roles, s, d]`` -> ``[roles, B, d]``), so anchor i's positive is column i and its hard
-negative column B + i whatever the process count (sentence-transformers once concatenated
-``[positives_0, negatives_0, positives_1, ...]`` and trained anchors toward hard negatives).
+negative column B + i whatever the process count.
 
 Gradients: every process computes the *same* global loss L and back-propagates into its own
 shard only, giving ``dL/de_r * de_r/dθ``; the gradient of L is the **sum** over processes
-(:meth:`DistributedTrainer.sync_gradients`), not the mean. Every process then takes the same
-optimizer step, so the replicas stay identical (checked at start by broadcasting rank 0's
-weights, as DDP does).
+(:meth:`DataParallelEngine.sync_gradients`), not the mean. Every process then takes the same
+optimizer step, so the replicas stay identical (they start from rank 0's weights, broadcast as
+DDP does).
 
 Only rank 0 writes the run directory (``run.json``, logs, checkpoints, adapter); a checkpoint
 holds the full adapter and optimizer state, so a run resumes with any number of processes.
@@ -265,14 +264,10 @@ class DistributedTrainer(Trainer):
         super().__init__(cfg, encoder, triplets, out_dir, dataclasses.replace(
             options, objective=objective, engine=engine, rank=dist.get_rank(),
             world_size=dist.get_world_size()))
-        if getattr(self.engine, "replicated", False):
-            self.broadcast_parameters()
-
-    def broadcast_parameters(self) -> None:
-        """Every process starts from rank 0's trainable weights (as DDP does)."""
-        with torch.no_grad():
-            for p in self.params:
-                dist.broadcast(p.data, src=0)
+        if getattr(self.engine, "replicated", False):  # start from rank 0's weights, as DDP
+            with torch.no_grad():
+                for p in self.params:
+                    dist.broadcast(p.data, src=0)
 
     # ---- run directory: decided by rank 0, told to the others ------------------------------
 

@@ -88,14 +88,6 @@ def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
     return MNRLoss()(encoder, batch, train)
 
 
-def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters: inject LoRA first "
-                         "(lacos_helpers.lora.inject_lora or training.build_encoder)")
-    return params
-
-
 class LocalEngine:
     """The optimizer side of a run on one process: a torch optimizer (``train.optimizer``),
     the warmup + decay schedule, a gradient scaler on a GPU in float16, gradient clipping.
@@ -107,7 +99,7 @@ class LocalEngine:
 
     def setup(self, encoder, params: Sequence[nn.Parameter], train: TrainConfig,
               device: torch.device) -> None:
-        self.encoder, self.params, self.train_cfg, self.device = encoder, params, train, device
+        self.params, self.train_cfg, self.device = params, train, device
         self.optimizer = make_optimizer(train.optimizer, params, lr=train.learning_rate,
                                         weight_decay=train.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, train)
@@ -231,7 +223,10 @@ class Trainer:
         self.rank, self.world_size, self.is_main = rank, world_size, rank == 0
         self.out_dir = Path(out_dir)
         self.device = next(encoder.parameters()).device
-        self.params = _trainable_parameters(encoder)
+        self.params = [p for p in encoder.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters: inject LoRA first "
+                             "(lacos_helpers.lora.inject_lora or training.build_encoder)")
         # what run.json records, taken before an engine may partition the parameters
         self.record = runs.run_record(cfg, encoder, len(self.train_set), world_size=world_size)
         self.engine = options.engine or LocalEngine()
