@@ -6,11 +6,9 @@ predicted similarity, so that two variants can be compared on the *same pairs* w
 bootstrap (:func:`lacos_helpers.evaluation.metrics.paired_bootstrap_difference`).
 
 A :class:`Study` is one question (data size, model size, ablations ...): it runs its variants,
-caches every result under a key of everything that decides the trained model (configuration,
-steps, training triplets, the package's code) with its scores per evaluation set, so a second run
-of the notebook reuses what did not change and two studies that train the same model train it
-once, and decides each claim from its interval, training another seed of both variants
-when one seed's interval does not decide. Results are a :class:`ResultTable` (CSV + Markdown).
+caches every result under a key of what decides the trained model (:func:`training_key`), so
+what did not change is reused, and decides each claim from its interval, training another seed
+of both variants while one seed's interval does not decide. Results are a :class:`ResultTable`.
 """
 
 from __future__ import annotations
@@ -202,10 +200,7 @@ class ResultTable:
 
     @property
     def columns(self) -> list[str]:
-        cols: list[str] = []
-        for row in self.rows:
-            cols += [k for k in row if k not in cols and k != PREDICTIONS]
-        return cols
+        return list(dict.fromkeys(k for row in self.rows for k in row if k != PREDICTIONS))
 
     def runs(self, label: str) -> list[dict]:
         """The rows (seeds) of one variant; an unknown label is an error listing them."""

@@ -4,9 +4,8 @@ newest complete one and moves only once it is whole.
 
 The trainer state is loaded on the CPU whatever the training device: ``torch.set_rng_state``
 takes only a CPU ByteTensor, and the optimizer and scaler move their state to the parameters
-when they load it. Resume (:func:`read_resumable`) falls back from a checkpoint with a missing
-or unreadable file (a Drive sync cut short, a full disk) to the newest older whole one, with a
-warning naming the damaged file; with none whole it raises :class:`DamagedCheckpointError`."""
+when they load it. Resume (:func:`read_resumable`) falls back from a damaged checkpoint (a
+Drive sync cut short, a full disk) to the newest older whole one."""
 
 from __future__ import annotations
 
@@ -68,23 +67,21 @@ def _cpu_bytes(state) -> torch.Tensor:
     return torch.as_tensor(state).detach().to(device="cpu", dtype=torch.uint8)
 
 
-def _set_cuda_rng_states(states: Sequence) -> None:
-    count = torch.cuda.device_count()
-    if len(states) != count:
-        log.warning("[train] the checkpoint holds the CUDA random states of %d GPUs, this "
-                    "machine has %d: restoring the first %d", len(states), count,
-                    min(len(states), count))
-    for index, state in enumerate(states[:count]):
-        torch.cuda.set_rng_state(_cpu_bytes(state), index)
-
-
 def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` returned, whatever device its tensors were loaded on
     (CUDA states only where CUDA is available)."""
     random.setstate(state["python"])
     torch.set_rng_state(_cpu_bytes(state["torch"]))
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        _set_cuda_rng_states(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    count = torch.cuda.device_count()
+    if len(cuda) != count:
+        log.warning("[train] the checkpoint holds the CUDA random states of %d GPUs, this "
+                    "machine has %d: restoring the first %d", len(cuda), count,
+                    min(len(cuda), count))
+    for index, gpu_state in enumerate(cuda[:count]):
+        torch.cuda.set_rng_state(_cpu_bytes(gpu_state), index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,21 +187,19 @@ def clear_checkpoints(out_dir: Path) -> None:
 # reading
 # --------------------------------------------------------------------------------------------
 
-def read_trainer_state(checkpoint: Path) -> TrainerState:
-    """A checkpoint's ``trainer_state.pt``, loaded on the CPU. Raises
-    :class:`DamagedCheckpointError` naming the file when it is missing or unreadable."""
+def read_checkpoint(checkpoint: Path, backbone: torch.nn.Module) -> TrainerState:
+    """Load a checkpoint's adapter into ``backbone`` and return its trainer state, loaded on
+    the CPU. Raises :class:`DamagedCheckpointError` naming a missing or unreadable file (the
+    adapter is loaded only once the trainer state was read: the model is left as it was)."""
+    if not checkpoint.is_dir():
+        raise _damaged(checkpoint, "missing folder")
     path = checkpoint / STATE_FILE
     if not path.is_file():
         raise _damaged(path, "missing")
     try:
-        return TrainerState(**torch.load(path, map_location="cpu", weights_only=False))
+        state = TrainerState(**torch.load(path, map_location="cpu", weights_only=False))
     except _UNREADABLE as error:
         raise _damaged(path, f"unreadable ({type(error).__name__}: {error})") from error
-
-
-def _load_adapter(backbone: torch.nn.Module, checkpoint: Path) -> None:
-    """Load a checkpoint's adapter into ``backbone``; a missing or unreadable file raises
-    :class:`DamagedCheckpointError` naming it (the model is left as it was)."""
     config = checkpoint / lora.ADAPTER_CONFIG_NAME
     weights = checkpoint / lora.ADAPTER_WEIGHTS_NAME
     for path in (config, weights):
@@ -216,18 +211,6 @@ def _load_adapter(backbone: torch.nn.Module, checkpoint: Path) -> None:
         raise _damaged(config, f"unreadable ({error})") from error
     except (SafetensorError, OSError) as error:
         raise _damaged(weights, f"unreadable ({error})") from error
-
-
-def read_checkpoint(checkpoint: Path, backbone: torch.nn.Module,
-                    device: torch.device | None = None) -> TrainerState:
-    """Load a checkpoint's adapter into ``backbone`` and return its trainer state, on the CPU
-    whatever the training ``device`` (kept for callers; the optimizer and scaler move their
-    state to the parameters). Raises :class:`DamagedCheckpointError` naming a missing or
-    unreadable file (the adapter is loaded only once the trainer state was read)."""
-    if not checkpoint.is_dir():
-        raise _damaged(checkpoint, "missing folder")
-    state = read_trainer_state(checkpoint)
-    _load_adapter(backbone, checkpoint)
     return state
 
 

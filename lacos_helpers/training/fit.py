@@ -3,31 +3,25 @@
 
 When the prediction exceeds it, the ``colab`` and ``paper`` profiles adapt, in this order:
 
-1. GradCache (``train.cache_chunk``): the largest chunk of triplets that fits. The batch, its
-   in-batch negatives and the gradients are those of plain MNR; a step costs one more forward
-   pass (:class:`~lacos_helpers.encoder.losses.triplet_mnr.MNRLoss`);
+1. GradCache (``train.cache_chunk``): the largest chunk of triplets that fits (the batch, its
+   in-batch negatives and gradients of plain MNR; one more forward pass per step);
 2. else the largest smaller batch that fits (fewer in-batch negatives: this changes the
    recipe), with GradCache where it is needed too;
 3. else :class:`DeviceMemoryError`, with the numbers.
 
-What changed and why is logged and printed, and the adapted configuration is the run's: it is
-what ``run.json`` records. :func:`lacos_helpers.training.train` calls
-:func:`fit_encoder_to_device` before it builds the trainer (one process; the
-:class:`~lacos_helpers.training.DistributedTrainer` is not fitted). Other profiles, CPU runs
-and models that are not BLOOM are left as they are (a profile that is not adapted gets a
-warning when it looks too large).
+The change is logged, printed and recorded in ``run.json`` (the adapted configuration is the
+run's). Only one-process runs are fitted (:func:`lacos_helpers.training.train`); other profiles,
+CPU runs and models that are not BLOOM are left as they are (a profile that is not adapted gets
+a warning when it looks too large).
 
-The budget is the GPU's free memory (``torch.cuda.mem_get_info``, which creates the CUDA
-context first, so the context is already taken from it) plus what torch's caching allocator
-already holds (the loaded 8-bit weights are there, and in the prediction), less
-:data:`ALLOCATOR_MARGIN` for the allocator's fragmentation; the prediction compared is torch's
-allocations once the model is loaded (:attr:`~lacos_helpers.memory.MemoryEstimate.training`
-without the CUDA context: the loader's transients are over by then).
+The budget is the GPU's free memory (``torch.cuda.mem_get_info``, after the CUDA context is
+created) plus what torch's caching allocator already holds (the loaded 8-bit weights, counted
+in the prediction), less :data:`ALLOCATOR_MARGIN`; it is compared with the prediction's torch
+allocations once the model is loaded (without the CUDA context and the loader's transients).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 
@@ -83,8 +77,11 @@ def _gradcache_candidates(cfg: RunConfig) -> Iterator[RunConfig]:
         yield cfg.replace(train={"cache_chunk": chunk})
 
 
-def _batch_candidates(cfg: RunConfig, gradcache: bool) -> Iterator[RunConfig]:
-    """Smaller batches (largest first), each without GradCache and then with its chunks."""
+def _candidates(cfg: RunConfig, gradcache: bool) -> Iterator[RunConfig]:
+    """``cfg``'s GradCache chunks (if ``gradcache``), then smaller batches (largest first), each
+    without GradCache and then with its chunks."""
+    if gradcache:
+        yield from _gradcache_candidates(cfg)
     for batch in range(cfg.train.batch_size - 1, MIN_BATCH - 1, -1):
         smaller = cfg.replace(train={"batch_size": batch, "cache_chunk": None})
         yield smaller
@@ -141,8 +138,7 @@ def fit_to_device(cfg: RunConfig, shape: bloom.BloomShape | str | None,
         log.warning("[fit] %s: may not fit; the %r profile is not adapted (set "
                     "train.cache_chunk or a smaller train.batch_size)", where, cfg.name)
         return cfg, None
-    candidates = _gradcache_candidates(base) if allow_gradcache else iter(())
-    for new in itertools.chain(candidates, _batch_candidates(base, allow_gradcache)):
+    for new in _candidates(base, allow_gradcache):
         new_need = predicted_bytes(new, shape, vocab_size)
         if new_need <= budget:
             message = (f"[fit] {where}: {_change(base, new)}; predicted "
@@ -156,11 +152,9 @@ def fit_to_device(cfg: RunConfig, shape: bloom.BloomShape | str | None,
 def _nothing_fits(cfg: RunConfig, shape: bloom.BloomShape, vocab_size: int, where: str,
                   gradcache: bool) -> str:
     """The error message: the smallest settings tried and their predictions."""
-    smallest = cfg.replace(train={"batch_size": MIN_BATCH,
-                                  "cache_chunk": 1 if gradcache else None})
-    tried = [smallest]
-    if gradcache:
-        tried.insert(0, cfg.replace(train={"cache_chunk": 1}))
+    tried = [cfg.replace(train={"cache_chunk": 1})] if gradcache else []
+    tried.append(cfg.replace(train={"batch_size": MIN_BATCH,
+                                    "cache_chunk": 1 if gradcache else None}))
     numbers = ", ".join(f"{predicted_bytes(c, shape, vocab_size) / memory.GB:.2f} GB at "
                         f"{_describe(c)}" for c in tried)
     return (f"{where}: nothing fits ({numbers}). Use a GPU with more memory, a shorter "
@@ -177,14 +171,12 @@ def fit_encoder_to_device(cfg: RunConfig, encoder, *, allow_gradcache: bool = Tr
                           ) -> RunConfig:
     """:func:`fit_to_device` for a built encoder (its device and its backbone's BLOOM shape);
     returns the configuration the run trains with."""
-    device = _device_of(encoder)
     found = bloom_shape_of(getattr(encoder, "backbone", encoder))
-    if device.type != "cuda" or found is None:
+    if found is None:
         return cfg
     shape, vocab_size = found
-    cfg, _message = fit_to_device(cfg, shape, device, vocab_size=vocab_size,
-                                  allow_gradcache=allow_gradcache, label=cfg.model.label)
-    return cfg
+    return fit_to_device(cfg, shape, _device_of(encoder), vocab_size=vocab_size,
+                         allow_gradcache=allow_gradcache, label=cfg.model.label)[0]
 
 
 __all__ = ["ADAPTING_PROFILES", "ALLOCATOR_MARGIN", "DeviceMemoryError", "available_bytes",

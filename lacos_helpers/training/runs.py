@@ -101,10 +101,9 @@ def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
 def check_resumable(out_dir: Path, record: dict) -> None:
     """Raise :class:`RunMismatchError` naming every difference between the run in ``out_dir``
     and ``record`` that changes what is trained."""
-    path = out_dir / RUN_FILE
-    if not path.is_file():
+    if not (out_dir / RUN_FILE).is_file():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_run(out_dir)
     diffs = recipe_differences(run_config(old), run_config(record))
     old_n, new_n = old.get("data", {}).get("n_triplets"), record["data"]["n_triplets"]
     if old_n is not None and old_n != new_n:
@@ -142,11 +141,9 @@ def write_logs(out_dir: Path, history: list[dict]) -> None:
     with open(out_dir / LOG_JSONL, "w", encoding="utf-8") as f:
         for record in history:
             f.write(json.dumps(record) + "\n")
-    keys: list[str] = []
-    for record in history:
-        keys += [k for k in record if k not in keys]
+    keys = dict.fromkeys(k for record in history for k in record)
     with open(out_dir / LOG_CSV, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+        writer = csv.DictWriter(f, fieldnames=list(keys))
         writer.writeheader()
         writer.writerows(history)
 
