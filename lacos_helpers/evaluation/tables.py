@@ -21,15 +21,6 @@ def _format_cell(value, as_score: bool, signed: bool = False) -> str:
     return str(value)
 
 
-def _parse_cell(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 class STSTable:
     """Per-language STS results: ``rows`` = list of dicts, first column the row label.
 
@@ -106,13 +97,13 @@ class STSTable:
         return end in ("low", "high") and base in self.columns
 
     def _cell(self, row: Mapping, column: str) -> str:
-        text = _format_cell(row[column], column in self.score_columns, column == "delta")
+        if isinstance(row[column], bool):
+            return "yes" if row[column] else "no"
+        signed = column == "delta"
+        text = _format_cell(row[column], column in self.score_columns, signed)
         low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
         if isinstance(low, float) and isinstance(high, float) and column in self.score_columns:
-            signed = column == "delta"
             text += f" [{_format_cell(low, True, signed)}, {_format_cell(high, True, signed)}]"
-        if isinstance(row[column], bool):
-            text = "yes" if row[column] else "no"
         return text
 
     def _cells(self, with_mean: bool) -> list[list[str]]:
@@ -154,22 +145,6 @@ class STSTable:
                              for r in self.rows)
         return path
 
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike, *, title: str = "",
-                 score_columns: Sequence[str] | None = None,
-                 primary: str | None = None) -> STSTable:
-        """Read a table written by :meth:`to_csv` (ints and floats parsed back). By default every
-        float column counts as a score column and ``primary`` is "spearman" when present."""
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-        if not rows:
-            raise ValueError(f"{path}: no rows")
-        if score_columns is None:
-            score_columns = [c for c, v in rows[0].items() if isinstance(v, float)]
-        if primary is None:
-            primary = "spearman" if "spearman" in rows[0] else (list(score_columns) or [""])[0]
-        return cls(rows, title=title, score_columns=score_columns, primary=primary)
-
     def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``{stem}.csv`` (raw) and ``{stem}.md`` (x100); returns both paths."""
         stem = Path(path_stem)
@@ -178,11 +153,7 @@ class STSTable:
         md.write_text(self.to_markdown(), encoding="utf-8")
         return csv_path, md
 
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
+    __str__ = _repr_markdown_ = to_markdown
 
     def __repr__(self) -> str:
         title = f"{self.title!r}, " if self.title else ""
