@@ -17,12 +17,10 @@ from lacos_helpers.export.st_model import (
     PROBE_SENTENCES,
     ExportError,
     ExportResult,
-    adapter_export_problem,
     adapter_load_error,
     check_adapter_export,
     export_encoder,
     export_run,
-    st_encode,
 )
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "UnsupportedPoolingError",
-    "adapter_export_problem",
     "adapter_load_error",
     "add_parser",
     "check_adapter_export",
@@ -44,6 +41,5 @@ __all__ = [
     "model_card",
     "run",
     "run_eval_tables",
-    "st_encode",
     "st_pooling_mode",
 ]

@@ -23,7 +23,7 @@ def run_eval_tables(run_dir: str | os.PathLike | None) -> dict[str, str]:
             for path in sorted(folder.glob("*.md"))}
 
 
-def _front_matter(result, cfg) -> str:
+def _front_matter(cfg) -> str:
     base = cfg.model.model_id if cfg is not None and cfg.model.model_id else None
     lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
              "tags:", "- sentence-transformers", "- sentence-similarity", "- feature-extraction",
@@ -97,7 +97,7 @@ def model_card(result, cfg=None, tables: dict[str, str] | None = None,
            "peft integration); `adapter_config.json` names `base/` by its absolute path: edit "
            "`base_model_name_or_path` after moving the folder")
     parts = [
-        _front_matter(result, cfg),
+        _front_matter(cfg),
         f"# {folder}: LACoS-BLOOM sentence embeddings",
         "A decoder language model turned into a sentence-embedding model with the LACoS-BLOOM "
         f"recipe ({PAPER}): frozen 8-bit weights, LoRA adapters, 8-bit Adam, a Siamese network "

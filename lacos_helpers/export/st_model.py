@@ -1,33 +1,19 @@
 """A trained run as a sentence-transformers model folder, checked against the run's encoder.
 
 ``export_run(run, out, mode="merged")`` writes a folder that ``SentenceTransformer(out)`` loads
-with nothing of this package installed:
+with nothing of this package installed: the float32 backbone with LoRA folded in
+(:mod:`~lacos_helpers.export.backbone`), ``Pooling`` and ``Normalize`` modules
+(:mod:`~lacos_helpers.export.folder`), the tokenizer with **right padding**, a model card
+(:mod:`~lacos_helpers.export.card`) and ``lacos_export.json``. Right padding because
+sentence-transformers passes no position ids: older versions count the weighted mean from
+position 0 of the padded row and older last-token poolings assume right padding, so only
+there does every version compute what our encoder does. The export loads the folder back and
+records the largest difference from the run's encoder (in float32) on probe sentences, with
+the saved and with left padding.
 
-- the backbone in float32 with LoRA folded into the dequantized 8-bit weights
-  (:func:`lacos_helpers.export.backbone.float_backbone`);
-- a ``Pooling`` module with the run's pooling and a ``Normalize`` module (our ``encode``
-  returns unit vectors, so cosine = dot product);
-- the tokenizer with **right padding**. Our encoder passes decoders position ids counted from
-  the first real token; sentence-transformers passes none, so under left padding the model
-  numbers the padding too. Neither BLOOM's ALiBi (built from the attention mask) nor Gemma's
-  rotary positions (attention sees only position *differences*) change under such a shift, so
-  sentence-transformers 6 agrees with either side; but older versions (Colab ships 5.7) count
-  the weighted mean's weights from position 0 of the padded row, older last-token poolings
-  assume right padding, and decoders with absolute position embeddings do see the shift. With
-  right padding the first real token is position 0 everywhere, and every version computes what
-  ours does. The export also encodes the probes with the tokenizer switched to left padding and
-  records whether that gives the same embeddings with the installed version
-  (``left_padding_safe``); where it does not, the card and a warning say to keep the right
-  padding;
-- a model card (``README.md``) and ``lacos_export.json``: recipe, STS tables of the run, and the
-  largest difference between ``SentenceTransformer(out).encode`` and the run's encoder on
-  probe sentences (measured when sentence-transformers is installed; the encoder computes in
-  float32 for it, as the export does, also where training used bfloat16 matmuls).
-
-``mode="adapter"`` keeps them apart: the float base in ``out/base`` and the peft adapter in
-``out``; sentence-transformers loads it through transformers' peft integration
-(``load_adapter``). The export loads it back the same way and refuses, naming the versions,
-when that fails (:func:`adapter_load_error`).
+``mode="adapter"`` keeps the float base in ``out/base`` and the peft adapter in ``out`` (loaded
+through transformers' peft integration); the export refuses, naming the versions, when
+sentence-transformers cannot load it (:func:`adapter_load_error`).
 """
 
 from __future__ import annotations
@@ -41,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from packaging.version import Version
 
 from lacos_helpers.export.backbone import float_backbone
 from lacos_helpers.export.card import model_card, run_eval_tables
@@ -128,19 +115,12 @@ def integration_peft_version() -> str | None:
     return getattr(hf_peft, "MIN_PEFT_VERSION", None)
 
 
-def adapter_export_problem() -> str | None:
-    """Why an adapter export cannot work here, known before trying (None: try it; the export
-    then loads the folder with sentence-transformers and refuses if that fails)."""
-    if _version("peft") is None:
-        return "peft is not installed (sentence-transformers loads an adapter folder with peft)"
-    return None
-
-
 def check_adapter_export() -> None:
-    """Raise :class:`ExportError` when :func:`adapter_export_problem` names a problem."""
-    problem = adapter_export_problem()
-    if problem:
-        raise ExportError(f"--adapter export refused: {problem}. Export with --merged (LoRA "
+    """Raise :class:`ExportError` when an adapter export cannot work here, known before trying
+    (peft missing); whether the folder loads is checked after writing it."""
+    if _version("peft") is None:
+        raise ExportError("--adapter export refused: peft is not installed (sentence-transformers "
+                          "loads an adapter folder with peft). Export with --merged (LoRA "
                           "folded into the float weights: needs no peft) or install peft.")
 
 
@@ -150,21 +130,12 @@ def adapter_load_error(exc: Exception) -> ExportError:
     needed = integration_peft_version()
     peft_version = _version("peft")
     hint = (f"; transformers' peft integration asks for peft >= {needed}"
-            if needed and peft_version and _version_tuple(peft_version) < _version_tuple(needed)
-            else "")
+            if needed and peft_version and Version(peft_version) < Version(needed) else "")
     return ExportError(
         f"--adapter export refused: sentence-transformers {_version('sentence-transformers')} "
         f"could not load the adapter folder with peft {peft_version} and transformers "
         f"{_version('transformers')}{hint} ({type(exc).__name__}: {exc}). Export with --merged "
         "(LoRA folded into the float weights: needs no peft) or upgrade peft; nothing was kept.")
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 def exact_compute(cfg) -> bool:
@@ -211,27 +182,17 @@ def _st_model(folder: str | os.PathLike):
     return SentenceTransformer(str(folder), device="cpu")
 
 
-def _st_embeddings(model, sentences, batch_size: int = 32,
-                   padding_side: str | None = None) -> torch.Tensor:
-    """``model.encode(sentences)`` -> float32 [n, d]; ``padding_side`` switches its tokenizer
-    for this call (restored afterwards)."""
+def _st_embeddings(model, sentences, padding_side: str) -> torch.Tensor:
+    """``model.encode(sentences)`` -> float32 [n, d], its tokenizer padding on
+    ``padding_side`` for this call (restored afterwards)."""
     tokenizer = model.tokenizer
-    saved = tokenizer.padding_side
-    if padding_side is not None:
-        tokenizer.padding_side = padding_side
+    saved, tokenizer.padding_side = tokenizer.padding_side, padding_side
     try:
-        out = model.encode(list(sentences), batch_size=batch_size, convert_to_tensor=True,
+        out = model.encode(list(sentences), batch_size=32, convert_to_tensor=True,
                            show_progress_bar=False)
     finally:
         tokenizer.padding_side = saved
     return out.detach().float().cpu()
-
-
-def st_encode(folder: str | os.PathLike, sentences, batch_size: int = 32,
-              padding_side: str | None = None) -> torch.Tensor:
-    """``SentenceTransformer(folder).encode(sentences)`` on the CPU -> float32 [n, d]
-    (``padding_side``: override the folder's tokenizer padding side)."""
-    return _st_embeddings(_st_model(folder), sentences, batch_size, padding_side)
 
 
 @dataclass
@@ -263,8 +224,8 @@ def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
                     "loaded back to check it (pip install sentence-transformers)")
         return None
     model = _st_model(folder)
-    saved = _st_embeddings(model, sentences)
-    left = _st_embeddings(model, sentences, padding_side="left")
+    saved = _st_embeddings(model, sentences, model.tokenizer.padding_side)
+    left = _st_embeddings(model, sentences, "left")
     return Parity(_max_diff(saved, reference), _max_diff(left, saved),
                   f"sentence-transformers {version}")
 
@@ -298,20 +259,20 @@ def _check_parity(result: ExportResult) -> None:
 ADAPTER_BASE_DIR = "base"
 
 
-def write_adapter_folder(encoder, folder: str | os.PathLike) -> Path:
-    """The ``--adapter`` layout: the peft adapter (``adapter_config.json``,
-    ``adapter_model.safetensors``) and the tokenizer in ``folder``, the float32 base (8-bit
-    weights dequantized, no LoRA) in ``folder/base``, which the adapter config names as its
-    ``base_model_name_or_path`` (an absolute path: edit it after moving the folder). Converts
-    the encoder's backbone in place. Returns ``folder``."""
+def write_model_folder(encoder, folder: str | os.PathLike, mode: str = "merged") -> Path:
+    """The transformer and tokenizer (right padding) files of ``folder``; converts the
+    encoder's backbone in place. ``"merged"``: the float32 backbone with LoRA folded in.
+    ``"adapter"``: the peft adapter in ``folder`` and the float32 base (no LoRA) in
+    ``folder/base``, which the adapter config names by its absolute path."""
     from lacos_helpers import lora
 
-    folder = Path(folder)
-    backbone = encoder.backbone
-    lora.save_adapter(backbone, folder)
-    set_adapter_base(folder, folder / ADAPTER_BASE_DIR)
-    float_backbone(backbone, merge=False)
-    backbone.save_pretrained(str(folder / ADAPTER_BASE_DIR), safe_serialization=True)
+    folder = base = Path(folder)
+    if mode == "adapter":
+        base = folder / ADAPTER_BASE_DIR
+        lora.save_adapter(encoder.backbone, folder)
+        set_adapter_base(folder, base)
+    float_backbone(encoder.backbone, merge=mode == "merged")
+    encoder.backbone.save_pretrained(str(base), safe_serialization=True)
     _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
     return folder
 
@@ -324,16 +285,6 @@ def set_adapter_base(folder: str | os.PathLike, base: str | os.PathLike) -> None
     config = json.loads(path.read_text())
     config["base_model_name_or_path"] = str(Path(base).resolve())
     path.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def write_merged_folder(encoder, folder: str | os.PathLike) -> Path:
-    """The ``--merged`` layout: the float32 backbone with LoRA folded in and the tokenizer
-    (right padding) in ``folder``. Converts the encoder's backbone in place."""
-    folder = Path(folder)
-    float_backbone(encoder.backbone, merge=True)
-    encoder.backbone.save_pretrained(str(folder), safe_serialization=True)
-    _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
-    return folder
 
 
 def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
@@ -363,7 +314,7 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
         padding_side=EXPORT_PADDING_SIDE, probe_count=len(probes), versions=_versions(),
         exact_compute=True if cfg is None else exact_compute(cfg))
     with atomic_folder(out) as tmp:  # nothing is left in out when a step fails
-        (write_merged_folder if mode == "merged" else write_adapter_folder)(encoder, tmp)
+        write_model_folder(encoder, tmp, mode)
         write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
                        max_seq_length=encoder.max_length, normalize=normalize,
                        versions=result.versions)
@@ -377,9 +328,8 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
         _check_parity(result)
         if mode == "adapter":  # checked in the temporary folder: now name the final one
             set_adapter_base(tmp, out / ADAPTER_BASE_DIR)
-        tables = run_eval_tables(run_dir) if run_dir is not None else {}
-        (tmp / "README.md").write_text(model_card(result, cfg, tables, run_record),
-                                       encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(result, cfg, run_eval_tables(run_dir),
+                                                  run_record), encoding="utf-8")
         record = {**result.to_dict(), "folder": str(out)}
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     log.info("[export] %s model written to %s (pooling %s%s; parity %s)", mode, out,
