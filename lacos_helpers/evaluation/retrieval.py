@@ -1,20 +1,11 @@
 """What sentence embeddings are for, part 1: semantic search and bitext mining.
 
-Search: the corpus embeddings go into a **faiss** index (inner product = cosine for unit
-vectors): ``IndexFlatIP`` compares the query with every document (exact), ``IndexIVFFlat``
-only with the documents of the ``nprobe`` nearest of ``nlist`` k-means cells, ``IndexHNSWFlat``
-walks a neighbour graph; both approximate ones are measured by their *recall* against the
-exact top k (:func:`neighbour_recall`). :func:`torch_search` is the same exact search in
-plain torch, the reference the tests hold faiss to.
-
-Metrics (:func:`retrieval_metrics`) for queries with known relevant documents: recall@k (the
-share of a query's relevant documents in its top k, averaged over queries) and MRR@k (1 / rank
-of the first relevant document, 0 beyond k).
-
-The tasks read the course data: :func:`stsb_search_task` (corpus = the distinct sentences of
-STS-B and NLI in one language; query = an STS-B test sentence1 whose gold partner, score >= 4,
-is the document to find) and :func:`bitext_task` (the aligned stsb_multi_mt rows: find each
-sentence's translation among all test sentences of the other language).
+Search runs on a **faiss** index of unit vectors (inner product = cosine): exact (flat) or
+approximate (IVF cells, HNSW graph), the approximate ones measured by their recall against the
+exact top k (:func:`neighbour_recall`); :func:`torch_search` is the exact search in plain torch,
+the tests' reference. :func:`retrieval_metrics` gives recall@k and MRR@k. The tasks read the
+course data: :func:`stsb_search_task` (STS-B queries in a corpus of STS-B + NLI sentences) and
+:func:`bitext_task` (find each sentence's translation in the aligned stsb_multi_mt rows).
 """
 
 from __future__ import annotations
@@ -126,15 +117,20 @@ def hnsw_index(corpus, m: int = 32, ef_construction: int = 64, ef_search: int = 
     return index
 
 
+def _timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), wall-clock seconds it took)``."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def build_index(kind: str, corpus, **options):
     """``(index, seconds)``: a ``kind`` index (:data:`INDEX_KINDS`) of ``corpus`` [n, d] and
     the wall-clock seconds it took to build (training included)."""
     builders: dict[str, Callable] = {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index}
     if kind not in builders:
         raise ValueError(f"unknown index kind {kind!r}; valid: {', '.join(INDEX_KINDS)}")
-    start = time.perf_counter()
-    index = builders[kind](corpus, **options)
-    return index, time.perf_counter() - start
+    return _timed(builders[kind], corpus, **options)
 
 
 def index_bytes(index) -> int:
@@ -179,15 +175,11 @@ def search_excluding(index, queries, k: int, exclude: Sequence[int | None]
         raise ValueError(f"exclude has {len(exclude)} entries for {len(queries)} queries")
     _check_k(k, index.ntotal - (1 if any(e is not None for e in exclude) else 0),
              "the corpus without the query itself")
-    wide = min(k + 1, index.ntotal)
-    scores, ids = search(index, queries, wide)
-    keep_scores = torch.empty(len(queries), k, dtype=scores.dtype)
-    keep_ids = torch.empty(len(queries), k, dtype=torch.long)
-    for i, skip in enumerate(exclude):
-        mask = ids[i] != (-2 if skip is None else skip)
-        keep_scores[i] = scores[i][mask][:k]
-        keep_ids[i] = ids[i][mask][:k]
-    return keep_scores, keep_ids
+    scores, ids = search(index, queries, min(k + 1, index.ntotal))
+    skip = torch.tensor([-2 if e is None else e for e in exclude], dtype=torch.long)
+    keep = ids != skip.unsqueeze(1)
+    keep &= keep.cumsum(dim=1) <= k  # the first k ids that are not the query itself
+    return scores[keep].view(-1, k), ids[keep].view(-1, k)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,12 +201,9 @@ def _check_relevant(ids: torch.Tensor, relevant: Sequence) -> list[set[int]]:
 def first_relevant_rank(ids: torch.Tensor, relevant: Sequence) -> torch.Tensor:
     """1-based rank [q] (long) of each query's first relevant id in ``ids`` [q, k]; 0 when
     none of the k is relevant. ``relevant``: one id or a set of ids per query."""
-    sets = _check_relevant(ids, relevant)
-    ranks = torch.zeros(ids.shape[0], dtype=torch.long)
-    for i, row in enumerate(ids.tolist()):
-        hit = next((r for r, doc in enumerate(row, start=1) if doc in sets[i]), 0)
-        ranks[i] = hit
-    return ranks
+    ranks = [next((r for r, doc in enumerate(row, start=1) if doc in rel), 0)
+             for row, rel in zip(ids.tolist(), _check_relevant(ids, relevant))]
+    return torch.tensor(ranks, dtype=torch.long)
 
 
 def retrieval_metrics(ids: torch.Tensor, relevant: Sequence, ks: Sequence[int] = (1, 10),
@@ -284,11 +273,7 @@ def neighbour_recall(approx, exact, tolerance: float = 0.0) -> float:
 def queries_per_second(index, queries, k: int, repeats: int = 3) -> float:
     """Search throughput: queries [q, d] / the best of ``repeats`` timed searches."""
     q = as_float_matrix(queries, "queries")
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        search(index, q, k)
-        best = min(best, time.perf_counter() - start)
+    best = min(_timed(search, index, q, k)[1] for _ in range(max(1, repeats)))
     return len(q) / max(best, 1e-9)
 
 
@@ -330,13 +315,11 @@ def _nli_sentences(lang: str) -> list[str]:
 def search_queries(pairs, min_score: float = 4.0) -> dict[str, list[str]]:
     """``{sentence1: [its partners with score >= min_score]}`` over STS pairs (first-seen
     order; pairs whose two sentences are identical are left out)."""
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, None]] = {}
     for p in pairs:
         if p.score >= min_score and p.sentence1 != p.sentence2:
-            out.setdefault(p.sentence1, [])
-            if p.sentence2 not in out[p.sentence1]:
-                out[p.sentence1].append(p.sentence2)
-    return out
+            out.setdefault(p.sentence1, {})[p.sentence2] = None
+    return {query: list(partners) for query, partners in out.items()}
 
 
 def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = True,
@@ -382,12 +365,8 @@ def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask
     ``EmbeddingCache.embed``). Per kind: recall@1/10 and MRR@10, search queries/s, build
     seconds, index bytes, and (approximate kinds) neighbour recall@k against the exact index.
     Also ``"encode"``: corpus and query embedding seconds and sentences/s."""
-    start = time.perf_counter()
-    corpus = embed(task.corpus)
-    corpus_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    queries = embed(task.queries)
-    query_seconds = time.perf_counter() - start
+    corpus, corpus_seconds = _timed(embed, task.corpus)
+    queries, query_seconds = _timed(embed, task.queries)
     options = index_options or {}
     results: dict[str, dict] = {}
     exact = None
@@ -488,7 +467,7 @@ def bitext_accuracy(source_emb, target_emb, gold: Sequence[set[int]]) -> float:
 
 def bitext_scores(embed: Callable[[list[str]], torch.Tensor], task: BitextTask) -> dict:
     """accuracy@1 in both directions: ``{"pair", "forward" (source -> target),
-    "backward", "rows"}``."""
+    "backward", "sentences" (source, target counts)}``."""
     src, tgt = embed(task.source), embed(task.target)
     back = task.reversed()
     return {"pair": f"{task.source_lang}-{task.target_lang}",
