@@ -194,21 +194,14 @@ def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", 
             raise KeyError(f"metric {metric!r} missing; columns: {before.columns}")
         row = {"lang": label, labels[0]: b[metric], labels[1]: a[metric],
                "delta": a[metric] - b[metric]}
-        paired = _paired(before, after, label) if metric == "spearman" else None
-        if paired is not None:
+        if metric == "spearman" and label in before.scores and label in after.scores:
+            (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
+            if not torch.equal(gold_a, gold_b):
+                raise ValueError(f"row {label!r}: the two tables scored different pairs")
+            paired = paired_bootstrap_difference(pred_a, pred_b, gold_a)
             row.update(delta_low=paired["low"], delta_high=paired["high"],
                        decided=paired["decided"])
         rows.append({**row, **({"n": a["n"]} if "n" in a else {})})
     return STSTable(rows, title=title or f"{metric}: {labels[0]} vs {labels[1]}",
                     score_columns=(*labels, "delta"), primary=labels[1],
                     meta={"interval": "95% paired bootstrap, 1000 resamples"})
-
-
-def _paired(before: STSTable, after: STSTable, label: str) -> dict | None:
-    """Paired bootstrap of after - before on the same pairs (None without per-pair scores)."""
-    if label not in before.scores or label not in after.scores:
-        return None
-    (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
-    if not torch.equal(gold_a, gold_b):
-        raise ValueError(f"row {label!r}: the two tables scored different pairs")
-    return paired_bootstrap_difference(pred_a, pred_b, gold_a)

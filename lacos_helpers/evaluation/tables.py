@@ -90,11 +90,8 @@ class STSTable:
     def shown_columns(self) -> list[str]:
         """Columns of the markdown: an interval (``<c>_low`` / ``<c>_high``) is shown inside
         its column ``<c>``, not on its own."""
-        return [c for c in self.columns if not self._is_interval_bound(c)]
-
-    def _is_interval_bound(self, column: str) -> bool:
-        base, _, end = column.rpartition("_")
-        return end in ("low", "high") and base in self.columns
+        bounds = {f"{c}_{end}" for c in self.columns for end in ("low", "high")}
+        return [c for c in self.columns if c not in bounds]
 
     def _cell(self, row: Mapping, column: str) -> str:
         if isinstance(row[column], bool):
@@ -134,22 +131,17 @@ class STSTable:
         caption = f"**{self.caption()}**\n\n" if self.title else ""
         return caption + table + "\n"
 
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the rows with raw values (full float precision) as CSV; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
+    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``{stem}.csv`` (raw values, full float precision) and ``{stem}.md`` (x100);
+        returns both paths."""
+        stem = Path(path_stem)
+        csv_path, md = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows({c: repr(v) if isinstance(v, float) else v for c, v in r.items()}
                              for r in self.rows)
-        return path
-
-    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``{stem}.csv`` (raw) and ``{stem}.md`` (x100); returns both paths."""
-        stem = Path(path_stem)
-        md = stem.with_name(stem.name + ".md")
-        csv_path = self.to_csv(stem.with_name(stem.name + ".csv"))
         md.write_text(self.to_markdown(), encoding="utf-8")
         return csv_path, md
 
