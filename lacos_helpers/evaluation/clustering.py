@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 STSB_TEST_GENRES = (("captions", 625), ("forum", 254), ("news", 500))
 
 
-# --------------------------------------------------------------------------------------------
-# labels
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- labels
 
 def _label_ids(labels: Sequence) -> np.ndarray:
     """Labels of any hashable type -> int ids 0..c-1 (first-seen order), checked non-empty."""
@@ -92,9 +90,7 @@ def normalized_mutual_information(true: Sequence, pred: Sequence) -> float:
     return mutual_information(true, pred) / ((h_c + h_k) / 2)
 
 
-# --------------------------------------------------------------------------------------------
-# k-means and the 2-D projection
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------- k-means and the 2-D projection
 
 def kmeans(embeddings, k: int, *, seed: int = 0, niter: int = 25, nredo: int = 3) -> np.ndarray:
     """Cluster ids [n] (int64) of spherical k-means (faiss) on ``embeddings`` [n, d]: the best
@@ -159,9 +155,7 @@ def pca_2d(embeddings) -> torch.Tensor:
     return (centered @ axes.T).float()
 
 
-# --------------------------------------------------------------------------------------------
-# the labelled set
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- the labelled set
 
 @dataclass
 class LabelledSet:

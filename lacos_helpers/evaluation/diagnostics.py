@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from lacos_helpers.checks import check_int
-from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
+from lacos_helpers.evaluation.embeddings import EmbeddingCache, _check_sentences
 from lacos_helpers.evaluation.metrics import average_ranks
 from lacos_helpers.evaluation.sts import _pair_texts, _scored_pairs, cosine_scores
 
@@ -27,9 +27,9 @@ def random_pair_cosines(encoder_or_cache, sentences: Sequence[str], n_pairs: int
     first = torch.randint(len(unique), (n_pairs,), generator=gen)
     offset = torch.randint(1, len(unique), (n_pairs,), generator=gen)
     second = (first + offset) % len(unique)  # never equal to first
-    cache = _as_cache(encoder_or_cache, None, batch_size, show_progress)
     pairs = [(unique[i], unique[j]) for i, j in zip(first.tolist(), second.tolist())]
-    return cosine_scores(cache, pairs)
+    return cosine_scores(encoder_or_cache, pairs, batch_size=batch_size,
+                         show_progress=show_progress)
 
 
 def _rank_rescale(cosines: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:

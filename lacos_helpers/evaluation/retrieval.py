@@ -29,9 +29,7 @@ log = logging.getLogger(__name__)
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 
-# --------------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- input checks
 
 def as_float_matrix(values, name: str) -> np.ndarray:
     """``values`` (Tensor / array [n, d]) as a C-contiguous float32 numpy array, checked:
@@ -64,9 +62,7 @@ def _check_same_dim(queries: np.ndarray, d: int) -> None:
                          "embed both with the same encoder")
 
 
-# --------------------------------------------------------------------------------------------
-# indexes
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- indexes
 
 def flat_index(corpus) -> faiss.IndexFlatIP:
     """Exact inner-product index of ``corpus`` [n, d] (unit vectors: cosine similarity)."""
@@ -140,9 +136,7 @@ def index_bytes(index) -> int:
     return int(faiss.serialize_index(index).nbytes)
 
 
-# --------------------------------------------------------------------------------------------
-# search
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- search
 
 def search(index, queries, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` documents of each query [q, d]: ``(scores [q, k] float32, ids [q, k]
@@ -182,9 +176,7 @@ def search_excluding(index, queries, k: int, exclude: Sequence[int | None]
     return scores[keep].view(-1, k), ids[keep].view(-1, k)
 
 
-# --------------------------------------------------------------------------------------------
-# metrics
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- metrics
 
 def _check_relevant(ids: torch.Tensor, relevant: Sequence) -> list[set[int]]:
     if ids.dim() != 2:
@@ -277,9 +269,7 @@ def queries_per_second(index, queries, k: int, repeats: int = 3) -> float:
     return len(q) / max(best, 1e-9)
 
 
-# --------------------------------------------------------------------------------------------
-# the search task: STS-B queries in a corpus of STS-B + NLI sentences
-# --------------------------------------------------------------------------------------------
+# ---------------------------- the search task: STS-B queries in a corpus of STS-B + NLI sentences
 
 @dataclass
 class SearchTask:
@@ -303,13 +293,6 @@ class SearchTask:
     def __repr__(self) -> str:
         return (f"SearchTask({self.lang}: {len(self.corpus)} documents, {len(self.queries)} "
                 f"queries, parts {self.parts})")
-
-
-def _nli_sentences(lang: str) -> list[str]:
-    from lacos_helpers import data
-
-    triplets = data.load_nli_triplets(lang, split="devtest")
-    return [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
 
 
 def search_queries(pairs, min_score: float = 4.0) -> dict[str, list[str]]:
@@ -340,7 +323,8 @@ def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = Tr
     for split in ("train", "dev"):
         parts[f"stsb-{split}"] = data.sts_sentences(data.load_sts(lang, split))
     if nli:
-        parts["nli"] = _nli_sentences(lang)
+        triplets = data.load_nli_triplets(lang, split="devtest")
+        parts["nli"] = [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
     corpus: dict[str, int] = {}
     counts: dict[str, int] = {}
     for name, sentences in parts.items():
@@ -390,9 +374,7 @@ def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask
     return results
 
 
-# --------------------------------------------------------------------------------------------
-# bitext mining on the aligned stsb_multi_mt rows
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------ bitext mining on the aligned stsb_multi_mt rows
 
 @dataclass
 class BitextTask:
@@ -443,14 +425,12 @@ def bitext_task(source_lang: str, target_lang: str = "en", split: str = "test",
     pairs = aligned_sentences(data.read_sts(source_lang, split, limit),
                               data.read_sts(target_lang, split, limit),
                               (source_lang, target_lang))
-    source = list(dict.fromkeys(s for s, _ in pairs))
-    target = list(dict.fromkeys(t for _, t in pairs))
-    s_id = {s: i for i, s in enumerate(source)}
-    t_id = {t: i for i, t in enumerate(target)}
-    gold: list[set[int]] = [set() for _ in source]
+    s_id = {s: i for i, s in enumerate(dict.fromkeys(s for s, _ in pairs))}
+    t_id = {t: i for i, t in enumerate(dict.fromkeys(t for _, t in pairs))}
+    gold: list[set[int]] = [set() for _ in s_id]
     for s, t in pairs:
         gold[s_id[s]].add(t_id[t])
-    return BitextTask(source_lang, target_lang, source, target, gold)
+    return BitextTask(source_lang, target_lang, list(s_id), list(t_id), gold)
 
 
 def bitext_accuracy(source_emb, target_emb, gold: Sequence[set[int]]) -> float:

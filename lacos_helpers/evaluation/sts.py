@@ -108,8 +108,7 @@ def _table_from_pairs(pairs_by_label: Mapping[str, list], cache: EmbeddingCache,
     cache.embed(data.sts_sentences(all_pairs))
     rows, scores = [], {}
     for label, pairs in pairs_by_label.items():
-        gold = _gold_scores(pairs)
-        predicted = cosine_scores(cache, pairs)
+        predicted, gold = _scored_pairs(cache, pairs)
         low, high = bootstrap_spearman(predicted, gold)
         rows.append({"lang": label, **sts_metrics(predicted, gold), "spearman_low": low,
                      "spearman_high": high})
