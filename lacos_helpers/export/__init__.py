@@ -1,10 +1,5 @@
-"""A trained run as a model other tools load: a sentence-transformers folder with a model card.
-
-``backbone`` (LoRA folded into float weights, 8-bit layers dequantized), ``folder`` (the
-sentence-transformers configuration files, pooling names), ``card`` (the model card),
-``st_model`` (:func:`export_run`: write, load back with sentence-transformers, compare), ``cli``
-(``python -m lacos_helpers export``).
-"""
+"""A trained run as a model other tools load: a sentence-transformers folder with a model card
+(:func:`export_run`; CLI: ``python -m lacos_helpers export``)."""
 
 from lacos_helpers.export.backbone import float_backbone
 from lacos_helpers.export.card import model_card, run_eval_tables
@@ -18,7 +13,6 @@ from lacos_helpers.export.st_model import (
     ExportError,
     ExportResult,
     adapter_load_error,
-    check_adapter_export,
     export_encoder,
     export_run,
 )
@@ -34,7 +28,6 @@ __all__ = [
     "UnsupportedPoolingError",
     "adapter_load_error",
     "add_parser",
-    "check_adapter_export",
     "export_encoder",
     "export_run",
     "float_backbone",

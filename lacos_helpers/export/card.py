@@ -16,11 +16,8 @@ def run_eval_tables(run_dir: str | os.PathLike | None) -> dict[str, str]:
     (``python -m lacos_helpers evaluate`` and chapter 4), sorted by name; {} when none."""
     if run_dir is None:
         return {}
-    folder = Path(run_dir) / "eval"
-    if not folder.is_dir():
-        return {}
     return {path.stem: path.read_text(encoding="utf-8").strip()
-            for path in sorted(folder.glob("*.md"))}
+            for path in sorted((Path(run_dir) / "eval").glob("*.md"))}
 
 
 def _front_matter(cfg) -> str:

@@ -64,12 +64,10 @@ class ExportError(RuntimeError):
 
 @dataclass
 class ExportResult:
-    """What :func:`export_run` wrote: ``folder``, ``mode``, the pooling (ours and
-    sentence-transformers'), ``max_abs_diff`` between sentence-transformers and the run's
-    encoder on ``probe_count`` sentences (None when sentence-transformers is not installed),
-    how far its tokenizer switched to left padding moves those embeddings
-    (``left_padding_diff``; ``left_padding_safe``: not beyond float rounding), whether
-    ``max_abs_diff`` is expected to be float rounding only (``exact_compute``)."""
+    """What :func:`export_run` wrote and measured: ``max_abs_diff`` from the run's encoder on
+    ``probe_count`` sentences (None without sentence-transformers), ``left_padding_diff`` from
+    switching the tokenizer to left padding (``left_padding_safe``: within float rounding),
+    ``exact_compute``: whether ``max_abs_diff`` should be float rounding only."""
 
     folder: Path
     mode: str
@@ -93,9 +91,7 @@ class ExportResult:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# what can be exported
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- what can be exported
 
 def _version(package: str) -> str | None:
     try:
@@ -105,9 +101,8 @@ def _version(package: str) -> str | None:
 
 
 def integration_peft_version() -> str | None:
-    """The peft version transformers' peft integration names as its minimum
-    (``MIN_PEFT_VERSION``; None if it names none). In transformers 5.25 ``add_adapter`` and
-    ``set_adapter`` check it, ``load_adapter`` (what loading an adapter folder uses) does not."""
+    """``MIN_PEFT_VERSION`` of transformers' peft integration (None if it names none); in
+    transformers 5.25 ``load_adapter`` (which loads an adapter folder) does not check it."""
     try:
         from transformers.integrations import peft as hf_peft
     except ImportError:  # pragma: no cover - transformers without the integration
@@ -115,13 +110,18 @@ def integration_peft_version() -> str | None:
     return getattr(hf_peft, "MIN_PEFT_VERSION", None)
 
 
-def check_adapter_export() -> None:
-    """Raise :class:`ExportError` when an adapter export cannot work here, known before trying
-    (peft missing); whether the folder loads is checked after writing it."""
-    if _version("peft") is None:
+def _refuse_early(pooling: str, mode: str) -> str:
+    """sentence-transformers' name for ``pooling``; refuses before any work an unknown
+    ``mode``, a pooling it lacks, an adapter export without peft (whether the adapter folder
+    loads is checked after writing it)."""
+    if mode not in EXPORT_MODES:
+        raise ValueError(f"unknown export mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
+    st_mode = st_pooling_mode(pooling)
+    if mode == "adapter" and _version("peft") is None:
         raise ExportError("--adapter export refused: peft is not installed (sentence-transformers "
                           "loads an adapter folder with peft). Export with --merged (LoRA "
                           "folded into the float weights: needs no peft) or install peft.")
+    return st_mode
 
 
 def adapter_load_error(exc: Exception) -> ExportError:
@@ -139,17 +139,13 @@ def adapter_load_error(exc: Exception) -> ExportError:
 
 
 def exact_compute(cfg) -> bool:
-    """Whether the float export computes what the run's encoder computes (up to rounding):
-    a float base, or 8-bit storage with weight-only compute. LLM.int8 (ours with
-    ``compute="int8"``, bitsandbytes) also rounds activations to int8, which a float model
-    does not."""
+    """Whether the float export computes what the run's encoder does (up to rounding): a float
+    base or weight-only 8-bit compute, not LLM.int8 (which also rounds activations)."""
     return cfg.quant.backend == "none" or (cfg.quant.backend == "lacos"
                                           and cfg.quant.compute == "dequantize")
 
 
-# --------------------------------------------------------------------------------------------
-# the export
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- the export
 
 def _export_tokenizer(tokenizer, max_length: int):
     """A copy of ``tokenizer`` that pads on the right and says so in its saved config."""
@@ -215,9 +211,8 @@ def _max_diff(theirs: torch.Tensor, reference: torch.Tensor) -> float:
 
 def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
     """Largest |difference| between sentence-transformers' embeddings of ``sentences`` from
-    ``folder`` and ``reference`` [n, d], and what switching the folder's tokenizer to left
-    padding changes (sentences of different lengths share a batch, so both are padded); None
-    when sentence-transformers is missing."""
+    ``folder`` and ``reference`` [n, d], and what switching its tokenizer to left padding
+    changes; None when sentence-transformers is missing."""
     version = _version("sentence-transformers")
     if version is None:
         log.warning("[export] sentence-transformers is not installed: the folder was not "
@@ -231,6 +226,8 @@ def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
 
 
 def _record_parity(result: ExportResult, found: Parity | None) -> None:
+    """Record what :func:`parity` measured in ``result``; refuse a difference beyond float
+    rounding where the export should compute what the run's encoder does."""
     if found is None:
         return
     result.max_abs_diff, result.checked_with = found.max_abs_diff, found.checked_with
@@ -240,11 +237,6 @@ def _record_parity(result: ExportResult, found: Parity | None) -> None:
         log.warning("[export] with %s, a left-padded tokenizer gives other embeddings (max "
                     "|diff| %.2e, pooling %s): keep the folder's right padding (the model card "
                     "says so)", found.checked_with, found.left_padding_diff, result.st_pooling)
-
-
-def _check_parity(result: ExportResult) -> None:
-    if result.max_abs_diff is None:
-        return
     if result.exact_compute and result.max_abs_diff > PARITY_TOLERANCE:
         raise ExportError(
             f"the exported model differs from the run's encoder by up to "
@@ -292,17 +284,11 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
                    probe_sentences=PROBE_SENTENCES, run_record: dict | None = None
                    ) -> ExportResult:
     """Write ``encoder`` (a trained :class:`~lacos_helpers.encoder.SiameseEncoder`; its
-    backbone is converted **in place**, so do not use it afterwards) as a sentence-transformers
-    folder ``out`` and check it (see the module docstring). ``cfg`` (its RunConfig) and
-    ``run_dir`` feed the model card. Raises :class:`ExportError` (folder not empty, adapter
-    mode unsupported here, parity check failed) or
-    :class:`~lacos_helpers.export.folder.UnsupportedPoolingError`; nothing is left in ``out``
-    when it fails."""
-    if mode not in EXPORT_MODES:
-        raise ValueError(f"unknown export mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
-    st_mode = st_pooling_mode(encoder.pooling)  # refuse before any work
-    if mode == "adapter":
-        check_adapter_export()
+    backbone is converted **in place**: do not use it afterwards) as a sentence-transformers
+    folder ``out`` and check it. ``cfg`` (its RunConfig) and ``run_dir`` feed the model card.
+    Raises :class:`ExportError` or :class:`~lacos_helpers.export.folder.UnsupportedPoolingError`
+    and leaves nothing in ``out`` when it fails."""
+    st_mode = _refuse_early(encoder.pooling, mode)
     out = Path(out)
     _prepare_target(out, overwrite)
     probes = list(probe_sentences)
@@ -318,20 +304,21 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
         write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
                        max_seq_length=encoder.max_length, normalize=normalize,
                        versions=result.versions)
+        found = None
         if probes:
             try:
-                _record_parity(result, parity(tmp, reference, probes))
+                found = parity(tmp, reference, probes)
             except Exception as exc:  # loading failed: say why, in the export's terms
                 if mode == "adapter":
                     raise adapter_load_error(exc) from exc
                 raise
-        _check_parity(result)
+        _record_parity(result, found)
         if mode == "adapter":  # checked in the temporary folder: now name the final one
             set_adapter_base(tmp, out / ADAPTER_BASE_DIR)
         (tmp / "README.md").write_text(model_card(result, cfg, run_eval_tables(run_dir),
                                                   run_record), encoding="utf-8")
-        record = {**result.to_dict(), "folder": str(out)}
-        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        (tmp / RECORD_FILE).write_text(json.dumps(result.to_dict(), indent=1) + "\n",
+                                       encoding="utf-8")
     log.info("[export] %s model written to %s (pooling %s%s; parity %s)", mode, out,
              result.st_pooling, " + normalize" if normalize else "",
              "not checked" if result.max_abs_diff is None else
@@ -347,9 +334,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, mode: str 
     from lacos_helpers import training
 
     cfg = training.load_run_config(run_dir)
-    st_pooling_mode(cfg.encoder.pooling)  # refuse before loading the model
-    if mode == "adapter":
-        check_adapter_export()
+    _refuse_early(cfg.encoder.pooling, mode)  # before loading the model
     encoder = training.load_encoder(run_dir)
     return export_encoder(encoder, out, cfg=cfg, run_dir=run_dir, mode=mode,
                           normalize=normalize, overwrite=overwrite,
