@@ -64,12 +64,10 @@ def _check_sentences(sentences) -> list[str]:
 class EmbeddingCache:
     """Embeddings of one encoder, computed once per distinct sentence (text -> row).
 
-    The cache is keyed by the text only, so it is valid for ONE encoder state: after training
-    (or loading other adapters) create a new cache or call :meth:`clear`.
-    ``embed(sentences) -> Tensor[n, d]`` (float32, CPU) encodes only the sentences it has not
-    seen, in one ``encode`` call per ``embed`` call. Statistics: ``misses`` = sentences
-    encoded, ``hits`` = requested sentences served without encoding (repeats included),
-    ``encode_calls`` = calls to the encoder.
+    Keyed by the text only, so valid for ONE encoder state: after training (or loading other
+    adapters) create a new cache or call :meth:`clear`. ``misses`` = sentences encoded,
+    ``hits`` = requested sentences served without encoding (repeats included),
+    ``encode_calls`` = calls to the encoder (one per :meth:`embed` with unseen sentences).
     """
 
     def __init__(self, encoder, batch_size: int = 64, show_progress: bool = True):
@@ -90,9 +88,6 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def __contains__(self, sentence: object) -> bool:
-        return sentence in self._rows
 
     @property
     def dim(self) -> int | None:

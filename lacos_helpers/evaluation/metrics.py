@@ -133,11 +133,10 @@ def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
     """Spearman(a) - Spearman(b) on the same pairs and its paired bootstrap interval (each
     resample draws the same pairs for both systems, so what they share cancels).
 
-    ``predicted_a`` / ``predicted_b``: one run's predictions [n], or several seeds' [s, n]
-    (the same number for both): then the difference is the mean over seeds, each resample
-    averaging the seeds' differences on the same pairs. Returns ``{"delta", "low", "high",
-    "decided", "seeds", "per_seed"}``: ``decided`` is True when the interval excludes 0 (a
-    beats b when delta > 0) and every seed's difference has the sign of ``delta``."""
+    ``predicted_a`` / ``predicted_b``: predictions [n], or several seeds' [s, n] (as many for
+    both: the difference is then the mean over seeds). Returns ``{"delta", "low", "high",
+    "decided", "seeds", "per_seed"}``; ``decided``: the interval excludes 0 and every seed's
+    difference has the sign of ``delta`` (> 0: a beats b)."""
     a = _as_runs(predicted_a, "predicted scores (a)")
     b = _as_runs(predicted_b, "predicted scores (b)")
     y = _check_scores(gold, "gold scores")

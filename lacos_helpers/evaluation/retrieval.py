@@ -49,11 +49,10 @@ def as_float_matrix(values, name: str) -> np.ndarray:
     return array
 
 
-def _check_k(k: int, n: int, what: str = "the corpus") -> int:
+def _check_k(k: int, n: int, what: str = "the corpus") -> None:
     check_int(k, "k")
     if k > n:
         raise ValueError(f"k={k} is larger than {what} ({n} documents): ask for at most {n}")
-    return k
 
 
 def _check_same_dim(queries: np.ndarray, d: int) -> None:
@@ -240,12 +239,10 @@ def _ids_and_scores(result) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def neighbour_recall(approx, exact, tolerance: float = 0.0) -> float:
-    """Share of the exact top-k neighbours that an approximate index also returned in its top k
-    (1.0: the approximate index lost nothing). ``approx`` and ``exact``: ids [q, k], or the
-    ``(scores, ids)`` of :func:`search`. With scores on both sides, ties count: a returned
-    document that is not among the exact ids but scores at least the exact k-th score (less
-    ``tolerance``, e.g. :func:`score_tolerance`) is as good a k-th neighbour (equal embeddings
-    make "the same ids" an arbitrary choice)."""
+    """Share of the exact top-k neighbours that an approximate index also returned in its top k.
+    ``approx`` and ``exact``: ids [q, k], or the ``(scores, ids)`` of :func:`search`; with
+    scores on both sides, a returned id scoring at least the exact k-th score (less
+    ``tolerance``, e.g. :func:`score_tolerance`) counts too: ties make ids arbitrary."""
     approx_ids, approx_scores = _ids_and_scores(approx)
     exact_ids, exact_scores = _ids_and_scores(exact)
     if approx_ids.shape != exact_ids.shape:
@@ -305,26 +302,23 @@ def search_queries(pairs, min_score: float = 4.0) -> dict[str, list[str]]:
     return {query: list(partners) for query, partners in out.items()}
 
 
-def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = True,
-                     corpus_limit: int | None = None, query_limit: int | None = None
-                     ) -> SearchTask:
+def stsb_search_task(lang: str = "en", *, corpus_limit: int | None = None,
+                     query_limit: int | None = None) -> SearchTask:
     """The search task of one language: corpus = distinct sentences of STS-B test, then STS-B
     train and dev, then the NLI triplets of ``lang`` (dev + test: premises, entailment and
     contradiction hypotheses), cut at ``corpus_limit`` (the test sentences always stay);
-    queries = STS-B test sentence1 with a partner of score >= ``min_score`` (first
-    ``query_limit``)."""
+    queries = STS-B test sentence1 with a partner of score >= 4 (first ``query_limit``)."""
     from lacos_helpers import data
 
     test = data.load_sts(lang, "test")
-    queries = search_queries(test, min_score)
+    queries = search_queries(test)
     if query_limit is not None:
         queries = dict(list(queries.items())[:query_limit])
     parts: dict[str, list[str]] = {"stsb-test": data.sts_sentences(test)}
     for split in ("train", "dev"):
         parts[f"stsb-{split}"] = data.sts_sentences(data.load_sts(lang, split))
-    if nli:
-        triplets = data.load_nli_triplets(lang, split="devtest")
-        parts["nli"] = [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
+    triplets = data.load_nli_triplets(lang, split="devtest")
+    parts["nli"] = [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
     corpus: dict[str, int] = {}
     counts: dict[str, int] = {}
     for name, sentences in parts.items():
@@ -343,19 +337,17 @@ def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = Tr
 
 
 def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask, *,
-                    kinds: Sequence[str] = ("flat", "ivf", "hnsw"), k: int = 10,
-                    index_options: dict[str, dict] | None = None) -> dict[str, dict]:
+                    kinds: Sequence[str] = ("flat", "ivf", "hnsw"), k: int = 10) -> dict[str, dict]:
     """Run ``task`` with each index kind. ``embed``: sentences -> unit vectors [n, d] (e.g.
     ``EmbeddingCache.embed``). Per kind: recall@1/10 and MRR@10, search queries/s, build
     seconds, index bytes, and (approximate kinds) neighbour recall@k against the exact index.
     Also ``"encode"``: corpus and query embedding seconds and sentences/s."""
     corpus, corpus_seconds = _timed(embed, task.corpus)
     queries, query_seconds = _timed(embed, task.queries)
-    options = index_options or {}
     results: dict[str, dict] = {}
     exact = None
     for kind in ("flat", *[x for x in kinds if x != "flat"]):
-        index, seconds = build_index(kind, corpus, **options.get(kind, {}))
+        index, seconds = build_index(kind, corpus)
         scores, ids = search_excluding(index, queries, k, task.exclude)
         row = {**retrieval_metrics(ids, task.relevant, ks=(1, k), mrr_at=k),
                "queries_per_s": queries_per_second(index, queries, k),

@@ -22,14 +22,10 @@ def _format_cell(value, as_score: bool, signed: bool = False) -> str:
 
 
 class STSTable:
-    """Per-language STS results: ``rows`` = list of dicts, first column the row label.
-
-    Typical columns: ``lang`` (e.g. "de" or "de-en"), ``spearman``, ``pearson`` (raw, in
-    [-1, 1]) and ``n`` (pairs). ``score_columns`` are shown x100 with 2 decimals in markdown;
-    CSV and :meth:`to_dict` keep raw floats; a "delta" column is shown with its sign.
-    ``primary`` is the column :meth:`mean` averages.
-    In Jupyter the table displays as markdown.
-    """
+    """Per-language STS results: ``rows`` = list of dicts, first column the row label (e.g.
+    "de" or "de-en"), typically ``spearman``, ``pearson`` (raw, in [-1, 1]) and ``n``.
+    ``score_columns`` are shown x100 in markdown (CSV and :meth:`to_dict` keep raw floats);
+    ``primary`` is the column :meth:`mean` averages."""
 
     def __init__(self, rows: Iterable[Mapping], *, title: str = "",
                  score_columns: Sequence[str] = METRICS, primary: str = "spearman",
