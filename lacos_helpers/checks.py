@@ -1,5 +1,5 @@
-"""The argument checks every room shares: one rule and one wording for an int argument, and
-one markdown table writer."""
+"""The argument checks every room shares: one rule and one wording for an int argument and for
+a choice among names, and one markdown table writer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 
 class IntArgumentError(TypeError, ValueError):
-    """Not an int where an int is asked for (both a ``TypeError`` and a ``ValueError``, as the
-    hand-written checks raised one or the other)."""
+    """Not an int where an int is asked for (both a ``TypeError`` and a ``ValueError``)."""
 
 
 def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
@@ -30,6 +29,13 @@ def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
     if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(message)
     return int(value)
+
+
+def check_choice(value, valid: Sequence[str], what: str) -> str:
+    """``value`` if it is one of ``valid``; else ``"unknown {what} 'x'; valid: a, b"``."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
 
 
 def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
@@ -60,4 +66,4 @@ def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
     return "\n".join([lines[0], rule, *lines[1:]])
 
 
-__all__ = ["IntArgumentError", "check_int", "markdown_table"]
+__all__ = ["IntArgumentError", "check_choice", "check_int", "markdown_table"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lacos_helpers import bloom
-from lacos_helpers.checks import check_int, markdown_table
+from lacos_helpers.checks import check_choice, check_int, markdown_table
 from lacos_helpers.data.layout import STS_LANGS, XNLI_LANGS
 from lacos_helpers.runtime import env_flag, in_colab
 
@@ -272,27 +272,22 @@ class RunConfig:
 # checks, dict conversion, differences
 # --------------------------------------------------------------------------------------------
 
-def _choice(value, valid, what: str) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {tuple(valid)}")
-
-
 def check(cfg: RunConfig) -> None:
     """Raise a ``ValueError`` naming the first inconsistent field of ``cfg``."""
     m, q, t = cfg.model, cfg.quant, cfg.train
-    _choice(m.kind, MODEL_KINDS, "model.kind")
-    _choice(m.dtype, ("auto", "float32", "float16", "bfloat16"), "model.dtype")
+    check_choice(m.kind, MODEL_KINDS, "model.kind")
+    check_choice(m.dtype, ("auto", "float32", "float16", "bfloat16"), "model.dtype")
     if (m.kind == "tiny-bloom") != (m.tiny is not None):
         raise ValueError("model.tiny is set exactly when model.kind is 'tiny-bloom'")
     if m.kind != "tiny-bloom" and not m.model_id:
         raise ValueError(f"model.kind {m.kind!r} needs a model.model_id")
-    _choice(q.backend, QUANT_BACKENDS, "quant.backend")
-    _choice(q.compute, QUANT_COMPUTES, "quant.compute")
+    check_choice(q.backend, QUANT_BACKENDS, "quant.backend")
+    check_choice(q.compute, QUANT_COMPUTES, "quant.compute")
     if q.compute != "int8" and q.backend == "bitsandbytes":  # ("none": nothing is 8-bit)
         raise ValueError(f"quant.compute={q.compute!r} needs quant.backend='lacos'")
     if q.load_in_8bit and (m.kind != "hub" or q.backend == "none"):
         raise ValueError("quant.load_in_8bit needs model.kind='hub' and an 8-bit backend")
-    _choice(q.preparation, ("standard", "lean"), "quant.preparation")
+    check_choice(q.preparation, ("standard", "lean"), "quant.preparation")
     check_int(cfg.lora.r, "lora.r")
     if not cfg.lora.alpha > 0 or not 0 <= cfg.lora.dropout < 1 or not cfg.lora.targets:
         raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
@@ -302,22 +297,21 @@ def check(cfg: RunConfig) -> None:
     if not isinstance(cfg.encoder.cpu_bf16, bool):
         raise ValueError(f"encoder.cpu_bf16 must be True or False, got {cfg.encoder.cpu_bf16!r}")
     for lang in cfg.data.train_langs:
-        _choice(lang, XNLI_LANGS, "data.train_langs language")
+        check_choice(lang, XNLI_LANGS, "data.train_langs language")
     for lang in cfg.eval.langs:
-        _choice(lang, STS_LANGS, "eval.langs language")
-    _choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
-    _choice(cfg.data.nli_split, ("auto", "train", "validation", "test", "devtest"),
+        check_choice(lang, STS_LANGS, "eval.langs language")
+    check_choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
+    check_choice(cfg.data.nli_split, ("auto", "train", "validation", "test", "devtest"),
             "data.nli_split")
-    for what, value in (("data.nli_limit", cfg.data.nli_limit),
-                        ("eval.sts_limit", cfg.eval.sts_limit)):
-        check_int(value, what, 0, allow_none=True)
+    check_int(cfg.data.nli_limit, "data.nli_limit", 0, allow_none=True)
+    check_int(cfg.eval.sts_limit, "eval.sts_limit", 0, allow_none=True)
     check_int(t.steps, "train.steps")
     check_int(t.batch_size, "train.batch_size", 2, why="MNR needs in-batch negatives")
     check_int(t.grad_accum, "train.grad_accum")
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         raise ValueError(f"train.learning_rate must be a positive number, got {t.learning_rate}")
     check_int(t.warmup_steps, "train.warmup_steps", 0)
-    _choice(t.schedule, SCHEDULES, "train.schedule")
+    check_choice(t.schedule, SCHEDULES, "train.schedule")
     check_int(t.eval_every, "train.eval_every", allow_none=True)
     check_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
     check_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from lacos_helpers.checks import check_choice, check_int
 from lacos_helpers.data import sources
 from lacos_helpers.data.layout import (
     EN_NLI_PARTS,
@@ -280,10 +281,10 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
     if not langs:
         raise ValueError("lang must name at least one language")
     for code in langs:
-        sources.check_choice(code, XNLI_LANGS, "NLI language")
+        check_choice(code, XNLI_LANGS, "NLI language")
     if split not in (None, "auto"):
-        sources.check_choice(split, NLI_SPLITS, "NLI split")
-    sources.check_limit(limit)
+        check_choice(split, NLI_SPLITS, "NLI split")
+    check_int(limit, "limit", 0, allow_none=True)
 
     parts = [_load_nli_one(code, split, source, data_dir) for code in langs]
     if seed is not None:
