@@ -11,20 +11,10 @@ rows in every language (``describe_sample`` says which).
 """
 
 from lacos_helpers.data.generated import (
-    GENERATED_LANGS,
     GENERATOR_VERSION,
     ensure_generated,
     generate_dataset,
     generated_sts_meanings,
-    render,
-)
-from lacos_helpers.data.layout import (
-    NLI_SPLITS,
-    STS_LANGS,
-    STS_SPLITS,
-    XNLI_LANGS,
-    XNLI_SPLITS,
-    sts_path,
 )
 from lacos_helpers.data.nli import load_nli_triplets, training_texts
 from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
@@ -34,33 +24,13 @@ from lacos_helpers.data.sampling import (
     no_duplicate_batches,
     text_key,
 )
-from lacos_helpers.data.sources import (
-    SOURCES,
-    DataFileError,
-    DataPolicy,
-    DataSourceError,
-    set_policy,
-)
-from lacos_helpers.data.sts import (
-    describe_sample,
-    load_sts,
-    read_sts,
-    stratified_sample,
-    sts_sentences,
-)
+from lacos_helpers.data.sources import DataFileError, DataSourceError, set_policy
+from lacos_helpers.data.sts import describe_sample, load_sts, read_sts, sts_sentences
 
 __all__ = [
-    "GENERATED_LANGS",
     "GENERATOR_VERSION",
-    "NLI_SPLITS",
-    "SOURCES",
-    "STS_LANGS",
-    "STS_SPLITS",
-    "XNLI_LANGS",
-    "XNLI_SPLITS",
     "BatchPlan",
     "DataFileError",
-    "DataPolicy",
     "DataSourceError",
     "NLITriplet",
     "Rows",
@@ -74,11 +44,8 @@ __all__ = [
     "load_sts",
     "read_sts",
     "no_duplicate_batches",
-    "render",
-    "sts_path",
-    "set_policy",
-    "stratified_sample",
     "sts_sentences",
+    "set_policy",
     "text_key",
     "training_texts",
 ]
