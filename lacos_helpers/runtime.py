@@ -79,9 +79,6 @@ def pick_device(preference: str | None = "auto") -> str:
     return preference
 
 
-NATIVE_BF16_CAPABILITY = (8, 0)
-
-
 def to_device(batch, model_or_device):
     """``batch`` (a tensor, a tokenizer's ``BatchEncoding`` or a dict of tensors) on the device
     of ``model_or_device`` (a module: the device of its first parameter, where a model's input
@@ -120,9 +117,7 @@ def native_bf16(device) -> bool:
     import torch
 
     device = torch.device(device)
-    if device.type != "cuda":
-        return False
-    return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16_CAPABILITY
+    return device.type == "cuda" and tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
 
 
 def cpu_native_bf16() -> bool:
@@ -180,9 +175,7 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # every device, CUDA included
 
 
 def device_summary() -> str:
