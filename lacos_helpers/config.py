@@ -30,7 +30,8 @@ from typing import Any, Literal
 
 from lacos_helpers import bloom
 from lacos_helpers.checks import check_choice, check_int, markdown_table
-from lacos_helpers.data.layout import STS_LANGS, XNLI_LANGS
+from lacos_helpers.data.layout import NLI_SPLITS, STS_LANGS, XNLI_LANGS
+from lacos_helpers.data.sources import SOURCES
 from lacos_helpers.runtime import env_flag, in_colab
 
 ModelKind = Literal["tiny-bloom", "gguf", "hub"]
@@ -143,7 +144,7 @@ class DataConfig:
     nli_limit: int | None = None
     source: str = "auto"
     nli_split: str = "auto"
-    allow_generated: bool = field(default=True, metadata={"recipe": False})
+    allow_generated: bool = _not_recipe(True)
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready nested dict (tuples become lists)."""
-        return _jsonable(dataclasses.asdict(self))
+        return _jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RunConfig:
@@ -300,9 +301,8 @@ def check(cfg: RunConfig) -> None:
         check_choice(lang, XNLI_LANGS, "data.train_langs language")
     for lang in cfg.eval.langs:
         check_choice(lang, STS_LANGS, "eval.langs language")
-    check_choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
-    check_choice(cfg.data.nli_split, ("auto", "train", "validation", "test", "devtest"),
-            "data.nli_split")
+    check_choice(cfg.data.source, ("auto", *SOURCES), "data.source")
+    check_choice(cfg.data.nli_split, ("auto", *NLI_SPLITS), "data.nli_split")
     check_int(cfg.data.nli_limit, "data.nli_limit", 0, allow_none=True)
     check_int(cfg.eval.sts_limit, "eval.sts_limit", 0, allow_none=True)
     check_int(t.steps, "train.steps")
@@ -320,6 +320,8 @@ def check(cfg: RunConfig) -> None:
 
 
 def _jsonable(value):
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -377,8 +379,7 @@ def _recipe_fields(obj, prefix: str = ""):
         if dataclasses.is_dataclass(value) and f.name in SECTIONS:
             yield from _recipe_fields(value, path + ".")
         else:
-            yield path, _jsonable(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) \
-                else _jsonable(value)
+            yield path, _jsonable(value)
 
 
 def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
@@ -394,6 +395,19 @@ def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 _MULTILINGUAL_NLI = ("en", "de", "es", "fr", "ru", "zh")
+
+_COLAB = RunConfig(
+    name="colab",
+    description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
+    model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
+    quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
+    lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
+    encoder=EncoderConfig(pooling="weightedmean", max_length=64),
+    data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
+    train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
+                      optimizer="bnb-adam8bit", gradient_checkpointing=True),
+    eval=EvalConfig(langs=STS_LANGS, batch_size=128),
+)
 
 PROFILES: dict[str, RunConfig] = {
     "ci": RunConfig(
@@ -413,48 +427,29 @@ PROFILES: dict[str, RunConfig] = {
         description="offline pretrained multilingual decoder (Gemma-3-270M GGUF), real data; "
                     "minutes per notebook on a laptop",
         model=ModelConfig(kind="gguf", model_id=GGUF_MODEL),
-        # CPUs have no fast int8 path for LLM.int8's outlier decomposition, and all 640 input
-        # features of Gemma's first layer exceed the 6.0 threshold: weight-only 8-bit runs
-        # at float speed with the same 8-bit storage.
+        # CPUs have no fast int8 path for LLM.int8's outliers (all of Gemma's first-layer input
+        # features exceed 6.0): weight-only 8-bit, float speed, the same 8-bit storage.
         quant=QuantConfig(backend="lacos", compute="dequantize"),
-        # r=16: r=64 leads chapter 5's 15-step ablation on dev (+8.4) but ties at full length
-        # (320 steps, STS-B en dev 0.8373 vs 0.8371) and steps 5% slower: a faster start only.
+        # r=64 starts faster (chapter 5) but ties r=16 at full length and steps 5% slower.
         lora=LoRAConfig(r=16, alpha=32, dropout=0.0, targets=LLAMA_STYLE_LORA_TARGETS),
-        # Last token wins on STS-B en dev *after* training (full run: 0.828 vs 0.821 for the
-        # weighted mean; chapter 5's ablation agrees) though it is the worst untrained (0.53
-        # vs 0.65). bfloat16 matmuls where the CPU has them: a step 1.5x faster at first, 1.13x
-        # over a full run, so 384 steps (38.7 min; STS-B en dev 0.8386 vs 0.8371 for 320 float32
-        # steps) fit the ~40 minutes of 320 float32 steps.
+        # Last token: the worst untrained, the best after training (STS-B en dev 0.828 vs 0.821
+        # for the weighted mean). bfloat16 matmuls where the CPU has them: 384 steps take the
+        # ~40 minutes of 320 float32 steps.
         encoder=EncoderConfig(pooling="lasttoken", max_length=64, cpu_bf16=True),
         data=DataConfig(train_langs=_MULTILINGUAL_NLI),
         train=TrainConfig(steps=384, batch_size=32, learning_rate=2e-4, warmup_steps=38),
         eval=EvalConfig(langs=STS_LANGS, batch_size=64),
         notes="BLOOM stand-in: the GGUF loads through the same transformers path as Hub models.",
     ),
-    "colab": RunConfig(
-        name="colab",
-        description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
-        model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
-        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
-        encoder=EncoderConfig(pooling="weightedmean", max_length=64),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
-        train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
-                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
-        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
-    ),
-    "paper": RunConfig(
+    "colab": _COLAB,
+    # the colab recipe at the paper's scale
+    "paper": _COLAB.replace(
         name="paper",
         description="bigscience/bloom-7b1 in 8-bit on one large GPU (set LACOS_MODEL_ID for "
                     "bloom-1b1 / 1b7 / 3b)",
-        model=ModelConfig(kind="hub", model_id="bigscience/bloom-7b1"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
-        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
-        encoder=EncoderConfig(pooling="weightedmean", max_length=75),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
-        train=TrainConfig(steps=4000, batch_size=64, learning_rate=2e-4, warmup_steps=400,
-                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
-        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
+        model={"model_id": "bigscience/bloom-7b1"},
+        encoder={"max_length": 75},
+        train={"steps": 4000, "batch_size": 64, "warmup_steps": 400},
     ),
 }
 
