@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 Record = tuple | str  # (premise, hypothesis, label name), or a skip reason
 
 
-
 def _nli_record(premise, hypothesis, label: str | None) -> Record:
     if premise is None or hypothesis is None or label is None:
         return "missing field"
@@ -291,15 +290,12 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
         for part in parts:
             random.Random(seed).shuffle(part)
     takes = _share([len(p) for p in parts], limit) if limit is not None else [len(p) for p in parts]
-    out = Rows(source=parts[0].source, split=parts[0].split)
+    out = Rows(source=parts[0].source if len({p.source for p in parts}) == 1 else "mixed",
+               split=parts[0].split if len({p.split for p in parts}) == 1 else "mixed")
     for code, part, take in zip(langs, parts, takes):
         out.extend(part[:take])
         out.paths.extend(part.paths)
         out.skipped.update(part.skipped)
-        if part.source != out.source:
-            out.source = "mixed"
-        if part.split != out.split:
-            out.split = "mixed"
         name = "SNLI+MultiNLI" if code == "en" else "XNLI"
         hard = sum(t.hard_negative is not None for t in part[:take])
         log.info("[data] NLI %s (%s %s): %d triplets (%d with hard negative) from %s (%s)",

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Raw = STSPair | str  # a parsed row, or the reason it was skipped
 
+
 def _parse_sts_row(row: Sequence) -> Raw:
     """One ``sentence1, sentence2, score`` row -> STSPair, or the reason it is skipped."""
     if len(row) < 3 or any(x is None for x in row[:3]):
