@@ -131,24 +131,17 @@ def cpu_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def release_free_memory() -> bool:
-    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``): a loader
-    that allocates and frees many medium-sized temporaries leaves them in the heap, where they
-    count as the process's memory until reused. Returns whether anything could be asked
-    (False off glibc)."""
+def release_free_memory() -> None:
+    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``; nothing off
+    glibc): a loader that allocates and frees many medium-sized temporaries leaves them in the
+    heap, where they count as the process's memory until reused."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        trim = None
-    if trim is None:
-        return False
-    trim(0)
-    return True
+    with contextlib.suppress(OSError, AttributeError):  # no C library, or not glibc's
+        if name:
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 @functools.lru_cache(maxsize=1)
