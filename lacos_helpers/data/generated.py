@@ -42,18 +42,12 @@ SLOTS = ("subject", "verb", "object", "place")
 
 # Templates: {S} {V} {O} {P}; {T} = optional time phrase (neutral NLI hypotheses) with its
 # leading separator. Slot phrases are stored in the case each slot needs (objects accusative).
-_TEMPLATES = {
-    "en": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "de": ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}."),
-    "es": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "fr": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "it": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "nl": ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}."),
-    "pl": ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}."),
-    "pt": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "ru": ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}."),
-    "zh": ("{S}{T}在{P}{V}{O}。", "在{P}，{S}{T}{V}{O}。"),
-}
+_SVO = ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}.")
+_VERB_SECOND = ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}.")
+_NO_COMMA = ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}.")
+_TEMPLATES = {"en": _SVO, "de": _VERB_SECOND, "es": _SVO, "fr": _SVO, "it": _SVO,
+              "nl": _VERB_SECOND, "pl": _NO_COMMA, "pt": _SVO, "ru": _NO_COMMA,
+              "zh": ("{S}{T}在{P}{V}{O}。", "在{P}，{S}{T}{V}{O}。")}
 GENERATED_LANGS = tuple(lang for lang in STS_LANGS if lang in _TEMPLATES)
 
 
