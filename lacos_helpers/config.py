@@ -1,19 +1,10 @@
 """One configuration for a run, as nested frozen dataclasses, and the four profiles.
 
-A :class:`RunConfig` has one section per stage of the method::
-
-    model    which decoder (tiny random BLOOM, offline GGUF, Hub id or local folder)
-    quant    how its frozen weights are cast to 8 bits
-    lora     the adapters
-    encoder  pooling and sentence length
-    data     the NLI training data
-    train    the optimisation (steps, batch, learning rate, loss options, optimizer)
-    eval     what is evaluated (not part of the recipe)
-
-One setting (``LACOS_PROFILE``) picks a profile (``ci``, ``cpu``, ``colab``, ``paper``);
-:func:`load_profile` returns it with overrides applied (``load_profile("ci", train={"steps":
-5})``). The whole configuration is written to a run's ``run.json``; a resume compares every field
-that changes what is trained (:func:`recipe_differences`) and names each difference.
+A :class:`RunConfig` has one section per stage of the method (model, quant, lora, encoder, data,
+train) and what is evaluated (eval, not part of the recipe). ``LACOS_PROFILE`` picks a profile
+(``ci``, ``cpu``, ``colab``, ``paper``); :func:`load_profile` returns it with overrides applied.
+A run's ``run.json`` holds the whole configuration; a resume names every field that changes
+what is trained (:func:`recipe_differences`).
 """
 
 from __future__ import annotations
@@ -37,7 +28,7 @@ from lacos_helpers.runtime import env_flag, in_colab
 ModelKind = Literal["tiny-bloom", "gguf", "hub"]
 QuantBackend = Literal["none", "lacos", "bitsandbytes"]
 
-MODEL_KINDS = ("tiny-bloom", "gguf", "hub")
+MODEL_KINDS = typing.get_args(ModelKind)
 QUANT_BACKENDS = typing.get_args(QuantBackend)
 EIGHT_BIT_BACKENDS = QUANT_BACKENDS[1:]  # Int8Linear, bitsandbytes' Linear8bitLt
 QUANT_COMPUTES = ("int8", "dequantize")
@@ -134,11 +125,9 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """The NLI training triplets: languages (en = SNLI+MultiNLI, others XNLI), at most
-    ``nli_limit`` of them (None = all), from ``source`` (auto | local | hub | generated; the
-    ``LACOS_DATA_SOURCE`` setting overrides auto), the train split where the source has one
-    (``nli_split`` "auto"). ``allow_generated``: whether "auto" may end on the generated
-    template dataset (no data folder, no Hub); the profiles that train BLOOM on real data
-    refuse it unless it is asked for by name."""
+    ``nli_limit`` of them (None = all), from ``source`` (see :mod:`lacos_helpers.data.sources`),
+    ``nli_split`` "auto": the train split where the source has one. ``allow_generated``: whether
+    "auto" may end on the generated template dataset (no data folder, no Hub)."""
 
     train_langs: tuple[str, ...] = ("en",)
     nli_limit: int | None = None
@@ -337,10 +326,8 @@ def _from_dict(cls, data: Mapping, where: str):
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(names)}")
-    values = {}
-    for key, value in data.items():
-        values[key] = _convert(hints[key], value, f"{where}.{key}")
-    return cls(**values)
+    return cls(**{key: _convert(hints[key], value, f"{where}.{key}")
+                  for key, value in data.items()})
 
 
 def _convert(hint, value, where: str):
@@ -365,8 +352,8 @@ def _replace_section(section, name: str, values: Mapping):
     if unknown:
         raise TypeError(f"unknown {name} field(s) {unknown}; valid: {sorted(valid)}")
     hints = typing.get_type_hints(type(section))
-    converted = {k: _convert(hints[k], v, f"{name}.{k}") for k, v in values.items()}
-    return dataclasses.replace(section, **converted)
+    return dataclasses.replace(section, **{k: _convert(hints[k], v, f"{name}.{k}")
+                                           for k, v in values.items()})
 
 
 def _recipe_fields(obj, prefix: str = ""):

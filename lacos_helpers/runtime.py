@@ -1,8 +1,6 @@
-"""Where the package runs: settings from the environment, folders, device, Hub reachability,
-seeding, library versions and the console log handler that the course and the CLI install.
-
-Library code reports through ``logging.getLogger(__name__)`` and never installs a handler or a
-process-wide warning filter; :func:`show_logs` is for the surfaces (notebooks, CLI).
+"""Where the package runs: settings from the environment, folders and atomic writes, device,
+seeding, library versions, Hub reachability, and the console log handler of the course and the
+CLI (:func:`show_logs`; library code only logs through ``logging.getLogger(__name__)``).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ _HUB_PROBES: dict[str, bool] = {}
 
 
 # --------------------------------------------------------------------------------------------
-# settings and folders
+# settings, folders, atomic writes
 # --------------------------------------------------------------------------------------------
 
 def env_flag(name: str) -> bool:
@@ -49,10 +47,8 @@ def cache_dir() -> Path:
 
 
 def data_dir() -> Path | None:
-    """The local data directory from ``LACOS_DATA_DIR`` (None when unset).
-
-    A set but missing directory is an error, never a silent fall-back.
-    """
+    """The local data directory ``LACOS_DATA_DIR`` (None when unset); a set but missing
+    directory is an error, never a silent fall-back."""
     value = os.environ.get("LACOS_DATA_DIR", "").strip()
     if not value:
         return None
@@ -60,6 +56,38 @@ def data_dir() -> Path | None:
     if not path.is_dir():
         raise FileNotFoundError(f"LACOS_DATA_DIR={value!r} is not a directory")
     return path
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling renamed when complete: a
+    reader sees the old file or the new one, never half of it. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_folder(out) as tmp:`` write into ``tmp`` (a temporary sibling of ``out``),
+    which replaces ``out`` when the block ends without an error (a reader sees the old folder or
+    the new one, never half of it); on an error ``out`` is left as it was."""
+    path = Path(path)
+    tmp = _temporary_sibling(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,9 +149,8 @@ def native_bf16(device) -> bool:
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles: recent Intel
-    Xeons, AMD Zen 4 and later), where a bfloat16 matmul runs about twice as fast as float32.
-    Elsewhere bfloat16 is emulated and no faster (often slower) than float32."""
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles), about twice as
+    fast as float32; elsewhere bfloat16 is emulated and no faster (often slower)."""
     import torch
 
     cpu = getattr(torch, "cpu", None)
@@ -206,10 +233,10 @@ def hub_offline() -> bool:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub can be used: False at once when offline (:func:`hub_offline`),
-    True behind an HTTP(S) proxy (a direct probe says nothing there), else whether the endpoint
-    (``HF_ENDPOINT``, default huggingface.co) accepts a TCP connection within ``timeout`` s.
-    The probe runs once per process; without it huggingface_hub retries for about 45 s."""
+    """Whether the Hugging Face Hub can be used: False when offline, True behind an HTTP(S) proxy
+    (a direct probe says nothing there), else whether ``HF_ENDPOINT`` (default huggingface.co)
+    accepts a TCP connection within ``timeout`` s, probed once per process (huggingface_hub
+    itself retries for about 45 s)."""
     if hub_offline():
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
@@ -232,45 +259,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 class _ConsoleHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stdout`` (Jupyter swaps it per cell)."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
-
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stdout
         super().emit(record)
-
-
-def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling renamed when complete: a
-    reader sees the old file or the new one, never half of it. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path)
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
-    """``with atomic_folder(out) as tmp:`` write into ``tmp`` (a temporary sibling of ``out``);
-    when the block ends without an error, ``tmp`` replaces ``out`` (a reader sees the old folder
-    or the new one, never half of it); on an error it is removed and ``out`` is left as it
-    was."""
-    path = Path(path)
-    tmp = _temporary_sibling(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def show_logs(level: int = logging.INFO) -> logging.Logger:
