@@ -41,11 +41,10 @@ def check_choice(value, valid: Sequence[str], what: str) -> str:
 def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
                    columns: Sequence[str] | None = None, *,
                    align: str | Sequence[str] = "left", pad: bool = False) -> str:
-    """A markdown table: ``rows`` are mappings (``columns``: their keys, default the first
-    row's) or sequences of cells (then ``columns`` is the header); ``align``: ``"left"``,
-    ``"right"`` or ``"first-left"`` (the first column left, the others right), or one of
-    ``"left"`` / ``"right"`` per column; ``pad``: cells padded to their column's width (for
-    reading as text). Cells are written with ``str``."""
+    """A markdown table of ``rows``: mappings (``columns``: their keys, default the first row's)
+    or sequences of cells (``columns``: the header). ``align``: ``"left"``, ``"right"``,
+    ``"first-left"`` (the others right) or one per column; ``pad``: cells padded to their
+    column's width (for reading as text)."""
     rows = list(rows)
     if columns is None:
         columns = list(rows[0])

@@ -1,13 +1,10 @@
 """NLI training triplets and STS evaluation pairs, with one API whatever the source.
 
 ``load_nli_triplets`` (``nli``) and ``load_sts`` (``sts``) read a local folder laid out as
-``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``);
-``sources`` picks and reports the source; a local file that is not UTF-8 or cannot be parsed is
-a :class:`DataFileError` naming the file and line. ``sampling`` builds the training batches (no
-text twice in a batch). Loaders return :class:`Rows` of :class:`NLITriplet` or :class:`STSPair`
-(``rows``), in file order (no shuffling unless a ``seed`` is given). For NLI ``limit=N`` takes
-nested, stable prefixes; for STS it takes a seeded sample stratified by gold score, the same
-rows in every language (``describe_sample`` says which).
+``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``), as
+``sources`` picks and reports. They return :class:`Rows` of :class:`NLITriplet` or
+:class:`STSPair` (``rows``) in file order. ``sampling`` builds the training batches (no text
+twice in a batch).
 """
 
 from lacos_helpers.data.generated import (

@@ -265,16 +265,13 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
                       source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
     """NLI (anchor, positive, hard_negative) triplets for MNR training.
 
-    ``lang``: a code of ``XNLI_LANGS`` or a sequence of codes (concatenated in that
-    order). ``split``: None (auto) = the train split where the source has it (the Hub: SNLI +
-    MultiNLI train for English, XNLI train for the others; a local folder when it holds
-    ``nli_en/snli_1.0_train.csv``, ``nli_en/multinli_1.0_train.csv``, ``xnli/xnli_train_{lang}
-    .tsv``), else "devtest": SNLI dev+test + MultiNLI dev matched+mismatched for English (13,639
-    triplets), XNLI validation+test for the others (830 + 1670). "train", "validation" (en: SNLI
-    dev + MNLI dev-matched), "test" (en: SNLI test + MNLI dev-mismatched) and "devtest" ask for
-    one. Rows keep file order unless ``seed`` is an int, which shuffles each language
-    deterministically. ``limit``: at most N triplets in total, shared evenly over the languages
-    (first N per language, so smaller limits give subsets).
+    ``lang``: a code of ``XNLI_LANGS`` or a sequence of codes (concatenated in that order).
+    ``split``: one of ``NLI_SPLITS`` (the files of each: :mod:`~lacos_helpers.data.layout`), or
+    None (auto): train where the source has it (the Hub; a local folder holding the train
+    files), else "devtest" (en: SNLI dev+test + MultiNLI dev matched+mismatched, 13,639
+    triplets; XNLI validation+test, 830 + 1670). Rows keep file order unless ``seed`` is an int
+    (each language shuffled deterministically). ``limit``: at most N triplets in total, shared
+    evenly over the languages (first N per language, so smaller limits give subsets).
     """
     langs = [lang] if isinstance(lang, str) else list(lang)
     if not langs:

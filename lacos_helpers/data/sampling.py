@@ -41,15 +41,12 @@ def epoch_order(n: int, seed: int = 42, epoch: int = 0) -> list[int]:
 def no_duplicate_batches(triplets: Sequence[NLITriplet], batch_size: int, seed: int = 42,
                          epoch: int = 0, drop_last: bool = True) -> list[list[NLITriplet]]:
     """One epoch of batches in which no text (anchor, positive or hard negative, compared by
-    :func:`text_key`) belongs to two triplets of the same batch: a repeated text would be a false
-    in-batch negative for MNR.
+    :func:`text_key`) belongs to two triplets of the same batch.
 
-    Like sentence-transformers' ``NoDuplicatesBatchSampler``: the triplets are shuffled by
-    ``(seed, epoch)``; each batch is filled greedily in that order, skipping a triplet that shares
-    a text with the batch so far (it waits for a later batch). A pure function of its arguments,
-    so batch i of epoch e is always the same (resume = recompute and skip). Each triplet appears
-    at most once per epoch; with ``drop_last`` batches that cannot be filled to ``batch_size``
-    are dropped (their triplets skip this epoch), else they are kept (smaller, possibly of one).
+    The triplets are shuffled by ``(seed, epoch)``; each batch is filled greedily in that order,
+    a triplet that shares a text with the batch so far waits for a later batch. Each triplet
+    appears at most once per epoch; with ``drop_last`` batches that cannot be filled to
+    ``batch_size`` are dropped (their triplets skip this epoch), else kept (smaller).
     """
     check_int(batch_size, "batch_size", 2, why="in-batch negatives need another pair")
     check_int(epoch, "epoch", 0)

@@ -1,18 +1,14 @@
 """Where rows come from: a local folder, the Hugging Face Hub or the generated dataset, chosen
 once per call and always reported (``[data] ... from <source>``).
 
-The source is, in this order: the ``source=`` argument of a loader; else ``LACOS_DATA_SOURCE``
-(``local`` | ``hub`` | ``generated`` | ``auto``); else the session's :class:`DataPolicy` (set from
-the profile by the notebooks' first cell and the CLI, :func:`set_policy`). ``auto`` takes the
-local folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the
-generated dataset, and says so in a warning. A profile that trains on real data only (``colab``,
-``paper``) refuses the generated dataset unless it is asked for by name; a Hub that is reachable
-but fails is an error, never a quiet switch to generated sentences.
+The source is the ``source=`` argument of a loader, else ``LACOS_DATA_SOURCE``, else the
+session's :class:`DataPolicy` (:func:`set_policy`, from the profile). ``auto`` takes the local
+folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the generated
+dataset with a warning (a profile that trains on real data only refuses it unless it is asked
+for by name). A Hub that fails is an error, never a quiet switch to generated sentences.
 
-Local files are read with :func:`read_records`: a file that is not UTF-8 or cannot be parsed is
-a :class:`DataFileError` naming the file and line; rows skipped on purpose are counted and
-logged with their lines (:func:`located_records`). A Hub ``datasets.Dataset`` is read
-column-wise (:func:`hub_table`), never row by row.
+A local file that is not UTF-8 or cannot be parsed is a :class:`DataFileError` naming the file
+and line (:func:`read_records`); a Hub ``datasets.Dataset`` is read column-wise (:func:`hub_table`).
 """
 
 from __future__ import annotations
@@ -228,10 +224,8 @@ def pick_source(source: str | None, data_dir: str | os.PathLike | None,
 
 
 def resolve_source(policy: DataPolicy) -> str:
-    """The source a run with ``policy`` (:meth:`DataPolicy.of` its ``cfg.data``) loads from:
-    ``local``, ``hub`` or ``generated``, resolved once, passed to every loader of the run by
-    name. Raises :class:`DataSourceError` where ``policy`` forbids generated data and neither
-    a data folder nor the Hub is there (``LACOS_DATA_SOURCE=generated`` asks for it by name)."""
+    """The source (``local``, ``hub`` or ``generated``) a run with ``policy`` (:meth:`DataPolicy.of`
+    its ``cfg.data``) loads from, resolved once and passed to every loader of the run by name."""
     return pick_source(None, None, policy)[0]
 
 

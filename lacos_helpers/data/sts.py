@@ -135,13 +135,11 @@ def read_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int |
     """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order
     (:func:`load_sts` without the log line, for callers that read many and report once).
 
-    ``lang`` is one of ``STS_LANGS`` or a pair ``("de", "en")``: cross-lingual pairs
-    with sentence1 from row i in German and sentence2 from row i in English (same gold score).
-    ``split``: train (5749 rows), dev (1500), test (1379). ``limit``: at most N pairs, a
-    seeded sample (``seed``) stratified by gold score (:func:`stratified_sample`; the first rows
-    of STS-B are its easiest, image captions), the same rows in every language; ``rows.total``
-    and ``rows.sample_seed`` say what was drawn.
-    ``source``: None (auto) | "local" | "hub" | "generated".
+    ``lang``: one of ``STS_LANGS``, or a pair ``("de", "en")``: sentence1 from row i in German,
+    sentence2 from row i in English (same gold score). ``split``: train (5749 rows), dev (1500),
+    test (1379). ``limit``: at most N pairs, the same rows in every language, drawn by
+    :func:`stratified_sample` (the first rows of STS-B are its easiest); ``rows.total`` and
+    ``rows.sample_seed`` say what was drawn. ``source``: None (auto) | local | hub | generated.
     """
     langs = (lang,) if isinstance(lang, str) else tuple(lang)
     if len(langs) not in (1, 2):
