@@ -167,9 +167,7 @@ def render(lang: str, meaning: Meaning, template: int = 0, variants: Sequence[in
            time: int | None = None) -> str:
     """One generated sentence: ``meaning`` (4 concept ids) in ``lang`` with template 0/1 and a
     surface variant 0/1 per slot; ``time`` adds a time phrase (neutral NLI hypotheses)."""
-    if lang not in _TEMPLATES:
-        raise ValueError(f"the generator does not cover {lang!r}; it covers "
-                         f"{', '.join(GENERATED_LANGS)}")
+    check_choice(lang, GENERATED_LANGS, "generated-data language")
     forms = []
     for slot, concept, variant in zip(SLOTS, meaning, variants):
         options = _LEXICON[slot][concept][lang]
@@ -259,14 +257,12 @@ def _manifest() -> dict:
 
 def generate_dataset(out_dir: str | os.PathLike | None = None) -> Path:
     """Write the generated dataset to ``out_dir`` (default ``cache_dir()/generated``) in the
-    local layout; deterministic (byte-identical files every time). Returns ``out_dir``.
+    local layout, byte-identical every time; returns ``out_dir``.
 
-    STS: train/dev/test = 1000/300/500 pairs per language, aligned across languages; sentence2
-    shares k of 4 meaning slots with sentence1 (k uniform in 0..4), gold = 5 * k / 4, rendered
-    with the other template and other synonyms. NLI: per premise an entailment (paraphrase), a
-    neutral (paraphrase + time phrase) and a contradiction (one slot changed) hypothesis;
-    nli_en: 4 files x 750 premises (English), xnli: 300 validation / 600 test premises per
-    language.
+    STS (``GENERATED_STS_SIZES`` pairs per language, aligned across languages): sentence2 shares
+    k of 4 meaning slots with sentence1 (k uniform in 0..4), gold = 5 * k / 4, rendered with the
+    other template and other synonyms. NLI (``GENERATED_*_PREMISES``): per premise an entailment
+    (paraphrase), a neutral (paraphrase + time phrase) and a contradiction (one slot changed).
     """
     out = Path(out_dir) if out_dir is not None else runtime.cache_dir() / "generated"
     for split in STS_SPLITS:
