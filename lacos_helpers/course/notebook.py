@@ -7,18 +7,6 @@ import warnings
 
 from lacos_helpers import config, runtime
 
-# Known noisy warnings in the notebooks, filtered by message and module only.
-NOISY_WARNINGS = (
-    # chapter 2 registers Int8Linear with peft as a custom module on purpose
-    (r"Unsupported layer type .*Int8Linear", r"peft\."),
-)
-
-
-def silence_known_warnings() -> None:
-    """Filter the warnings in :data:`NOISY_WARNINGS` (by message and module, nothing else)."""
-    for message, module in NOISY_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, module=module)
-
 
 def start(chapter: str, profile: str | None = None, **overrides) -> config.RunConfig:
     """Show logs, load the profile (``LACOS_PROFILE`` by default), seed everything and print
@@ -26,7 +14,9 @@ def start(chapter: str, profile: str | None = None, **overrides) -> config.RunCo
     from lacos_helpers import data
 
     runtime.show_logs()
-    silence_known_warnings()
+    # chapter 2 registers Int8Linear with peft as a custom module on purpose
+    warnings.filterwarnings("ignore", message=r"Unsupported layer type .*Int8Linear",
+                            module=r"peft\.")
     cfg = config.load_profile(profile, **overrides)
     runtime.seed_everything(cfg.seed)
     data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
@@ -40,17 +30,14 @@ def start(chapter: str, profile: str | None = None, **overrides) -> config.RunCo
     return cfg
 
 
-# --------------------------------------------------------------------------------------------
-# "What is running": the box under the header of every notebook
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------- "What is running": the box under every header
 
 # Entailment pairs in the offline data folder (its README): SNLI dev + test and MultiNLI dev
 # matched + mismatched in English; XNLI validation + test (7,500 balanced rows) per language.
 OFFLINE_NLI_EN = 13_639
 OFFLINE_NLI_PER_XNLI_LANG = 2_500
-# What the paper's recipe trains on in English alone: the SNLI and MultiNLI training sets, all
-# three labels (pairs), and their entailment pairs, what this course counts as triplets.
-FULL_NLI_TRAIN_PAIRS = {"SNLI": 550_152, "MultiNLI": 392_702}
+# Entailment pairs (what this course counts as triplets) of the SNLI and MultiNLI training sets,
+# what the paper's recipe trains on in English alone.
 FULL_NLI_TRAIN_ENTAILMENT = {"SNLI": 183_416, "MultiNLI": 130_899}
 
 DATA_LICENCES = {
@@ -170,8 +157,7 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
     ]
 
 
-def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve",
-                    width: int = 96) -> str:
+def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") -> str:
     """The "What is running" box of the notebooks' header, from the profile ``cfg``: the model,
     how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
     terms that bind, the training and evaluation data with their size and licences.
@@ -186,13 +172,11 @@ def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve",
         except Exception:  # an unusable source: the data line says "not resolved"
             source_kind = None
     rows = _model_lines(cfg) + _data_lines(cfg, source_kind)
+    width, key_width = 96, max(len(k) for k, _ in rows)
     inner = width - 4
-    key_width = max(len(k) for k, _ in rows)
-    lines = []
-    for key, text in rows:
-        wrapped = textwrap.wrap(text, inner - key_width - 2) or [""]
-        lines.append(f"{key:>{key_width}}: {wrapped[0]}")
-        lines += [" " * (key_width + 2) + more for more in wrapped[1:]]
+    lines = [line for key, text in rows
+             for line in textwrap.wrap(text, inner, initial_indent=f"{key:>{key_width}}: ",
+                                       subsequent_indent=" " * (key_width + 2))]
     title = f" What is running ({cfg.name} profile) "
     top = "+" + title.center(width - 2, "-") + "+"
     body = [f"| {line:<{inner}} |" for line in lines]
