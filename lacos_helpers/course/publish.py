@@ -89,24 +89,12 @@ if "google.colab" in sys.modules:
             f"`%pip install -e ./<folder>[{{EXTRAS}}]`.")'''
 
 
-def _first_markdown(nb):
-    return next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
-
-
-def _install(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code" and INSTALL_TAG in cell.metadata.get("tags", []) \
-                and "google.colab" in cell.source:
-            return cell
-    return None
-
-
 def apply(nb, path_in_repo: str, pub: Publication) -> bool:
     """Set the badges (first lines of the first markdown cell) and the install cell of ``nb``;
     returns whether anything changed. A notebook without a markdown cell gets no badges, one
     without an install cell no install cell."""
     changed = False
-    header = _first_markdown(nb)
+    header = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     if header is not None:
         lines = header.source.splitlines()
         rest = [line for line in lines
@@ -116,13 +104,15 @@ def apply(nb, path_in_repo: str, pub: Publication) -> bool:
         new_header = badges(path_in_repo, pub) + "\n\n" + "\n".join(rest)
         changed = new_header != header.source
         header.source = new_header
-    cell = _install(nb)
+    cell = next((cell for cell in nb.cells if cell.cell_type == "code" and "google.colab" in
+                 cell.source and INSTALL_TAG in cell.metadata.get("tags", [])), None)
     if cell is not None and cell.source != install_cell(pub):
         cell.source, changed = install_cell(pub), True
     return changed
 
 
 def course_notebooks(folder: Path) -> list[Path]:
+    """The course notebooks ``NN_topic.ipynb`` in ``folder``, in order."""
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 

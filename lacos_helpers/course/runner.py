@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from lacos_helpers import config
+from lacos_helpers.course.publish import course_notebooks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELL_TIMEOUT_S = 3600
@@ -26,7 +27,7 @@ def find_notebooks(folder: Path, selection: list[str] | None = None) -> list[Pat
     or name (``["00", "01_blockwise_quantization"]``)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"notebook folder {folder} does not exist")
-    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = course_notebooks(folder)
     if selection:
         notebooks = [p for p in notebooks if any(p.stem.startswith(s) or p.name == s
                                                  for s in selection)]

@@ -18,6 +18,8 @@ import re
 import sys
 from pathlib import Path
 
+from lacos_helpers.course import publish
+
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
@@ -64,8 +66,6 @@ def render(path: Path, dst_folder: str = "student") -> str:
     """The student copy of ``path`` as text; its badges open the student copy."""
     import nbformat
 
-    from lacos_helpers.course import publish
-
     nb = student_notebook(nbformat.read(path, as_version=4))
     publish.apply(nb, f"{dst_folder}/{path.name}", publish.publication())
     return nbformat.writes(nb) + "\n"
@@ -75,7 +75,7 @@ def exercise_notebooks(src: Path) -> list[Path]:
     """Source notebooks that hold at least one ``solution`` cell."""
     import nbformat
 
-    return [p for p in sorted(src.glob("[0-9][0-9]_*.ipynb"))
+    return [p for p in publish.course_notebooks(src)
             if any("solution" in c.metadata.get("tags", [])
                    for c in nbformat.read(p, as_version=4).cells)]
 
