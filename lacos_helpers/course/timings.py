@@ -23,15 +23,11 @@ CPU_SECONDS: dict[str, int] = {
 FIRST_SIX = tuple(name for name in CPU_SECONDS if name < "06")
 
 
-def minutes(name: str) -> float:
-    """Measured minutes of one notebook, rounded to 0.1 (``KeyError`` for an unknown name)."""
-    return round(CPU_SECONDS[name] / 60, 1)
-
-
 def total_minutes(names=None) -> float:
-    """Measured minutes of several notebooks (default: all eight), summed, then rounded."""
+    """Measured minutes of ``names`` (default: all eight notebooks), summed, then rounded to
+    0.1 (``KeyError`` for an unknown name)."""
     names = CPU_SECONDS if names is None else names
     return round(sum(CPU_SECONDS[name] for name in names) / 60, 1)
 
 
-__all__ = ["CPU_SECONDS", "FIRST_SIX", "minutes", "total_minutes"]
+__all__ = ["CPU_SECONDS", "FIRST_SIX", "total_minutes"]
