@@ -160,7 +160,3 @@ def main() -> int:
     print(f"{len(checks) - len(failed)}/{len(checks)} checks passed"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,11 +18,10 @@ _FIGURES: dict[str, object] = {}
 def _jsonable(value):
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if value is None or isinstance(value, (str, int, bool)) or (
+            isinstance(value, float) and math.isfinite(value)):
         return value
-    return str(value)
+    return str(value)  # NaN and infinities too: JSON has no such numbers
 
 
 def record(key: str, value):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -128,7 +127,3 @@ def main(argv: list[str] | None = None) -> int:
     profile = args.profile or config.default_profile_name()
     failed = run_course(profile, Path(args.out), Path(args.notebooks), args.only)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

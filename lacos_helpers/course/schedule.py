@@ -29,10 +29,9 @@ class CourseSchedule:
 
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
-    # cpu: chapter 5 trains about 20 experiments (variants x seeds); 10 steps of 16 triplets
-    # (~50 s each with its evaluation, 2 cores): course.timings has chapter 5's cold minutes,
-    # about half of 15 x 32's ~40 (8 steps
-    # were no faster: more comparisons stayed open after one seed and trained a second).
+    # cpu: chapter 5 trains about 20 experiments (variants x seeds) of 10 steps x 16 triplets,
+    # ~50 s each with its evaluation on 2 cores (8 steps were no faster: more comparisons
+    # stayed open after one seed and trained a second).
     "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
@@ -111,26 +110,15 @@ def results_dir(cfg: RunConfig) -> Path:
     return runs_root() / "results" / cfg.name
 
 
-def trained_run_dir(cfg: RunConfig) -> Path:
-    """The run chapters 4 and later evaluate: ``LACOS_RUN`` if set (e.g. a full run from
-    ``python -m lacos_helpers train``), else :func:`course_run_dir`."""
-    value = os.environ.get("LACOS_RUN", "").strip()
-    return Path(value) if value else course_run_dir(cfg)
-
-
-def has_trained_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a finished run (its final adapter)."""
-    return (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
-
-
 def ensure_course_run(cfg: RunConfig) -> Path:
-    """The run chapters 4 and later evaluate (:func:`trained_run_dir`); when it does not exist
-    yet, chapter 3's schedule trains it now (resuming a half-finished one). Returns its folder."""
+    """The folder of the run chapters 4 and later evaluate: ``LACOS_RUN`` if set (e.g. a full
+    run from ``python -m lacos_helpers train``), else :func:`course_run_dir`. When it holds no
+    final adapter yet, chapter 3's schedule trains it now (resuming a half-finished one)."""
     from lacos_helpers import data, training
     from lacos_helpers.course import notebook
 
-    run_dir = trained_run_dir(cfg)
-    if has_trained_run(run_dir):
+    run_dir = Path(os.environ.get("LACOS_RUN", "").strip() or course_run_dir(cfg))
+    if (run_dir / "adapter" / "adapter_config.json").is_file():
         return run_dir
     hint = (" (on Colab each notebook has its own runtime: mount Google Drive to keep runs "
             "between notebooks)" if runtime.in_colab() and not COLAB_DRIVE.is_dir() else "")
