@@ -1,10 +1,7 @@
-"""Environment check: ``python -m lacos_helpers env`` prints one ``[OK]``/``[FAIL]`` line per
-requirement and exits non-zero when a required one fails (optional ones print ``[--]``).
-
-The requirements and their minimum versions are read from the installed package's metadata
-(``pyproject.toml`` is the one source): core dependencies are required, the ``offline-model``,
-``jupyter``, ``search``, ``deepspeed`` and ``dev`` extras optional.
-"""
+"""Environment check (``python -m lacos_helpers env``): one ``[OK]`` / ``[FAIL]`` line per
+requirement (``[--]``: optional and missing), exit status 1 when a required one fails. The
+requirements come from the installed package's metadata: core dependencies required, those of
+:data:`OPTIONAL_EXTRAS` optional."""
 
 from __future__ import annotations
 
@@ -86,12 +83,11 @@ def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
 
 
 def _extra_of(req) -> str | None:
+    """None for a core dependency, else the first of :data:`OPTIONAL_EXTRAS` that asks for it
+    ("other": none of them)."""
     if req.marker is None:
         return None
-    for extra in OPTIONAL_EXTRAS:
-        if req.marker.evaluate({"extra": extra}):
-            return extra
-    return "other"
+    return next((e for e in OPTIONAL_EXTRAS if req.marker.evaluate({"extra": e})), "other")
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

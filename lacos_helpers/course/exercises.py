@@ -1,15 +1,9 @@
 """Checkers for the notebook exercises: each runs a learner's function on several inputs and
-compares it with the package's implementation. ``[OK]`` on success, a hint on failure.
-
-Two rules hold for every checker:
-
-* an answer that *calls* the package function it is checked against fails: while the answer
-  runs, those functions raise (:func:`_forbidden`), so the exercise asks for the computation;
-* an answer left as the student copy's stub (``raise NotImplementedError``) does not stop the
-  notebook: the checker prints a note and returns the package's reference, which the notebook
-  uses in the cells below (``my_fn = exercises.check_x(my_fn)``). A correct answer is returned
-  as it is.
-"""
+compares it with the package's implementation: ``[OK]`` on success, a hint on failure. While
+the answer runs, the package functions it is checked against raise (:func:`_forbidden`): it
+must do the computation. A stub still raising ``NotImplementedError`` does not stop the
+notebook: the checker returns the package's reference, with a note (the notebook rebinds
+``my_fn = exercises.check_x(my_fn)``); a correct answer is returned as it is."""
 
 from __future__ import annotations
 

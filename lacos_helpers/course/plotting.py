@@ -141,12 +141,10 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
                        title: str = "STS per language", *,
                        reference: Mapping[str, float] | None = None,
                        reference_label: str = "published"):
-    """Grouped bars, one group per language, one bar per table (e.g. before / after training).
-
-    ``tables``: label -> STSTable (or mapping language -> raw value in [-1, 1]); bars show
-    ``metric`` x100. ``reference``: language -> published value, already x100 (e.g.
-    ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``), drawn as black markers where given.
-    """
+    """Grouped bars of ``metric`` x100, one group per language, one bar per table: ``tables``
+    maps a label (e.g. before / after training) to an STSTable or {language: value in [-1, 1]};
+    ``reference`` {language: value x100} (e.g. ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``)
+    is drawn as black markers."""
     if not tables:
         raise ValueError("plot_language_bars needs at least one table")
     values = {name: _metric_by_label(t, metric) for name, t in tables.items()}
@@ -214,12 +212,9 @@ def _annotated_heatmap(ax, rows, cols, values, xlabel: str, ylabel: str, *, digi
 
 def plot_crosslingual_heatmap(table_or_matrix, metric: str = "spearman",
                               title: str = "Cross-lingual STS"):
-    """Heatmap of ``metric`` x100 (annotated) per (sentence1 language, sentence2 language).
-
-    Accepts an STSTable from ``crosslingual_table`` (rows "de-en": a N x 1 map) or a mapping
-    {(x, y): raw value in [-1, 1]} such as ``evaluation.crosslingual_matrix`` (N x N). Missing
-    cells stay blank.
-    """
+    """Annotated heatmap of ``metric`` x100 per (sentence1 language, sentence2 language), from
+    an STSTable of ``crosslingual_table`` (rows "de-en") or {(x, y): value in [-1, 1]} such as
+    ``evaluation.crosslingual_matrix``; missing cells stay blank."""
     rows, cols, grid = _heatmap_grid(table_or_matrix, metric)
     values = 100 * np.array(grid, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols) + 1.2, 1.0 + 0.5 * len(rows)))
@@ -447,14 +442,10 @@ def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
 
 
 def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int = 8):
-    """Where the absmax scales sit in the two 8-bit schemes of the recipe, side by side.
-
-    Left: **blockwise** (8-bit Adam's optimizer states): the state tensor is flattened and cut
-    into blocks of ``block_size`` consecutive values, one absmax per block. Right: **row-wise
-    LLM.int8** (the frozen weights, ``load_in_8bit``): one absmax per output row of the weight
-    matrix [out, in]; the input feature columns in ``outlier_columns`` (activations over the
-    threshold) are computed in 16-bit, the rest in int8. ``state``: a 1-D tensor (a few dozen
-    values); ``weight``: a small 2-D tensor."""
+    """Where the absmax scales sit in the recipe's two 8-bit schemes. Left, blockwise (8-bit
+    Adam's states): ``state`` (1-D, a few dozen values) flattened into blocks of ``block_size``,
+    one absmax each. Right, row-wise LLM.int8 (the frozen weights): one absmax per output row of
+    ``weight`` [out, in], the input columns ``outlier_columns`` marked as kept in 16-bit."""
     state = np.asarray(state, dtype=float).ravel()
     weight = np.asarray(weight, dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),

@@ -1,12 +1,7 @@
-"""Where the course is published, in one place (``[tool.lacos]`` of ``pyproject.toml``:
-``repository`` and ``ref``), and the two cells generated from it at the top of every notebook
-and student copy: the Colab / Binder badges and the Colab install cell.
-
-``python -m lacos_helpers.course.publish`` rewrites them in ``notebooks/`` (``make student``
-runs it, then writes the student copies, whose badges open the student copies); a test fails
-when any cell or badge disagrees with ``pyproject.toml``. To publish a release: set ``ref`` to
-the new tag, ``make student``, commit, then create that tag on the commit.
-"""
+"""Where the course is published (``[tool.lacos]`` of ``pyproject.toml``: ``repository`` and
+``ref``) and the two cells generated from it at the top of every notebook and student copy: the
+Colab / Binder badges and the Colab install cell. ``python -m lacos_helpers.course.publish``
+rewrites them in ``notebooks/`` (``make student``; README: "to publish a release")."""
 
 from __future__ import annotations
 
@@ -23,7 +18,6 @@ INSTALL_TAG = "nbval-skip"  # the install cell never runs under nbval (it is Col
 # `colab` profile; a CPU-only runtime the `cpu` profile, which needs the offline decoder too.
 COLAB_EXTRAS = "search"
 COLAB_CPU_EXTRAS = "search,offline-model"
-BADGE_MARK = "[![Open In Colab]"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,5 @@
-"""Key figures a notebook asserted, collected for the course summary (``build/summary.md``).
-
-A notebook calls ``record("sts_pairs_en", 1379)``; when the course runner executes it,
-``LACOS_REPORT_FILE`` names a JSON file the figure is appended to. Outside the runner the figure
-is only kept in memory, so notebooks behave the same everywhere.
-"""
+"""Key figures a notebook asserted (``record("sts_pairs_en", 1379)``), for the course summary:
+under the course runner they are also appended to the JSON file ``LACOS_REPORT_FILE``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Run the whole course headless: every ``notebooks/NN_*.ipynb`` in order, in one profile.
 
 ``python -m lacos_helpers.course --profile cpu --out build`` (``make course``) writes the executed
-copies to
-``build/executed/``, each notebook's recorded key figures to ``build/reports/`` and a summary
+copies to ``build/executed/``, each notebook's key figures to ``build/reports/`` and a summary
 (seconds, status, key figures per notebook) to ``build/summary.md`` and ``build/summary.json``.
 """
 
@@ -15,9 +14,8 @@ import time
 from pathlib import Path
 
 from lacos_helpers import config
-from lacos_helpers.course.publish import course_notebooks
+from lacos_helpers.course.publish import REPO_ROOT, course_notebooks
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CELL_TIMEOUT_S = 3600
 
 

@@ -1,7 +1,6 @@
-"""The notebooks' schedule: how long the course trains and evaluates in each profile (shorter
-than ``python -m lacos_helpers train`` so the whole course fits its time budget), and where the
-notebooks keep the run they share (chapter 3 trains it, chapters 4 and 6 reuse it; chapter 5
-trains its own experiments)."""
+"""The notebooks' schedule: how long the course trains and evaluates in each profile (less than
+``python -m lacos_helpers train``), and where the notebooks keep the run chapter 3 trains and
+chapters 4 and 6 reuse."""
 
 from __future__ import annotations
 
@@ -49,9 +48,8 @@ def _smaller(a: int | None, b: int | None) -> int | None:
 
 
 def course_steps(cfg: RunConfig) -> int:
-    """Training steps of the notebooks' run: the schedule's, never more than the
-    configuration's own ``train.steps`` (a profile made smaller, e.g. by ``LACOS_OVERRIDES``,
-    trains less in the notebooks too)."""
+    """Training steps of the notebooks' run: the schedule's, never more than ``train.steps``
+    (a profile made smaller, e.g. by ``LACOS_OVERRIDES``, trains less in the notebooks too)."""
     return _smaller(course_schedule(cfg).steps, cfg.train.steps)
 
 

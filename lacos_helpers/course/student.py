@@ -1,13 +1,9 @@
-"""Generate the student copies of the notebooks: solution code replaced by stubs.
+"""Student copies of the notebooks: in each code cell tagged ``solution`` the lines between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError`` (a cell
+without markers is replaced whole); the checker calls that follow stay.
 
-In a source notebook, an exercise's solution lives in a code cell tagged ``solution``. Lines
-between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError``
-(at the same indentation); a tagged cell without markers is replaced whole. The checker call
-that follows each solution (e.g. ``exercises.check_dequantize(dequantize)``) is kept, so a
-student's answer is checked by the package.
-
-``python -m lacos_helpers.course.student notebooks student`` writes the copies;
-``--check`` exits 1 when the committed copies are stale (CI runs it).
+``python -m lacos_helpers.course.student notebooks student`` writes the copies; ``--check``
+exits 1 when the committed copies are stale.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Explorer widgets that degrade to a static figure when nobody can move a slider.
-
-In JupyterLab, :func:`explore` shows ``ipywidgets.interact`` sliders. Under nbval, the course
-runner or any headless kernel (``LACOS_STATIC_WIDGETS=1``, set by ``make``, or ``CI``), it calls
-the function once with the default values, so the notebook still shows the figure.
-"""
+"""Explorer widgets: ``ipywidgets`` sliders in JupyterLab; headless (``LACOS_STATIC_WIDGETS=1``,
+set by ``make``, or ``CI``) the function runs once with the default values."""
 
 from __future__ import annotations
 
@@ -34,15 +30,11 @@ def _slider(widgets, name: str, options, default):
 
 
 def explore(fn: Callable, **sliders):
-    """Interactive ``fn(**values)`` with one slider per keyword.
-
-    Each keyword is ``(options, default)`` where ``options`` is a list of values (a selection
-    slider) or a ``(min, max, step)`` tuple. Returns whatever ``fn`` returns in static mode,
-    the displayed ``ipywidgets.interactive`` otherwise. ``fn`` runs once with the defaults
-    either way: ipywidgets 8 runs it when the widget is built, ipywidgets 7 (Colab's) only
-    when a front end reports the widget displayed, which a headless kernel never does, so
-    it is run here when that has not happened.
-    """
+    """Interactive ``fn(**values)``, one slider per keyword ``name=(options, default)``:
+    ``options`` a list of values (a selection slider) or a ``(min, max, step)`` tuple. Returns
+    what ``fn`` returns in static mode, else the displayed ``ipywidgets.interactive``. ``fn``
+    runs once with the defaults either way (ipywidgets 7, Colab's, runs it only when a front end
+    reports the widget displayed, which a headless kernel never does)."""
     if not sliders:
         raise ValueError("explore() needs at least one slider")
     defaults = {name: default for name, (_, default) in sliders.items()}
