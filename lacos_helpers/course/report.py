@@ -1,5 +1,5 @@
 """Key figures a notebook asserted (``record("sts_pairs_en", 1379)``), for the course summary:
-under the course runner they are also appended to the JSON file ``LACOS_REPORT_FILE``."""
+the course runner names the JSON file they are appended to in ``LACOS_REPORT_FILE``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import math
 import os
 from pathlib import Path
-
-_FIGURES: dict[str, object] = {}
 
 
 def _jsonable(value):
@@ -21,21 +19,16 @@ def _jsonable(value):
 
 
 def record(key: str, value):
-    """Remember ``value`` under ``key`` (and write it to ``LACOS_REPORT_FILE`` if set); returns
+    """Write ``value`` under ``key`` to ``LACOS_REPORT_FILE`` if set (nothing otherwise); returns
     ``value`` so it can wrap an expression."""
     if not key or not isinstance(key, str):
         raise ValueError("record() needs a non-empty string key")
-    _FIGURES[key] = _jsonable(value)
+    entry = _jsonable(value)
     target = os.environ.get("LACOS_REPORT_FILE")
     if target:
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         current = json.loads(path.read_text()) if path.exists() else {}
-        current[key] = _FIGURES[key]
+        current[key] = entry
         path.write_text(json.dumps(current, indent=1, ensure_ascii=False))
     return value
-
-
-def figures() -> dict[str, object]:
-    """The figures recorded so far in this process."""
-    return dict(_FIGURES)
