@@ -12,6 +12,13 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
+from torch import nn
+
+from lacos_helpers import bloom, config, lora, quantization
+from lacos_helpers.encoder import pooling
+from lacos_helpers.encoder.losses import mnr
+from lacos_helpers.evaluation import metrics, retrieval
+from lacos_helpers.experiments import Variant
 
 _MARK = "lacos-exercise: delegated"
 
@@ -82,9 +89,6 @@ def _inputs(seed: int = 0) -> list[torch.Tensor]:
 def check_dequantize_blockwise(fn: Callable) -> Callable:
     """Exercise 1.2: ``fn(codes, absmax, code, block_size, shape) -> x`` (fp32) inverts
     :func:`lacos_helpers.quantization.quantize_blockwise`."""
-    from lacos_helpers import quantization
-    from lacos_helpers.quantization import blockwise
-
     def reference(codes, absmax, code, block_size, shape):
         return quantization.dequantize_blockwise(quantization.BlockwiseQuantState(
             codes, absmax, shape, torch.float32, block_size, code))
@@ -104,7 +108,7 @@ def check_dequantize_blockwise(fn: Callable) -> Callable:
                                     "code[codes], then multiply each block by its own absmax")
 
     return _exercise("Exercise 1.2: blockwise dequantization", fn, reference,
-                     (blockwise.dequantize_blockwise,), checks)
+                     (quantization.dequantize_blockwise,), checks)
 
 
 def check_quantize_blockwise(fn: Callable) -> Callable:
@@ -113,9 +117,6 @@ def check_quantize_blockwise(fn: Callable) -> Callable:
     (uint8, flat): for each element the index of the code nearest to ``x / absmax``. Checked
     against :func:`lacos_helpers.quantization.quantize_blockwise` (a code at the same distance
     as the package's is accepted: the two may round a near-tie differently)."""
-    from lacos_helpers import quantization
-    from lacos_helpers.quantization import blockwise
-
     def reference(x, code, block_size):
         state = quantization.quantize_blockwise(x, block_size, code)
         return state.codes, state.absmax
@@ -145,15 +146,11 @@ def check_quantize_blockwise(fn: Callable) -> Callable:
                                       f"{block_size}): search the code map, don't round u")
 
     return _exercise("Exercise 1.1: blockwise quantization with a code map", fn, reference,
-                     (blockwise.quantize_blockwise,), checks)
+                     (quantization.quantize_blockwise,), checks)
 
 
 def _lora_cases(seed: int = 0):
     """``(layer, x)`` pairs: LoRALinear layers with random (nonzero) A and B, and inputs."""
-    from torch import nn
-
-    from lacos_helpers import lora
-
     g = torch.Generator().manual_seed(seed)
     cases = []
     for in_features, out_features, r, alpha, leading in ((16, 24, 4, 8, (5,)),
@@ -174,8 +171,6 @@ def _lora_cases(seed: int = 0):
 def check_lora_merge(fn: Callable) -> Callable:
     """Exercise 2.2: ``fn(weight, A, B, alpha, r) -> merged`` (out, in): one linear layer
     computing what the LoRA layer computes, ``W + (alpha / r) B A``."""
-    from lacos_helpers.lora import layer as lora_layer
-
     def reference(weight, A, B, alpha, r):
         return weight + (alpha / r) * B @ A
 
@@ -200,7 +195,7 @@ def check_lora_merge(fn: Callable) -> Callable:
                     "outputs differ from LoRA's"
 
     return _exercise("Exercise 2.2: merging LoRA into the weight", fn, reference,
-                     (lora_layer.LoRALinear.delta_weight, lora_layer.LoRALinear.merge), checks)
+                     (lora.LoRALinear.delta_weight, lora.LoRALinear.merge), checks)
 
 
 def check_lora_param_count(fn: Callable) -> Callable:
@@ -209,17 +204,14 @@ def check_lora_param_count(fn: Callable) -> Callable:
     ``targets`` (names of :data:`lacos_helpers.bloom.LINEAR_SHAPES`, whose (in, out) are
     multiples of the hidden size), checked against
     :func:`lacos_helpers.lora.report.lora_param_count`."""
-    from lacos_helpers import bloom
-    from lacos_helpers.lora import report
-
     def reference(shape, r, targets):
-        return report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+        return lora.report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
     def checks(answer):
         for size, shape in bloom.SHAPES.items():
             for r in (1, 8, 64):
                 for targets in (bloom.LORA_TARGETS, bloom.ALL_LINEARS):
-                    want = report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+                    want = reference(shape, r, targets)
                     got = answer(shape, r, tuple(targets))
                     per_block = want // shape.n_layer
                     hint = ("count every block: multiply by n_layer" if got == per_block else
@@ -229,7 +221,7 @@ def check_lora_param_count(fn: Callable) -> Callable:
                                               f"expected {want:,}: {hint}")
 
     return _exercise("Exercise 2.1: LoRA parameters of a BLOOM", fn, reference,
-                     (report.lora_param_count, report.bloom_lora_table), checks)
+                     (lora.report.lora_param_count, lora.report.bloom_lora_table), checks)
 
 
 def _mnr_cases(seed: int = 2):
@@ -243,12 +235,10 @@ def _mnr_cases(seed: int = 2):
 def check_mnr_loss(fn: Callable) -> Callable:
     """Exercise 3.1: ``fn(anchor, positive, hard_negative=None, scale=20.0) -> scalar`` equals
     :func:`lacos_helpers.encoder.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
-    from lacos_helpers.encoder.losses import mnr, mnr_loss
-
     def checks(answer):
         for a, p, n in _mnr_cases():
             for scale in (20.0, 5.0):
-                want = mnr_loss(a, p, n, scale=scale)
+                want = mnr.mnr_loss(a, p, n, scale=scale)
                 got = answer(a, p, n, scale=scale)
                 assert isinstance(got, torch.Tensor) and got.dim() == 0, \
                     "return a scalar tensor"
@@ -263,16 +253,13 @@ def check_mnr_loss(fn: Callable) -> Callable:
                 assert torch.isclose(got.float(), want, atol=1e-4), \
                     f"loss {got.item():.5f}, expected {want.item():.5f} (b={len(a)}):{hint}"
 
-    return _exercise("Exercise 3.1: MNR loss", fn, mnr_loss,
+    return _exercise("Exercise 3.1: MNR loss", fn, mnr.mnr_loss,
                      (mnr.mnr_loss, mnr.similarity_matrix), checks)
 
 
 def check_last_token_pool(fn: Callable) -> Callable:
     """Exercise 3.2: ``fn(hidden [b, t, d], attention_mask [b, t]) -> [b, d]``, the hidden
     vector of each row's last real token, for left and right padding."""
-    from lacos_helpers.encoder import pooling
-    from lacos_helpers.encoder.pooling import last_token_pool
-
     def checks(answer):
         g = torch.Generator().manual_seed(3)
         lengths = torch.tensor([5, 2, 7, 1])
@@ -281,14 +268,14 @@ def check_last_token_pool(fn: Callable) -> Callable:
             positions = torch.arange(7).expand(4, 7)
             mask = (positions < lengths[:, None]) if side == "right" else \
                 (positions >= 7 - lengths[:, None])
-            want = last_token_pool(hidden, mask.long())
+            want = pooling.last_token_pool(hidden, mask.long())
             got = answer(hidden, mask.long())
             assert got.shape == want.shape, \
                 f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
             assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the "
                                                "mask to find the last position where it is 1")
 
-    return _exercise("Exercise 3.2: last-token pooling", fn, last_token_pool,
+    return _exercise("Exercise 3.2: last-token pooling", fn, pooling.last_token_pool,
                      (pooling.last_token_pool, pooling.pool), checks)
 
 
@@ -314,8 +301,6 @@ def _mrr_cases(seed: int = 6):
 def check_mrr(fn: Callable) -> Callable:
     """Exercise 6.1: ``fn(ids [q, k], relevant: list[set[int]]) -> float``, MRR@k: the mean
     over queries of 1 / (1-based rank of the first relevant id in the row), 0 when none."""
-    from lacos_helpers.evaluation import retrieval
-
     def reference(ids, relevant):
         k = ids.shape[1]
         return retrieval.retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
@@ -337,8 +322,6 @@ def check_bitext_accuracy(fn: Callable) -> Callable:
     """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
     accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
     in ``gold[i]``."""
-    from lacos_helpers.evaluation import retrieval
-
     def checks(answer):
         g = torch.Generator().manual_seed(7)
         for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
@@ -375,8 +358,6 @@ def check_spearman(fn: Callable) -> Callable:
     """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
     ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
     ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
-    from lacos_helpers.evaluation import metrics
-
     def ordinal(v):
         return v.argsort(stable=True).argsort().double() + 1
 
@@ -419,10 +400,8 @@ def check_crosslingual_matrix(fn: Callable) -> Callable:
     sentence 2 in language y (row i is the same pair in every language); the value for
     ``(x, y)`` is the Spearman correlation of the row-wise cosine similarity
     ``cos(first[x][i], second[y][i])`` with ``gold``, for every ordered pair of languages."""
-    from lacos_helpers.evaluation.metrics import spearman
-
     def reference(first, second, gold):
-        return {(x, y): spearman(torch.nn.functional.cosine_similarity(
+        return {(x, y): metrics.spearman(torch.nn.functional.cosine_similarity(
             first[x].double(), second[y].double(), dim=1), gold)
             for x in first for y in second}
 
@@ -437,7 +416,7 @@ def check_crosslingual_matrix(fn: Callable) -> Callable:
         wants = reference(first, second, gold)
         for x, y in sorted(want_keys):
             want = wants[(x, y)]
-            dot = spearman((first[x].double() * second[y].double()).sum(1), gold)
+            dot = metrics.spearman((first[x].double() * second[y].double()).sum(1), gold)
             value = float(got[(x, y)])
             hint = (" normalize: cosine similarity, not the dot product"
                     if abs(value - dot) < 1e-9 else
@@ -455,9 +434,6 @@ def check_ablation(variant, cfg, taken: Sequence[str] = ()):
     change at least one recipe field), with a label not in ``taken``. Returns the variant; a
     function still raising ``NotImplementedError`` (the student copy's stub) gives the
     reference choice, LoRA dropout 0.1, with a note."""
-    from lacos_helpers import config
-    from lacos_helpers.experiments import Variant
-
     if callable(variant) and not isinstance(variant, Variant):
         try:
             variant = variant()
@@ -543,8 +519,6 @@ def check_gathered_mnr(fn: Callable) -> Callable:
     embeddings; process ``rank`` scores its own anchors against *every* process's positives
     (and hard negatives), its targets offset by ``rank * b``. The mean over ranks equals the
     MNR loss of one big batch (:func:`lacos_helpers.encoder.losses.mnr_loss`)."""
-    from lacos_helpers.encoder.losses import mnr, mnr_loss
-
     def reference(anchors, positives, hard_negatives, rank, scale=20.0):
         b = anchors[rank].shape[0]
         candidates = torch.cat(list(positives) + list(hard_negatives or []))
@@ -553,8 +527,8 @@ def check_gathered_mnr(fn: Callable) -> Callable:
 
     def checks(answer):
         for anchors, positives, negatives in _gathered_cases():
-            whole = mnr_loss(torch.cat(anchors), torch.cat(positives),
-                             None if negatives is None else torch.cat(negatives), scale=20.0)
+            whole = mnr.mnr_loss(torch.cat(anchors), torch.cat(positives),
+                                 None if negatives is None else torch.cat(negatives), scale=20.0)
             wants = [reference(anchors, positives, negatives, k) for k in range(len(anchors))]
             gots = [answer(anchors, positives, negatives, k, 20.0)
                     for k in range(len(anchors))]
