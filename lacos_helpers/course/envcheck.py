@@ -12,7 +12,9 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 
-from lacos_helpers import runtime
+from packaging.requirements import Requirement as PEP508
+
+from lacos_helpers import config, runtime
 
 MIN_PYTHON = (3, 11)
 DISTRIBUTION = "lacos-helpers"
@@ -64,8 +66,6 @@ class Requirement:
 def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
     """The package's dependencies from its installed metadata: core ones required, those of
     :data:`OPTIONAL_EXTRAS` optional (each listed once)."""
-    from packaging.requirements import Requirement as PEP508
-
     found: dict[str, Requirement] = {}
     for text in metadata.requires(distribution) or []:
         req = PEP508(text)
@@ -122,8 +122,6 @@ def check_package(module: str, pip_name: str, minimum: str, required: bool, used
 
 def run_checks() -> list[Check]:
     """All checks: Python, packages, device, data folder, profile."""
-    from lacos_helpers import config
-
     checks = [Check("python", sys.version_info[:2] >= MIN_PYTHON,
                     f"{platform.python_version()} (>= {'.'.join(map(str, MIN_PYTHON))})")]
     checks += [check_package(r.module, r.name, r.minimum, r.required, r.used_by)

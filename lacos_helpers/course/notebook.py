@@ -3,16 +3,15 @@ print the header."""
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 
-from lacos_helpers import config, runtime
+from lacos_helpers import backbones, bloom, config, data, runtime
 
 
 def start(chapter: str, profile: str | None = None, **overrides) -> config.RunConfig:
     """Show logs, load the profile (``LACOS_PROFILE`` by default), seed everything and print
     profile, device and library versions. Returns the :class:`~lacos_helpers.config.RunConfig`."""
-    from lacos_helpers import data
-
     runtime.show_logs()
     # chapter 2 registers Int8Linear with peft as a custom module on purpose
     warnings.filterwarnings("ignore", message=r"Unsupported layer type .*Int8Linear",
@@ -53,8 +52,6 @@ def offline_nli_triplets(langs) -> int:
 
 
 def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
-    from lacos_helpers import bloom
-
     kind, model_id = cfg.model.kind, str(cfg.model.model_id)
     if kind == "tiny-bloom":
         t = cfg.model.tiny
@@ -111,9 +108,7 @@ def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
 
 
 def _cpu_matmul_line() -> str:
-    from lacos_helpers.runtime import cpu_native_bf16
-
-    if cpu_native_bf16():
+    if runtime.cpu_native_bf16():
         return ("bfloat16 (autocast) on this CPU, which multiplies bfloat16 natively "
                 "(AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and optimizer in "
                 "float32")
@@ -162,13 +157,9 @@ def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") 
     how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
     terms that bind, the training and evaluation data with their size and licences.
     ``source_kind``: local | hub | generated (None: unknown; "resolve": ask the data layer)."""
-    import textwrap
-
     if source_kind == "resolve":
-        from lacos_helpers.data import sources
-
         try:
-            source_kind = sources.pick_source(cfg.data.source, None)[0]
+            source_kind = data.sources.pick_source(cfg.data.source, None)[0]
         except Exception:  # an unusable source: the data line says "not resolved"
             source_kind = None
     rows = _model_lines(cfg) + _data_lines(cfg, source_kind)
@@ -185,8 +176,6 @@ def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") 
 
 def training_triplets(cfg: config.RunConfig):
     """The profile's NLI training triplets, as chapter 3 trains on them."""
-    from lacos_helpers import data
-
     return data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit, seed=cfg.seed,
                                   source=cfg.data.source, split=cfg.data.nli_split)
 
@@ -194,8 +183,6 @@ def training_triplets(cfg: config.RunConfig):
 def load_backbone(cfg: config.RunConfig, triplets=None):
     """``(model, tokenizer)`` of the profile; the tiny BLOOM's tokenizer is trained on the
     training texts (``triplets``, default :func:`training_triplets`)."""
-    from lacos_helpers import backbones, data
-
     if cfg.model.kind != "tiny-bloom":
         return backbones.load_backbone(cfg)
     triplets = training_triplets(cfg) if triplets is None else triplets
