@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from packaging.requirements import Requirement as PEP508
+from packaging.version import InvalidVersion, Version
 
 from lacos_helpers import config, runtime
 
@@ -90,16 +91,6 @@ def _extra_of(req) -> str | None:
     return next((e for e in OPTIONAL_EXTRAS if req.marker.evaluate({"extra": e})), "other")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
 def check_package(module: str, pip_name: str, minimum: str, required: bool, used_by: str) -> Check:
     """Import ``module`` and compare its version with ``minimum``."""
     try:
@@ -115,7 +106,10 @@ def check_package(module: str, pip_name: str, minimum: str, required: bool, used
             version = metadata.version(pip_name)
         except Exception:
             version = "?"
-    ok = version == "?" or _version_tuple(version) >= _version_tuple(minimum)
+    try:  # release numbers only: 2.5.0+cpu and 2.5.0rc1 count as 2.5.0
+        ok = version == "?" or Version(version).release >= Version(minimum).release
+    except InvalidVersion:
+        ok = False
     detail = f"{version} (>= {minimum})  [{used_by}]"
     return Check(pip_name, ok if (ok or required) else None, detail)
 

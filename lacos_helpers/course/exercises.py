@@ -36,34 +36,32 @@ def _trap(*args, **kwargs):
 def _forbidden(functions: Iterable[Callable]):
     """While inside, each of ``functions`` (plain Python functions, every alias of them) raises
     :class:`DelegatedError`: their code object is swapped for :func:`_trap`'s."""
-    swapped, names = [], []
+    swapped = []
     try:
         for fn in functions:
             fn = getattr(fn, "__func__", fn)
             if getattr(fn, "__closure__", None) or not hasattr(fn, "__code__"):
                 continue  # a closure's code cannot be swapped; no such function is checked
             swapped.append((fn, fn.__code__))
-            names.append(f"{fn.__module__}.{fn.__qualname__}")
             fn.__code__ = _trap.__code__
         yield
     except AssertionError as exc:
         if exc.args != (_MARK,):
             raise
+        names = ", ".join(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in swapped)
         raise DelegatedError(
             f"your answer calls the package function this exercise is checked against (one "
-            f"of {', '.join(names)}): write the computation yourself") from None
+            f"of {names}): write the computation yourself") from None
     finally:
         for fn, code in swapped:
             fn.__code__ = code
 
 
-def _exercise(title: str, fn: Callable, reference: Callable, forbidden: Iterable[Callable],
+def _exercise(title: str, fn: Callable, reference: Callable, forbidden: Sequence[Callable],
               checks: Callable[[Callable], None]) -> Callable:
     """Run ``checks`` on ``fn``, which must not call ``forbidden``; returns ``fn`` when it
     passes, ``reference`` (with a note) when ``fn`` is still the stub; a wrong answer raises
     ``AssertionError`` (:class:`DelegatedError` when it calls one of ``forbidden``)."""
-    forbidden = tuple(forbidden)
-
     def answer(*args, **kwargs):
         with _forbidden(forbidden):
             return fn(*args, **kwargs)

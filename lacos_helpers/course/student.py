@@ -23,9 +23,8 @@ STUB = 'raise NotImplementedError("Exercise: replace this line with your solutio
 
 def stub_solution(source: str) -> str:
     """Replace each BEGIN/END SOLUTION block by a stub; no markers -> the whole cell."""
-    lines, out, inside = source.splitlines(), [], False
-    found = False
-    for line in lines:
+    out, inside, found = [], False, False
+    for line in source.splitlines():
         begin = BEGIN.match(line)
         if begin and not inside:
             inside, found = True, True

@@ -84,18 +84,14 @@ class LiveLossPlot:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        fig = self.figure()
+        from lacos_helpers.course.plotting import plot_training_log
+
+        fig = plot_training_log(self.history, self.title)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:
             self._handle.update(fig)
         plt.close(fig)
-
-    def figure(self):
-        """The curve so far (loss left axis, STS dev right axis) as a matplotlib Figure."""
-        from lacos_helpers.course.plotting import plot_training_log
-
-        return plot_training_log(self.history, self.title)
 
 
 __all__ = ["LiveLossPlot", "explore", "static_mode"]
