@@ -198,10 +198,9 @@ def check_lora_merge(fn: Callable) -> Callable:
 
 def check_lora_param_count(fn: Callable) -> Callable:
     """Exercise 2.1: ``fn(shape, r, targets) -> int``: the LoRA parameters of a BLOOM of
-    ``shape`` (:class:`lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
-    ``targets`` (names of :data:`lacos_helpers.bloom.LINEAR_SHAPES`, whose (in, out) are
-    multiples of the hidden size), checked against
-    :func:`lacos_helpers.lora.report.lora_param_count`."""
+    ``shape`` (:class:`~lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
+    ``targets`` (names of :data:`~lacos_helpers.bloom.LINEAR_SHAPES`), as
+    :func:`~lacos_helpers.lora.report.lora_param_count` counts them."""
     def reference(shape, r, targets):
         return lora.report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
@@ -393,11 +392,10 @@ def _crosslingual_case(seed: int = 5):
 
 
 def check_crosslingual_matrix(fn: Callable) -> Callable:
-    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` holds the
-    embeddings [n, d] of sentence 1 of every pair in language x, ``second[y]`` those of
-    sentence 2 in language y (row i is the same pair in every language); the value for
-    ``(x, y)`` is the Spearman correlation of the row-wise cosine similarity
-    ``cos(first[x][i], second[y][i])`` with ``gold``, for every ordered pair of languages."""
+    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` [n, d]
+    embeds sentence 1 of every pair in language x, ``second[y]`` sentence 2 in language y; for
+    every ordered pair of languages, the Spearman correlation of the row-wise cosine similarity
+    ``cos(first[x][i], second[y][i])`` with ``gold``."""
     def reference(first, second, gold):
         return {(x, y): metrics.spearman(torch.nn.functional.cosine_similarity(
             first[x].double(), second[y].double(), dim=1), gold)
@@ -512,11 +510,10 @@ def _gathered_cases(seed: int = 9):
 
 def check_gathered_mnr(fn: Callable) -> Callable:
     """Exercise 7.1: ``fn(anchors, positives, hard_negatives, rank, scale) -> scalar``: the
-    MNR loss that process ``rank`` computes when every process's embeddings are gathered:
-    ``anchors[p]``, ``positives[p]``, ``hard_negatives[p]`` (or None) are process p's [b, d]
-    embeddings; process ``rank`` scores its own anchors against *every* process's positives
-    (and hard negatives), its targets offset by ``rank * b``. The mean over ranks equals the
-    MNR loss of one big batch (:func:`lacos_helpers.encoder.losses.mnr_loss`)."""
+    MNR loss of process ``rank`` with every process's embeddings gathered (``anchors[p]`` etc.
+    [b, d]; ``hard_negatives`` may be None): its own anchors against *every* process's
+    positives (then hard negatives), targets offset by ``rank * b``. The mean over ranks is the
+    MNR loss of one big batch (:func:`~lacos_helpers.encoder.losses.mnr_loss`)."""
     def reference(anchors, positives, hard_negatives, rank, scale=20.0):
         b = anchors[rank].shape[0]
         candidates = torch.cat(list(positives) + list(hard_negatives or []))

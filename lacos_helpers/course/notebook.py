@@ -102,18 +102,15 @@ def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
         quant = "LLM.int8 by bitsandbytes (load_in_8bit), as in the paper"
     rows = [("model", model), ("positions", positions), ("LoRA", lora),
             ("frozen 8-bit", quant), ("licence", licence)]
-    if cfg.encoder.cpu_bf16:
-        rows.append(("matmuls", _cpu_matmul_line()))
+    if cfg.encoder.cpu_bf16 and runtime.cpu_native_bf16():
+        rows.append(("matmuls", "bfloat16 (autocast) on this CPU, which multiplies bfloat16 "
+                     "natively (AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and "
+                     "optimizer in float32"))
+    elif cfg.encoder.cpu_bf16:
+        rows.append(("matmuls", "float32: this CPU has no native bfloat16 (encoder.cpu_bf16 "
+                     "applies only where it has AVX512-BF16 or AMX), so steps take 1.1-1.5x "
+                     "longer than measured in README"))
     return rows
-
-
-def _cpu_matmul_line() -> str:
-    if runtime.cpu_native_bf16():
-        return ("bfloat16 (autocast) on this CPU, which multiplies bfloat16 natively "
-                "(AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and optimizer in "
-                "float32")
-    return ("float32: this CPU has no native bfloat16 (encoder.cpu_bf16 applies only where it "
-            "has AVX512-BF16 or AMX), so steps take 1.1-1.5x longer than measured in README")
 
 
 def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[str, str]]:

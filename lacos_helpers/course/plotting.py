@@ -351,10 +351,9 @@ MEMORY_PARTS = (("weights", ("weights_int8", "weights_scales", "weights_float"))
 
 def plot_training_memory(tables: Mapping[str, Sequence[Mapping]],
                          title: str = "GPU memory of one training step"):
-    """Stacked bars of :func:`lacos_helpers.memory.bloom_training_table` rows, one group per
-    model and one bar per table (``{"standard": rows, "lean": rows}``), parts grouped as
-    :data:`MEMORY_PARTS` (the transients drawn at their full size: the peak takes the larger
-    of some), with dashed lines at common GPU sizes (GB)."""
+    """Stacked bars (parts: :data:`MEMORY_PARTS`, transients at full size) of
+    :func:`lacos_helpers.memory.bloom_training_table` rows, one group per model and one bar per
+    table (``{"standard": rows, "lean": rows}``), dashed lines at common GPU sizes (GB)."""
     if not tables:
         raise ValueError("plot_training_memory needs at least one table")
     names = list(tables)
@@ -484,9 +483,8 @@ def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int
 
 
 def plot_training_log(history: Sequence[Mapping], title: str = "MNR training loss"):
-    """The loss curve (and STS dev points) of a run from its records (``training.read_log`` or
-    ``TrainResult.history``), so a finished or resumed run draws the same figure as a fresh one.
-    Raises ``ValueError`` when the records hold no training step."""
+    """The loss curve (and STS dev points) of a run's records (``training.read_log`` or
+    ``TrainResult.history``); ``ValueError`` when they hold no training step."""
     steps = [r["step"] for r in history if r.get("kind") == "train"]
     losses = [r["loss"] for r in history if r.get("kind") == "train"]
     if not steps:

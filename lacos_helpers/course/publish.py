@@ -90,8 +90,7 @@ def apply(nb, path_in_repo: str, pub: Publication) -> bool:
     changed = False
     header = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     if header is not None:
-        lines = header.source.splitlines()
-        rest = [line for line in lines
+        rest = [line for line in header.source.splitlines()
                 if not line.startswith(("[![Open In Colab]", "[![Binder]"))]
         while rest and not rest[0].strip():
             rest.pop(0)

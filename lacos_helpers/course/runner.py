@@ -75,15 +75,12 @@ def format_summary(rows: list[dict], profile: str, total_s: float) -> str:
              f"{len(rows)} notebooks ok.", "",
              "| notebook | status | seconds | key figures |", "|---|---|---|---|"]
     for row in rows:
-        figs = "; ".join(f"{k}={_fmt(v)}" for k, v in row["figures"].items())
+        figs = "; ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row["figures"].items())
         if row["error"]:
             figs = f"ERROR: {row['error']}" + (f"; {figs}" if figs else "")
         lines.append(f"| {row['notebook']} | {row['status']} | {row['seconds']:.0f} | {figs} |")
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def run_course(profile: str, out_dir: Path, notebooks_dir: Path,

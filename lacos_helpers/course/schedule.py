@@ -83,10 +83,9 @@ COLAB_DRIVE = Path("/content/drive/MyDrive")
 
 
 def runs_root() -> Path:
-    """Where the notebooks keep runs and result tables, shared by every notebook of a sitting:
-    ``LACOS_RUN_DIR``; else, on Colab with Google Drive mounted, ``MyDrive/lacos/runs`` (each
-    Colab notebook gets its own runtime: only Drive outlives it); else
-    ``<cache folder>/runs``."""
+    """Where the notebooks keep runs and result tables: ``LACOS_RUN_DIR``; else, on Colab with
+    Google Drive mounted, ``MyDrive/lacos/runs`` (only Drive outlives a Colab notebook's
+    runtime); else ``<cache folder>/runs``."""
     value = os.environ.get("LACOS_RUN_DIR", "").strip()
     if value:
         path = Path(value).expanduser()
