@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
@@ -90,25 +88,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for tensor in _state_tensors(optimizer.state.values()):
-        storage = tensor.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if key not in seen:
-            seen.add(key)
-            total += storage.nbytes()
-    return total
-
-
-def _state_tensors(values) -> Iterable[torch.Tensor]:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            yield value
-        elif isinstance(value, dict):
-            yield from _state_tensors(value.values())
-        elif isinstance(value, (list, tuple)):
-            yield from _state_tensors(value)
+    storages = {(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+                for state in optimizer.state.values() for t in state.values()
+                if isinstance(t, torch.Tensor)}
+    return sum(nbytes for _, nbytes in storages)
 
 
 def state_bytes_per_param(optimizer: torch.optim.Optimizer) -> float:

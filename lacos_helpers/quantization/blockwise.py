@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from lacos_helpers.checks import check_int
-from lacos_helpers.quantization.maps import _default_code, _rounding_tables, _RoundingTables
+from lacos_helpers.quantization.maps import _rounding_tables, _RoundingTables, dynamic_map_on
 
 DEFAULT_BLOCK_SIZE = 4096
 # Elements processed per step on CPU: the temporaries of one chunk stay in cache (L2/L3),
@@ -122,7 +122,7 @@ def quantize_blockwise(
     """
     block_size = _check_block_size(block_size)
     _check_float_input(x)
-    code = _default_code(x.device) if code is None else _check_code(code, x.device)
+    code = dynamic_map_on(str(x.device)) if code is None else _check_code(code, x.device)
     tables = _rounding_tables(code)
 
     flat = x.detach().reshape(-1)

@@ -3,6 +3,7 @@ comparison, and exact nearest-code rounding tables for any sorted map."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -73,7 +74,6 @@ class _RoundingTables:
 
 
 _TABLE_CACHE: dict[tuple[str, bytes], _RoundingTables] = {}
-_DYNAMIC_MAP_CACHE: dict[str, torch.Tensor] = {}
 
 
 def _decision_thresholds(code: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def _float32_cell_bounds() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
-    """Two-level lookup for exact nearest-code rounding of float32 values.
+    """Two-level lookup for exact nearest-code rounding of float32 values, on ``code``'s device.
 
     Level 1: the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of
     65536 cells, each a contiguous interval of relative width 2**-7; the logarithmic cells suit
@@ -128,35 +128,31 @@ def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
     level 2 is one comparison: ``base + (v >= threshold)``. Both levels are gathers, which is
     what makes this faster than a binary search (``torch.bucketize``).
     """
-    code = code.detach().to("cpu", torch.float32)
-    thresholds = _decision_thresholds(code)
+    device = code.device
+    thresholds = _decision_thresholds(code.detach().to("cpu", torch.float32))
     smallest, largest = _float32_cell_bounds()
     count_at_smallest = torch.searchsorted(thresholds, smallest, right=True)
     count_at_largest = torch.searchsorted(thresholds, largest, right=True)
     thresholds_inside = count_at_largest - count_at_smallest
     if int(thresholds_inside.max()) > 1:
-        return _RoundingTables(thresholds, None, None)
+        return _RoundingTables(thresholds.to(device), None, None)
     inside_index = count_at_smallest.clamp(max=len(thresholds) - 1)
     cell_threshold = torch.where(
         thresholds_inside > 0, thresholds[inside_index], torch.tensor(math.inf)
     )
-    return _RoundingTables(thresholds, count_at_smallest.to(torch.uint8), cell_threshold)
+    return _RoundingTables(thresholds.to(device), count_at_smallest.to(device, torch.uint8),
+                           cell_threshold.to(device))
 
 
 def _rounding_tables(code: torch.Tensor) -> _RoundingTables:
-    """Cached :func:`_build_rounding_tables`, moved to ``code``'s device."""
+    """Cached :func:`_build_rounding_tables`."""
     key = (str(code.device), code.detach().cpu().numpy().tobytes())
     if key not in _TABLE_CACHE:
-        tables = _build_rounding_tables(code)
-        _TABLE_CACHE[key] = _RoundingTables(
-            *(None if t is None else t.to(code.device) for t in
-              (tables.thresholds, tables.cell_base, tables.cell_threshold))
-        )
+        _TABLE_CACHE[key] = _build_rounding_tables(code)
     return _TABLE_CACHE[key]
 
 
-def _default_code(device: torch.device) -> torch.Tensor:
-    key = str(device)
-    if key not in _DYNAMIC_MAP_CACHE:
-        _DYNAMIC_MAP_CACHE[key] = create_dynamic_map(signed=True).to(device)
-    return _DYNAMIC_MAP_CACHE[key]
+@functools.cache
+def dynamic_map_on(device: str, signed: bool = True) -> torch.Tensor:
+    """Cached :func:`create_dynamic_map` on ``device`` (blockwise quantization, 8-bit Adam)."""
+    return create_dynamic_map(signed).to(device)
