@@ -26,8 +26,7 @@ _CPU_DEQUANT_CHUNK_NUMEL = 1 << 20
 _GPU_CHUNK_NUMEL = 1 << 24
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-# Blockwise quantization
-# --------------------------------------------------------------------------------------------
+
 @dataclass
 class BlockwiseQuantState:
     """Result of :func:`quantize_blockwise`.
@@ -51,12 +50,6 @@ class BlockwiseQuantState:
     def nbytes(self) -> int:
         """Bytes of the quantized data: codes plus absmax (the shared map not counted)."""
         return self.codes.numel() * self.codes.element_size() + self.absmax.numel() * 4
-
-
-def _check_block_size(block_size) -> int:
-    """Any positive Python/NumPy integer; powers of two are *not* required (bitsandbytes'
-    CUDA kernels only take 64..4096 powers of two, this implementation takes any size)."""
-    return check_int(block_size, "block_size")
 
 
 def _check_float_input(x) -> None:
@@ -120,7 +113,7 @@ def quantize_blockwise(
         ValueError: non-float dtype, NaN/inf values, bad ``code`` or non-positive block size.
         TypeError: ``block_size`` not an int.
     """
-    block_size = _check_block_size(block_size)
+    block_size = check_int(block_size, "block_size")
     _check_float_input(x)
     code = dynamic_map_on(str(x.device)) if code is None else _check_code(code, x.device)
     tables = _rounding_tables(code)

@@ -13,19 +13,14 @@ from lacos_helpers.modules import matches_any, replace_submodule
 from lacos_helpers.quantization import bnb
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
 
-# The 8-bit layer of each backend, tried in order (peft's dispatch style: one test per layer
-# type, the first that claims the module answers).
-EIGHT_BIT_LAYERS = {
-    "lacos": lambda module: isinstance(module, Int8Linear),
-    "bitsandbytes": bnb.is_linear8bit,
-}
-
 
 def eight_bit_backend(module: nn.Module) -> str | None:
     """The backend whose 8-bit linear layer ``module`` is (``"lacos"``: ``Int8Linear``,
     ``"bitsandbytes"``: ``Linear8bitLt``, e.g. after ``load_in_8bit``), None for anything
     else."""
-    return next((name for name, claims in EIGHT_BIT_LAYERS.items() if claims(module)), None)
+    if isinstance(module, Int8Linear):
+        return "lacos"
+    return "bitsandbytes" if bnb.is_linear8bit(module) else None
 
 
 def is_8bit_linear(module: nn.Module) -> bool:

@@ -14,9 +14,6 @@ from torch import nn
 DEFAULT_THRESHOLD = 6.0
 
 
-# --------------------------------------------------------------------------------------------
-# LLM.int8() linear layer
-# --------------------------------------------------------------------------------------------
 def _rowwise_int8(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per row: ``q = round(m * 127 / absmax_row)``; returns (q int8 of
     ``matrix``'s shape, scale float32 (rows,) with ``m ~= q * scale``, ``scale = absmax / 127``).
