@@ -18,13 +18,13 @@ STATUS = Path("/proc/self/status")
 
 def process_memory() -> dict[str, int]:
     """``{"rss_anon": bytes, "rss": bytes, "rss_file": bytes}`` of this process (Linux)."""
-    values = {}
+    names = {"RssAnon": "rss_anon", "VmRSS": "rss", "RssFile": "rss_file"}
+    values = dict.fromkeys(names.values(), 0)
     for line in STATUS.read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("RssAnon", "VmRSS", "RssFile"):
-            values[key] = int(rest.split()[0]) * 1024
-    return {"rss_anon": values.get("RssAnon", 0), "rss": values.get("VmRSS", 0),
-            "rss_file": values.get("RssFile", 0)}
+        if key in names:
+            values[names[key]] = int(rest.split()[0]) * 1024
+    return values
 
 
 # A separate process samples this one's /proc status: a sampling *thread* needs the GIL, and a
@@ -76,19 +76,19 @@ class PeakMemory:
     _sampler: subprocess.Popen | None = field(default=None, repr=False)
     _phase_anon: int = field(default=0, repr=False)
 
+    def _record(self, anon: int, rss: int) -> None:
+        self.peak_anon, self.peak_rss = max(self.peak_anon, anon), max(self.peak_rss, rss)
+        self._phase_anon = max(self._phase_anon, anon)
+
     def sample(self) -> None:
         """Take one sample in this process (the sampler process takes the others)."""
         now = process_memory()
-        self.peak_anon = max(self.peak_anon, now["rss_anon"])
-        self._phase_anon = max(self._phase_anon, now["rss_anon"])
-        self.peak_rss = max(self.peak_rss, now["rss"])
+        self._record(now["rss_anon"], now["rss"])
 
     def _ask(self, command: str) -> None:
         self._sampler.stdin.write(command + "\n")
         self._sampler.stdin.flush()
-        anon, rss = (int(v) for v in self._sampler.stdout.readline().split())
-        self.peak_anon, self.peak_rss = max(self.peak_anon, anon), max(self.peak_rss, rss)
-        self._phase_anon = max(self._phase_anon, anon)
+        self._record(*(int(v) for v in self._sampler.stdout.readline().split()))
 
     def phase_peak(self) -> int:
         """Anonymous peak (bytes) since the previous call (or the start); starts a new phase."""

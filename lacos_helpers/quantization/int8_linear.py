@@ -114,15 +114,6 @@ def _dequantized_rows(weight_int8, weight_scale, start, stop, dtype):
     return weight_int8[start:stop].to(dtype) * weight_scale[start:stop, None].to(dtype)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a matmul with ``x`` runs in: the autocast dtype where autocast is on for
-    ``x``'s device, else ``x``'s own."""
-    kind = x.device.type
-    if torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return x.dtype
-
-
 class _DequantLinearFunction(torch.autograd.Function):
     """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
     to the compute dtype (the input's, or autocast's: bfloat16 rows are then made directly,
@@ -134,7 +125,8 @@ class _DequantLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight_int8, weight_scale, bias):
         ctx.save_for_backward(weight_int8, weight_scale)
         ctx.has_bias = bias is not None
-        dtype = _compute_dtype(x)
+        kind = x.device.type  # compute in autocast's dtype where it is on, else in x's
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         x = x.to(dtype)
         bias = None if bias is None else bias.to(dtype)
         rows, cols = weight_int8.shape

@@ -101,22 +101,11 @@ def _float32_cell_bounds() -> tuple[torch.Tensor, torch.Tensor]:
 
     Cells of NaN/inf bit patterns get bounds 0 (normalized values never land there).
     """
-    cells = torch.arange(65536, dtype=torch.int64)
-    low_bits = cells << 16
-    high_bits = low_bits | 0xFFFF
-    negative = cells >= 0x8000  # sign bit set: the magnitude grows with the bit pattern
-    smallest = torch.where(negative, high_bits, low_bits)
-    largest = torch.where(negative, low_bits, high_bits)
-
-    def as_float32(bits: torch.Tensor) -> torch.Tensor:
-        signed_bits = ((bits + 2**31) % 2**32 - 2**31).to(torch.int32)
-        return signed_bits.view(torch.float32).clone()
-
-    smallest, largest = as_float32(smallest), as_float32(largest)
-    invalid = ~(torch.isfinite(smallest) & torch.isfinite(largest))
-    smallest[invalid] = 0.0
-    largest[invalid] = 0.0
-    return smallest, largest
+    bits = torch.arange(65536, dtype=torch.int64) << 16
+    ends = torch.stack([bits, bits | 0xFFFF])  # the cell's two end bit patterns
+    ends = ((ends + 2**31) % 2**32 - 2**31).to(torch.int32).view(torch.float32)
+    ends = torch.where(torch.isfinite(ends).all(dim=0), ends, 0.0)
+    return ends.amin(dim=0), ends.amax(dim=0)
 
 
 def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
