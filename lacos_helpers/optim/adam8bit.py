@@ -282,26 +282,22 @@ def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> d
     step = int(step.item()) if isinstance(step, torch.Tensor) else step
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"{where}: step must be a non-negative int, got {saved['step']!r}")
-    numel = param.numel()
-    if all(k in saved for k in _8BIT_KEYS):
-        expected = {"codes": (numel,), "absmax": (-(-numel // block_size),)}
-        dtypes = {"codes": torch.uint8, "absmax": torch.float32}
-        keys = _8BIT_KEYS
-    elif all(k in saved for k in _FP32_KEYS):
-        expected, dtypes, keys = {}, {}, _FP32_KEYS
-    else:
+    keys = next((keys for keys in (_8BIT_KEYS, _FP32_KEYS) if all(k in saved for k in keys)),
+                None)
+    if keys is None:
         raise ValueError(f"{where}: expected the keys {list(_8BIT_KEYS)} or "
                          f"{list(_FP32_KEYS)}, got {sorted(saved)}")
+    numel = param.numel()
+    layout = {"codes": ((numel,), torch.uint8),
+              "absmax": ((-(-numel // block_size),), torch.float32)}
     state: dict = {"step": int(step)}
-    for name in keys:
-        part = name.rsplit("_", 1)[-1]
-        shape = expected.get(part, tuple(param.shape))
+    for name in keys:  # float32 moments (exp_avg, exp_avg_sq) are shaped like the parameter
+        shape, dtype = layout.get(name.rsplit("_", 1)[-1], (tuple(param.shape), torch.float32))
         value = saved[name]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"{where}: {name} should have shape {shape} (block_size "
                              f"{block_size}), got {got}")
-        dtype = dtypes.get(part, torch.float32)
         if dtype == torch.uint8 and value.dtype != torch.uint8:
             raise ValueError(f"{where}: {name} must be uint8, got {value.dtype}")
         state[name] = value.to(device=param.device, dtype=dtype, copy=True)

@@ -91,27 +91,20 @@ def _chunk_numel(device: torch.device, block_size: int, cpu_numel: int) -> int:
 def quantize_blockwise(
     x: torch.Tensor, block_size: int = DEFAULT_BLOCK_SIZE, code: torch.Tensor | None = None
 ) -> BlockwiseQuantState:
-    """Blockwise 8-bit quantization of ``x`` (any shape; float32, float16 or bfloat16).
+    """Blockwise 8-bit quantization of ``x`` (any shape; float32, float16 or bfloat16; finite).
 
-    For each block ``b`` of ``block_size`` consecutive elements of ``x.reshape(-1)`` (the last
-    block may be shorter): ``absmax[b] = max |x|`` (float32) and every element ``v`` becomes
-    the index of the code nearest to its normalized value ``u = float32(v) / absmax[b]``
-    (float32 division, so ``|u| <= 1``).
+    For each block ``b`` of ``block_size`` consecutive elements of ``x.reshape(-1)`` (any
+    positive size; the last block may be shorter): ``absmax[b] = max |x|`` (float32) and every
+    element ``v`` becomes the index of the code nearest to ``u = float32(v) / absmax[b]``
+    (``code``: a sorted map of 2..256 values, default :func:`create_dynamic_map`).
 
-    Rounding rule: the nearest code in exact real arithmetic; an exact tie (``u`` on the
-    midpoint of two codes) goes to the lower code. An all-zero block has ``absmax = 0`` and
-    codes of the value nearest 0 (no NaN; bitsandbytes stores code 0 there, both dequantize
-    to 0). Elements match bitsandbytes' CPU kernel for ~99.8% of elements (it rounds through
-    a coarse lookup table and sometimes misses the nearest code) with identical ``absmax``.
+    Rounding: the nearest code in exact real arithmetic, an exact tie goes to the lower code.
+    An all-zero block has ``absmax = 0`` and the codes of the value nearest 0. bitsandbytes'
+    CPU kernel rounds through a coarse lookup table and agrees on ~99.8% of the elements, with
+    identical ``absmax``.
 
-    Args:
-        x: tensor to quantize; must be finite.
-        block_size: positive int, any value (powers of two are not required).
-        code: sorted map of 2..256 values (default :func:`create_dynamic_map`).
-
-    Raises:
-        ValueError: non-float dtype, NaN/inf values, bad ``code`` or non-positive block size.
-        TypeError: ``block_size`` not an int.
+    Raises ``ValueError`` for a non-float dtype, NaN/inf values, a bad ``code`` or a
+    non-positive block size; ``TypeError`` for a non-int ``block_size``.
     """
     block_size = check_int(block_size, "block_size")
     _check_float_input(x)

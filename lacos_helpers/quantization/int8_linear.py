@@ -162,24 +162,19 @@ class Int8Linear(nn.Module):
     """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
 
     Stored (frozen buffers): ``weight`` int8 (out, in) and ``weight_scale`` float32 (out,),
-    ``W ~= weight * weight_scale[:, None]`` with ``weight_scale = absmax_row / 127``. ``bias``
-    stays a frozen parameter in the original dtype.
+    ``W ~= weight * weight_scale[:, None]``; ``bias`` stays a frozen parameter in the original
+    dtype.
 
     Forward (any leading dims, output in the input's dtype): feature columns where any token
-    has ``|x| >= threshold`` are multiplied in float32 with the *dequantized* weight columns
-    (like bitsandbytes, only int8 weights are kept), the rest as int8 x int8 -> int32 with
-    per-token activation scales. ``threshold = 0`` disables the outlier path.
+    has ``|x| >= threshold`` are multiplied in float32 with the dequantized weight columns, the
+    rest as int8 x int8 -> int32 with per-token activation scales (``threshold = 0``: no
+    outlier path). Unlike bitsandbytes, quantization is from float32 (not float16) and outlier
+    columns are left out of the per-token absmax: outputs differ by rounding only (see tests).
 
-    Differences from ``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)``: bitsandbytes
-    rounds weights and activations to float16 before quantizing and lets the below-threshold
-    values of outlier columns enter the per-token absmax; here quantization is from float32
-    and outlier columns are excluded entirely. Outputs differ by rounding only (see tests).
-
-    ``compute="dequantize"`` keeps the same int8 storage but computes weight-only: each call
-    dequantizes the rows to the input's dtype and runs one float matmul (no activation
-    quantization). On CPUs, which have no fast int8 GEMM path for the outlier decomposition,
-    this runs at float speed; it is what the ``cpu`` profile uses. Under CPU autocast (the
-    ``cpu`` profile's ``encoder.cpu_bf16``) the rows are dequantized straight to bfloat16.
+    ``compute="dequantize"`` keeps the same storage but computes weight-only: the rows are
+    dequantized to the compute dtype (bfloat16 under CPU autocast) for one float matmul. CPUs
+    have no fast int8 GEMM path for the outlier decomposition, so this runs at float speed; the
+    ``cpu`` profile uses it.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,

@@ -16,15 +16,10 @@ def create_dynamic_map(signed: bool = True) -> torch.Tensor:
     """The 256-value dynamic (tree) quantization map of bitsandbytes, sorted ascending.
 
     Re-implements ``bitsandbytes.functional.create_dynamic_map(signed, max_exponent_bits=7,
-    total_bits=8)`` (bitsandbytes 0.50, ``functional.py``), the data type of Dettmers 2015,
-    "8-Bit Approximations for Parallelism in Deep Learning" (arXiv:1511.04561): decade
-    ``i = 0..6`` spans ``[0.1, 1] * 10**(i - 6)`` and holds ``2**i`` (signed) or ``2**(i+1)``
-    (unsigned) evenly spaced bin centres, so precision is relative rather than absolute;
-    ``0`` and ``1`` are added, and the signed map mirrors every centre to negative values.
-    The arithmetic (float32 ``linspace`` and centres, float32 scaling) follows bitsandbytes
-    step by step, so the two maps are bit-identical.
-
-    Returns: float32 tensor of shape (256,); signed range [-0.993, 1], unsigned [0, 1].
+    total_bits=8)`` (Dettmers 2015, arXiv:1511.04561) bit for bit: decade ``i = 0..6`` spans
+    ``[0.1, 1] * 10**(i - 6)`` with ``2**i`` (signed) or ``2**(i+1)`` (unsigned) evenly spaced
+    bin centres, so precision is relative; ``0`` and ``1`` are added and the signed map mirrors
+    every centre. Returns float32 (256,); signed range [-0.993, 1], unsigned [0, 1].
     """
     values: list[float] = [0.0, 1.0]
     for decade in range(7):
@@ -39,16 +34,10 @@ def create_dynamic_map(signed: bool = True) -> torch.Tensor:
 
 
 def create_linear_map(signed: bool = True) -> torch.Tensor:
-    """Evenly spaced map (plain absmax quantization), for comparison with the dynamic map.
-
-    Signed: the 255 values ``k / 127`` for ``k = -127..127`` (symmetric, exact 0; the int8
-    grid of LLM.int8), so codes use 0..254. Unsigned: the 256 values ``k / 255``.
-    bitsandbytes' ``create_linear_map(signed=True)`` instead pads ``linspace(-1, 1, 255)``
-    with a second (near-)zero to reach 256 entries; the unsigned maps agree within 6e-8
-    (bitsandbytes uses a float32 ``linspace``).
-
-    Returns a float32 tensor of shape (255,) (signed) or (256,) (unsigned).
-    """
+    """Evenly spaced map (plain absmax quantization), for comparison with the dynamic map:
+    signed, the 255 values ``k / 127`` for ``k = -127..127`` (the int8 grid of LLM.int8, exact
+    0; bitsandbytes pads ``linspace(-1, 1, 255)`` with a second near-zero to 256); unsigned,
+    the 256 values ``k / 255``. Float32."""
     if signed:
         return torch.arange(-127, 128, dtype=torch.float64).div(127).float()
     return torch.arange(0, 256, dtype=torch.float64).div(255).float()
