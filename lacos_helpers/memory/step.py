@@ -70,27 +70,22 @@ CPU_RUNTIME_BYTES = 0.30e9  # anonymous RSS once torch, transformers, bitsandbyt
 CPU_STEP_OVERHEAD_BYTES = 0.40e9  # a step's autograd and heap growth beyond its tensors
 CPU_RESIDUAL_BYTES = 0.06e9  # small allocations that stay after loading (tokenizer, hooks ...)
 BNB_CPU_LOAD_HEAP_BYTES = 0.75e9  # glibc heap kept after bitsandbytes' CPU quantization
-# The CUDA context torch creates on first use, outside its caching allocator (so not in
-# max_memory_allocated, but in nvidia-smi and missing from mem_get_info's free): 287 MB with
-# lazy module loading (CUDA_MODULE_LOADING=LAZY, torch's default since 1.13; measured in
-# pytorch/pytorch PR #86509; 667 MB eager), plus the cuBLAS / cuBLASLt handles and the kernels of
-# bitsandbytes as they load. Counted as 0.5 GB: the upper end, not measured here (no GPU).
+# The CUDA context, outside torch's caching allocator: 287 MB with lazy module loading (torch's
+# default; pytorch/pytorch PR #86509) plus the cuBLAS handles and bitsandbytes' kernels as they
+# load. 0.5 GB is the upper end, not measured here (no GPU).
 CUDA_CONTEXT_BYTES = 0.5e9
 GLIBC_MMAP_THRESHOLD = 32 << 20  # allocations this large go to mmap and are returned at once
 ADAM8BIT_BYTES_PER_PARAM = 2 + 2 * 4 / 256  # two uint8 moments + a float32 absmax per 256
 ADAM32_BYTES_PER_PARAM = 8
-# Values one BLOOM block holds per token and hidden unit at the peak of its forward +
-# backward: its saved tensors (~28: LayerNorm outputs, qkv and its head-split copies, context
-# and its merge, dense and residual outputs, the MLP's 4h before and after GELU, LoRA's dropout
-# and low-rank outputs) and the gradients alive while its backward runs (~17); 45 in all,
-# fitted to the measured peak of BLOOM-560m at 96 sentences x 64 tokens on a CPU (float32,
-# README). Split by the op that makes each tensor, which sets its dtype:
+# Values one BLOOM block holds per token and hidden unit at the peak of its forward + backward:
+# ~28 saved tensors and ~17 gradients, 45 in all, fitted to the measured peak of BLOOM-560m at
+# 96 sentences x 64 tokens on a CPU (float32, README). Split by the op that makes each tensor,
+# which sets its dtype:
 BLOCK_STREAM_VALUES = 9  # residual stream, LayerNorm outputs, the adapter's input (+ grads)
 BLOCK_LINEAR_VALUES = 31  # outputs of the stream-fed linears: qkv (+ the LoRA update, heads
 #                           split), the MLP's 4h before and after GELU, its output (+ grads)
 BLOCK_ATTENTION_VALUES = 5  # attention matmul outputs: context, merged heads, dense (+ grads)
-# autocast's 16-bit copies of float32 matmul inputs: q, k, v (when the linears return float32)
-# and the adapter's input
+# autocast's 16-bit copies of float32 matmul inputs: q, k, v (if float32) and the adapter's input
 AUTOCAST_QKV_COPIES, AUTOCAST_ADAPTER_COPIES = 3, 1
 # per attention-score element: scores (attention dtype), scores + float32 mask, softmax
 # (float32: BLOOM's code) and its gradient; under autocast a 16-bit copy of the
@@ -133,10 +128,8 @@ def activation_dtypes(cfg: RunConfig, device: str = "cpu",
     q = cfg.quant
     keeps_input = (q.backend == "bitsandbytes" and device != "cpu") or \
         (q.backend == "lacos" and q.compute == "int8")
-    stream = FLOAT32_BYTES
-    linear = stream if keeps_input or amp is None else amp
-    return ActivationDtypes(stream=stream, linear=linear, attention=amp or linear,
-                            autocast=amp)
+    linear = FLOAT32_BYTES if keeps_input or amp is None else amp  # the stream: float32
+    return ActivationDtypes(linear=linear, attention=amp or linear, autocast=amp)
 
 
 def _block_bytes(n: int, h: int, scores: int, d: ActivationDtypes) -> float:

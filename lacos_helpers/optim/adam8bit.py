@@ -279,9 +279,8 @@ def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> d
     if not isinstance(saved, dict) or "step" not in saved:
         raise ValueError(f"{where}: no 'step' entry")
     step = saved["step"]
-    step = int(step.item()) if isinstance(step, torch.Tensor) else step
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"{where}: step must be a non-negative int, got {saved['step']!r}")
+    step = check_int(int(step.item()) if isinstance(step, torch.Tensor) else step,
+                     f"{where}: step", 0)
     keys = next((keys for keys in (_8BIT_KEYS, _FP32_KEYS) if all(k in saved for k in keys)),
                 None)
     if keys is None:
@@ -290,7 +289,7 @@ def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> d
     numel = param.numel()
     layout = {"codes": ((numel,), torch.uint8),
               "absmax": ((-(-numel // block_size),), torch.float32)}
-    state: dict = {"step": int(step)}
+    state: dict = {"step": step}
     for name in keys:  # float32 moments (exp_avg, exp_avg_sq) are shaped like the parameter
         shape, dtype = layout.get(name.rsplit("_", 1)[-1], (tuple(param.shape), torch.float32))
         value = saved[name]

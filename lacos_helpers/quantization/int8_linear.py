@@ -28,15 +28,14 @@ def _rowwise_int8(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b`` of int8 matrices (m, k) @ (k, n) -> int32 (m, n).
 
-    Uses ``torch._int_mm`` (VNNI on CPU, IMMA on GPU); otherwise float32 matmuls over slices
-    of k <= 1024, each exact since |partial sum| <= 1024 * 127**2 < 2**24.
+    Uses ``torch._int_mm`` (VNNI on CPU, IMMA on GPU) where it takes the shapes; otherwise
+    float32 matmuls over slices of k <= 1024, each exact since |partial sum| <= 1024 * 127**2
+    < 2**24.
     """
-    int_mm = getattr(torch, "_int_mm", None)
-    if int_mm is not None:
-        try:
-            return int_mm(a, b)
-        except (RuntimeError, NotImplementedError):
-            pass
+    try:
+        return torch._int_mm(a, b)
+    except (RuntimeError, NotImplementedError):  # shapes or a device it does not take
+        pass
     out = torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32, device=a.device)
     for start in range(0, a.shape[1], 1024):
         part = a[:, start:start + 1024].float() @ b[start:start + 1024].float()
