@@ -1,7 +1,6 @@
 """Peak memory of a piece of work: on the CPU the process's anonymous resident memory
-(``RssAnon``: what the process allocated itself; memory-mapped checkpoint pages count in RSS but
-can be dropped by the kernel at any time, so they are reported apart), sampled by a separate
-process; on a GPU ``torch.cuda.max_memory_allocated``."""
+(``RssAnon``; memory-mapped checkpoint pages, which the kernel can drop, are reported apart),
+sampled by a separate process; on a GPU ``torch.cuda.max_memory_allocated``."""
 
 from __future__ import annotations
 
@@ -27,9 +26,8 @@ def process_memory() -> dict[str, int]:
     return values
 
 
-# A separate process samples this one's /proc status: a sampling *thread* needs the GIL, and a
-# transient allocated and freed inside one long GIL-holding call (a checkpoint load) was missed
-# in some runs (the same 560m load measured 0.70 and 1.41 GB).
+# A separate process samples this one's /proc status: a sampling *thread* needs the GIL and
+# missed transients inside one long GIL-holding call (the same 560m load read 0.70 and 1.41 GB).
 _SAMPLER = """
 import select, sys
 path, interval = sys.argv[1], float(sys.argv[2])
@@ -63,9 +61,8 @@ while True:
 class PeakMemory:
     """Context manager: the peaks of :func:`process_memory` while it is open (``peak_anon``,
     ``peak_rss`` in bytes), sampled every ``interval`` seconds by a separate process;
-    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` when ``cuda`` (the
-    measured work runs on the GPU; a CPU rehearsal in a process that also holds a model on the
-    GPU must not report that model's peak as its own)."""
+    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` only when ``cuda``
+    (a CPU rehearsal must not report the peak of a model the process holds on the GPU)."""
 
     interval: float = 0.005
     cuda: bool = False

@@ -11,8 +11,7 @@ them to float32.
 Parts (bytes; GB = 1e9):
 
 ``weights_int8``, ``weights_scales``
-    the quantized linear weights (``12 h^2`` per block, one byte each) and their float32 row
-    scales;
+    the quantized linear weights (one byte each) and their float32 row scales;
 ``weights_float``
     what stays in floating point: the embedding matrix (``V x h``: half of BLOOM-560m),
     LayerNorms and biases. The *standard* k-bit preparation (peft's) holds them all in float32;
@@ -21,9 +20,8 @@ Parts (bytes; GB = 1e9):
     the standard preparation casts the embedding matrix while its 16-bit copy still exists;
 ``load_transient``
     bitsandbytes' CPU quantization allocates float16 temporaries per weight; glibc keeps those
-    below its 32 MiB mmap threshold in the heap, ~0.75 GB at 560m and 1b1 (scaled by the share
-    of weights whose temporary is that small). The standard recipe keeps that heap, the lean
-    recipe returns it (``malloc_trim``) after loading;
+    below its mmap threshold in its heap (:func:`bnb_cpu_load_heap`). The standard recipe keeps
+    that heap, the lean recipe returns it (``malloc_trim``) after loading;
 ``lora``, ``gradients``, ``optimizer``
     the adapters (float32), their gradients, Adam's moments (8-bit: ~2.03 bytes per
     parameter; 32-bit: 8);
@@ -38,9 +36,8 @@ Parts (bytes; GB = 1e9):
     the forward and again in the backward; the package's weight-only ``Int8Linear`` in chunks
     of 8M weights; bitsandbytes on a GPU in its backward only (for the input gradient);
 ``step_overhead``, ``runtime``
-    on a CPU: autograd's bookkeeping and heap growth during a step (~0.4 GB measured at every
-    size) and the Python process with torch, transformers and the data (~0.3 GB). On a GPU:
-    no step overhead; ``runtime`` is the CUDA context (:data:`CUDA_CONTEXT_BYTES`).
+    on a CPU, autograd's bookkeeping and heap growth during a step and the Python process with
+    its libraries and data (both measured); on a GPU, none and the CUDA context.
 
 **Dtypes of the activations.** The residual stream and the LayerNorms are float32 under both
 recipes. An 8-bit layer with int8 compute (bitsandbytes on a GPU, ``Int8Linear(compute="int8")``)
@@ -227,7 +224,8 @@ class MemoryEstimate:
 
 
 def bnb_cpu_load_heap(h: int) -> float:
-    """The heap bitsandbytes' CPU loader leaves behind (see ``load_transient``)."""
+    """The heap bitsandbytes' CPU loader leaves behind: 0.75 GB (measured at 560m and 1b1) times
+    the share of weights whose float16 temporary stays below glibc's mmap threshold."""
     sizes = bloom.linear_sizes(h)
     small = sum(n for n in sizes if 2 * n < GLIBC_MMAP_THRESHOLD)
     return BNB_CPU_LOAD_HEAP_BYTES * small / sum(sizes)

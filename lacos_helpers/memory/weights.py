@@ -37,17 +37,11 @@ def footprint(model: nn.Module) -> dict[str, int]:
 
 def bloom_memory_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
                        block_size: int = DEFAULT_BLOCK_SIZE) -> list[dict]:
-    """Weight memory of the public BLOOM checkpoints, from their configs (no download).
-
-    int8 rule (LLM.int8 / ``load_in_8bit``): Linear weights int8 + one float32 scale per output
-    row; embeddings (= tied lm_head), LayerNorms and biases stay float16. For comparison,
+    """Weight memory of the public BLOOM checkpoints, from their configs (no download), one
+    row per size (GB = 1e9 bytes). int8 (LLM.int8 / ``load_in_8bit``): linear weights int8 plus
+    a float32 scale per output row, embeddings (= tied lm_head), LayerNorms and biases float16;
     ``int8_blockwise_gb`` stores the same weights blockwise (one float32 absmax per
-    ``block_size`` values). Weights only: no activations, KV cache or optimizer state.
-
-    Returns one dict per size: model, hidden_size, n_layer, n_head, params,
-    params_int8 (quantized weights), fp32_gb, fp16_gb, int8_gb, int8_blockwise_gb,
-    int8_bytes_per_param (GB = 1e9 bytes).
-    """
+    ``block_size`` values). Weights only: no activations, KV cache or optimizer state."""
     rows = []
     for size in sizes:
         hidden, n_layer, n_head = bloom.shape(size)

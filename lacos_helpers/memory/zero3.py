@@ -47,8 +47,7 @@ class Zero3Memory:
         return self.weights + self.trainable + self.live + self.activations + self.other
 
     def row(self) -> dict:
-        """``{"GPUs", "triplets per GPU", <part> GB ..., "GPU total GB", "CPU RAM per node
-        GB"}`` rounded to 0.01 GB."""
+        """A row of :func:`zero3_table`: GPUs, triplets per GPU, the parts and totals in GB."""
         r = lambda x: round(x / GB, 2)  # noqa: E731
         return {"GPUs": self.n_gpus, "triplets per GPU": self.local_batch,
                 "weights GB": r(self.weights), "LoRA + Adam GB": r(self.trainable),

@@ -104,17 +104,16 @@ class Adam8bit(torch.optim.Optimizer):
     * ``exp_avg_sq_codes``, ``exp_avg_sq_absmax``: second moment, unsigned dynamic map;
 
     or, for smaller tensors, float32 ``exp_avg`` and ``exp_avg_sq`` shaped like ``p``. Codes
-    are flat in ``p.reshape(-1)`` (row-major) order. All are plain tensors, so
-    ``state_dict()`` / ``load_state_dict()`` (and ``torch.save``) resume training exactly.
+    are in ``p.reshape(-1)`` order. ``state_dict()`` / ``load_state_dict()`` resume exactly.
 
     Update at step ``t`` (float32, from gradient ``g``):
     ``m = beta1 m + (1 - beta1) g``; ``v = beta2 v + (1 - beta2) g**2``;
     ``p *= 1 - lr * weight_decay`` (decoupled); ``p -= lr / (1 - beta1**t) * m /
     (sqrt(v) / sqrt(1 - beta2**t) + eps)``; then ``m`` and ``v`` are requantized.
 
-    Parameters without a gradient are skipped. Sparse gradients raise ``RuntimeError``; a
-    NaN/inf gradient raises ``ValueError`` before any parameter of the step is touched.
-    Hyperparameters can differ per param group (``block_size`` and ``min_8bit_size`` too).
+    Parameters without a gradient are skipped; a sparse (``RuntimeError``) or NaN/inf
+    (``ValueError``) gradient raises before any parameter is touched. Settings may differ per
+    param group.
     """
 
     def __init__(
@@ -241,12 +240,8 @@ class Adam8bit(torch.optim.Optimizer):
         raise KeyError("parameter is not managed by this optimizer")
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a ``state_dict()``; 8-bit codes stay uint8 and moments/absmax float32.
-
-        (``torch.optim.Optimizer.load_state_dict`` would cast every state tensor to the
-        parameter's dtype: codes to float32, absmax of bfloat16 parameters to bfloat16.)
-        Raises ``ValueError`` when the saved state does not fit the parameters.
-        """
+        """Load a ``state_dict()`` keeping codes uint8 and moments/absmax float32 (torch's
+        would cast them to the parameter's dtype); ``ValueError`` when it does not fit."""
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
             raise ValueError("expected an optimizer state_dict with 'state' and 'param_groups'")
         super().load_state_dict({**state_dict, "state": {}})  # groups: checks and settings

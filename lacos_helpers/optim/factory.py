@@ -48,20 +48,11 @@ def make_optimizer(
     eps: float = 1e-8,
     **options,
 ) -> torch.optim.Optimizer:
-    """Optimizer by name, over the *trainable* tensors of ``params``.
-
-    Args:
-        name: ``"adam8bit"`` (:class:`Adam8bit`), ``"bnb-adam8bit"``
-            (``bitsandbytes.optim.Adam8bit``), ``"adamw"`` (``torch.optim.AdamW``) or
-            ``"adam"`` (``torch.optim.Adam``). Weight decay is decoupled (``p *= 1 - lr *
-            wd``) for all but ``"adam"``, which adds ``wd * p`` to the gradient (L2).
-        params: an ``nn.Module``, tensors or param groups; frozen tensors
-            (``requires_grad=False``) are dropped.
-        options: passed on (e.g. ``min_8bit_size``, ``block_size`` for ``"adam8bit"``).
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones) or no trainable tensor.
-    """
+    """Optimizer ``name`` (``"adam8bit"``: :class:`Adam8bit`, ``"bnb-adam8bit"``:
+    bitsandbytes', ``"adamw"`` / ``"adam"``: torch's) over the *trainable* tensors of
+    ``params`` (an ``nn.Module``, tensors or param groups); ``options`` are passed on. Weight
+    decay is decoupled for all but ``"adam"``, which adds ``wd * p`` to the gradient (L2).
+    ``ValueError`` for an unknown name or no trainable tensor."""
     if name not in OPTIMIZER_NAMES:
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZER_NAMES)}")
     trainable = _trainable_params(params)

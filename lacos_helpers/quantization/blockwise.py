@@ -1,9 +1,6 @@
 """Blockwise dynamic quantization (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
-Quantization"): a flat tensor is cut into blocks of ``block_size`` values; each block is divided
-by its absolute maximum and every value becomes the index (``uint8``) of the nearest entry of a
-fixed 256-value map. This is what 8-bit Adam does to its *optimizer states*;
-:func:`quantize_blockwise` / :func:`dequantize_blockwise` reproduce
-``bitsandbytes.functional.quantize_blockwise`` / ``dequantize_blockwise``.
+Quantization"), what 8-bit Adam does to its *optimizer states*: :func:`quantize_blockwise` /
+:func:`dequantize_blockwise` reproduce ``bitsandbytes.functional``'s functions of those names.
 """
 
 from __future__ import annotations
@@ -175,11 +172,8 @@ def _quantize_chunk(
     numel = blocks.numel()
     normalized = scratch.normalized[:numel].view_as(blocks)
     threshold = scratch.threshold[:numel]
-    if blocks.dtype == torch.float32:
-        values = blocks
-    else:
-        normalized.copy_(blocks)  # exact upcast; normalized in place below
-        values = normalized
+    # float32 blocks are read as they are, others upcast (exactly) into the normalized buffer
+    values = blocks if blocks.dtype == torch.float32 else normalized.copy_(blocks)
     torch.abs(values, out=threshold.view_as(blocks))  # scratch use of the threshold buffer
     torch.amax(threshold.view_as(blocks), dim=1, out=absmax_out)
     divisor = torch.where(absmax_out > 0, absmax_out, torch.ones_like(absmax_out))
@@ -215,13 +209,10 @@ _PAIR_CACHE: dict[tuple[str, bytes], torch.Tensor] = {}
 
 
 def dequantize_blockwise(state: BlockwiseQuantState) -> torch.Tensor:
-    """Inverse of :func:`quantize_blockwise`: ``code[codes] * absmax`` per block.
-
-    Computed in float32 and cast to ``state.dtype`` (bit-identical to bitsandbytes for the
-    same codes). The gather reads two codes at a time (a uint16) from a 65536-entry table of
-    value pairs, which halves the number of gathered elements. Returns a tensor of
-    ``state.shape`` and ``state.dtype``.
-    """
+    """Inverse of :func:`quantize_blockwise`: ``code[codes] * absmax`` per block, computed in
+    float32 (bit-identical to bitsandbytes for the same codes), of ``state.shape`` and
+    ``state.dtype``. The gather reads two codes at a time (a uint16) from a 65536-entry table
+    of value pairs, which halves the number of gathered elements."""
     if not isinstance(state, BlockwiseQuantState):
         raise TypeError(f"expected a BlockwiseQuantState, got {type(state).__name__}")
     codes, absmax = state.codes.reshape(-1), state.absmax

@@ -97,9 +97,8 @@ class _Int8LinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias, None
 
 
-# Weight-only layers dequantize at most this many weights at a time: a BLOOM-7b1 MLP matrix
-# (67M weights) would otherwise need a 268 MB float32 copy per call; smaller layers (every
-# layer of the cpu profile's Gemma) take one chunk, so their speed is unchanged.
+# Weight-only layers dequantize at most this many weights at a time (a BLOOM-7b1 MLP matrix
+# would need 268 MB in float32); smaller layers take one chunk, at unchanged speed.
 DEQUANT_CHUNK_NUMEL = 1 << 23
 
 
@@ -115,10 +114,8 @@ def _dequantized_rows(weight_int8, weight_scale, start, stop, dtype):
 
 class _DequantLinearFunction(torch.autograd.Function):
     """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
-    to the compute dtype (the input's, or autocast's: bfloat16 rows are then made directly,
-    not float32 rows cast again) for this call only, in chunks of output rows (at most
-    ``DEQUANT_CHUNK_NUMEL`` weights in float at once); backward re-dequantizes instead of
-    keeping the float weight alive."""
+    straight to the compute dtype (the input's or autocast's) for this call only, in chunks of
+    output rows; backward re-dequantizes instead of keeping the float weight alive."""
 
     @staticmethod
     def forward(ctx, x, weight_int8, weight_scale, bias):
@@ -206,9 +203,7 @@ class Int8Linear(nn.Module):
                     threshold=threshold, device=weight.device,
                     bias_dtype=bias.dtype if bias is not None else torch.float32,
                     compute=compute)
-        weight_int8, weight_scale = _rowwise_int8(weight)
-        layer.weight.copy_(weight_int8)
-        layer.weight_scale.copy_(weight_scale)
+        layer.weight, layer.weight_scale = _rowwise_int8(weight)  # replaces the zero buffers
         if bias is not None:
             layer.bias.data.copy_(bias.detach())
         return layer

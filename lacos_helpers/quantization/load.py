@@ -1,9 +1,7 @@
-"""Load a checkpoint straight into 8 bits with the package's own :class:`Int8Linear` (what
-``load_in_8bit`` does with bitsandbytes): the model is built on the meta device with
-``Int8Linear`` in place of every ``nn.Linear``, its storage allocated once (int8 weights, float
-rest), and the safetensors shards are streamed tensor by tensor, each linear weight quantized
-row-wise as it arrives. The float model never exists: the peak is the 8-bit model plus one
-tensor.
+"""Load a checkpoint straight into 8 bits with :class:`Int8Linear` (what ``load_in_8bit`` does
+with bitsandbytes): the model is built on the meta device, its storage allocated once, and the
+safetensors shards are streamed tensor by tensor, each linear weight quantized as it arrives.
+The float model never exists: the peak is the 8-bit model plus one tensor.
 """
 
 from __future__ import annotations

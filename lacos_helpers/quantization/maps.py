@@ -43,9 +43,6 @@ def create_linear_map(signed: bool = True) -> torch.Tensor:
     return torch.arange(0, 256, dtype=torch.float64).div(255).float()
 
 
-# --------------------------------------------------------------------------------------------
-# Exact nearest-code rounding
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _RoundingTables:
     """Exact nearest-code rounding for one sorted code map (see :func:`_build_rounding_tables`).
@@ -98,14 +95,11 @@ def _float32_cell_bounds() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
-    """Two-level lookup for exact nearest-code rounding of float32 values, on ``code``'s device.
-
-    Level 1: the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of
-    65536 cells, each a contiguous interval of relative width 2**-7; the logarithmic cells suit
-    the logarithmic dynamic map. If a cell contains at most one decision threshold, then
-    level 2 is one comparison: ``base + (v >= threshold)``. Both levels are gathers, which is
-    what makes this faster than a binary search (``torch.bucketize``).
-    """
+    """Two-level lookup for exact nearest-code rounding of float32 values, on ``code``'s device:
+    the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of 65536 cells of
+    relative width 2**-7 (logarithmic, like the dynamic map); a cell holding at most one decision
+    threshold then needs one comparison, ``base + (v >= threshold)``. Two gathers are faster
+    than a binary search (``torch.bucketize``)."""
     device = code.device
     thresholds = _decision_thresholds(code.detach().to("cpu", torch.float32))
     smallest, largest = _float32_cell_bounds()
