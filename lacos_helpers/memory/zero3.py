@@ -55,10 +55,6 @@ class Zero3Memory:
                 "GPU total GB": r(self.gpu_total), "CPU RAM per node GB": r(self.cpu_per_node)}
 
 
-def _offloaded(zero: dict, part: str) -> bool:
-    return (zero.get(part) or {}).get("device") == "cpu"
-
-
 def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = None,
                  ds_config: dict | None = None, global_batch: int | None = None,
                  max_length: int | None = None, gpus_per_node: int = 8) -> Zero3Memory:
@@ -71,8 +67,8 @@ def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = Non
     from lacos_helpers.training.zero_recipe import zero3_template
 
     zero = (ds_config or zero3_template())["zero_optimization"]
-    offload_params, offload_optimizer = (_offloaded(zero, "offload_param"),
-                                         _offloaded(zero, "offload_optimizer"))
+    offload_params, offload_optimizer = ((zero.get(part) or {}).get("device") == "cpu"
+                                         for part in ("offload_param", "offload_optimizer"))
     check_int(n_gpus, "n_gpus")
     check_int(gpus_per_node, "gpus_per_node")
     trained = recipe(cfg or load_profile("paper"), "cuda")
