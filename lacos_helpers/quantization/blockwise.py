@@ -81,8 +81,7 @@ def _block_chunks(numel: int, block_size: int, chunk_numel: int):
 
 
 def _chunk_numel(device: torch.device, block_size: int, cpu_numel: int) -> int:
-    base = _GPU_CHUNK_NUMEL if device.type != "cpu" else cpu_numel
-    return max(base, block_size)
+    return max(_GPU_CHUNK_NUMEL if device.type != "cpu" else cpu_numel, block_size)
 
 
 def quantize_blockwise(
