@@ -28,7 +28,6 @@ from lacos_helpers.backbones.common import (
     prepare_tokenizer,
     quiet_transformers,
     resolve_device,
-    tokenizer_info,
 )
 from lacos_helpers.backbones.gguf import gguf_path, load_gguf_model
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT, HubUnavailableError, load_hub_model
@@ -92,6 +91,5 @@ __all__ = [
     "prepare_tokenizer",
     "quiet_transformers",
     "resolve_device",
-    "tokenizer_info",
     "train_bytelevel_bpe",
 ]

