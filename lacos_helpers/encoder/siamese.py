@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,14 +38,10 @@ def as_sentence_list(sentences: str | Sequence[str]) -> list[str]:
     not a str is a TypeError naming its index."""
     if isinstance(sentences, str):
         return [sentences]
-    if sentences is None or isinstance(sentences, (bytes, bytearray, Tensor)):
+    if not isinstance(sentences, Iterable) or isinstance(sentences, (bytes, bytearray, Tensor)):
         raise TypeError(f"sentences must be a string or a list of strings, got "
                         f"{type(sentences).__name__}")
-    try:
-        items = list(sentences)
-    except TypeError:
-        raise TypeError(f"sentences must be a string or a list of strings, got "
-                        f"{type(sentences).__name__}") from None
+    items = list(sentences)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"sentences[{i}] is {type(item).__name__} ({item!r:.60}), "
@@ -140,17 +136,13 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 class SiameseEncoder(nn.Module):
     """One shared backbone + pooling: sentences -> embeddings [n, hidden] (float32).
 
-    ``backbone`` is a transformers base model (``BloomModel``, ``Gemma3TextModel``...; 8-bit and
-    LoRA layers allowed) returning ``last_hidden_state``; ``tokenizer`` must have a pad token
-    (:func:`lacos_helpers.backbones.prepare_tokenizer`); either padding side works. Sentences are
-    truncated to ``max_length`` tokens. A sentence that tokenizes to nothing (``""`` with a
-    tokenizer that adds no BOS) gets one BOS token (else EOS, else pad) as its only real token,
-    so every sentence has a defined, finite embedding. ``pooling``: a mode of
-    :mod:`lacos_helpers.encoder.pooling`; the default ``"mean"`` is the simplest, not the
-    paper's (its text does not state one; that module says why each profile picks its own).
-    ``cpu_bf16``: the backbone under bfloat16 autocast where the CPU has native bfloat16
-    (:attr:`compute_dtype` says what this machine does). ``pad_multiple``: every forward call
-    padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
+    ``tokenizer`` must have a pad token (:func:`lacos_helpers.backbones.prepare_tokenizer`);
+    either padding side works. Sentences are truncated to ``max_length`` tokens; one that
+    tokenizes to nothing (``""`` without a BOS) gets one BOS token (else EOS, else pad), so every
+    sentence has a finite embedding. ``pooling``: a mode of :mod:`lacos_helpers.encoder.pooling`
+    (the default ``"mean"`` is the simplest, not the paper's). ``cpu_bf16``: see the module
+    docstring; :attr:`compute_dtype` says what this machine does. ``pad_multiple``: every forward
+    call padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
@@ -212,27 +204,16 @@ class SiameseEncoder(nn.Module):
             self.cpu_bf16 = saved
 
     def to_config(self) -> dict:
-        """What a checkpoint needs to rebuild this encoder around the same backbone."""
+        """What a checkpoint needs to rebuild this encoder around the same backbone:
+        ``SiameseEncoder(backbone, tokenizer, **encoder.to_config())``."""
         return {"pooling": self.pooling, "max_length": self.max_length,
                 "cpu_bf16": self.cpu_bf16}
-
-    @classmethod
-    def from_config(cls, backbone: nn.Module, tokenizer, config: dict) -> SiameseEncoder:
-        """Inverse of :meth:`to_config`."""
-        return cls(backbone, tokenizer, **config)
 
     def extra_repr(self) -> str:
         extra = ", cpu_bf16=True" if self.cpu_bf16 else ""
         return f"pooling={self.pooling!r}, max_length={self.max_length}{extra}"
 
     # ---- tokens ---------------------------------------------------------------------------
-
-    def _fallback_token_id(self) -> int:
-        tok = self.tokenizer
-        for token_id in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id):
-            if token_id is not None:
-                return int(token_id)
-        raise ValueError("the tokenizer has no BOS, EOS or pad token")  # pragma: no cover
 
     def token_ids(self, sentences: str | Sequence[str]) -> list[list[int]]:
         """Token ids per sentence (special tokens included), truncated to ``max_length``; an
@@ -242,7 +223,9 @@ class SiameseEncoder(nn.Module):
             return []
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                                  padding=False, return_attention_mask=False)
-        fallback = [self._fallback_token_id()]
+        tok = self.tokenizer  # the constructor checked that it has a pad token
+        fallback = [next(int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+                         if t is not None)]
         return [list(row) if len(row) else fallback for row in encoded["input_ids"]]
 
     def collate(self, rows: Sequence[Sequence[int]]):
@@ -315,19 +298,15 @@ class SiameseEncoder(nn.Module):
         out = torch.empty(len(rows), self.embedding_dim, dtype=torch.float32)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         starts = range(0, len(rows), batch_size)
+        if show_progress and len(starts) > 0:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", unit="batch", leave=False)
         with eval_mode(self), torch.no_grad():
-            for start in _progress(starts, show_progress and len(starts) > 0):
+            for start in starts:
                 index = order[start:start + batch_size]
                 emb = self(**self.collate([rows[i] for i in index]))
                 if normalize:
                     emb = F.normalize(emb, p=2, dim=-1)
                 out[index] = emb.float().cpu()
         return out if convert_to_tensor else out.numpy()
-
-
-def _progress(iterable, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc="encode", unit="batch", leave=False)

@@ -4,7 +4,6 @@ loss of a batch of triplets (:class:`MNRLoss`: plain, GradCache chunks, gathered
 processes)."""
 
 from lacos_helpers.encoder.losses.mnr import DEFAULT_SCALE, mnr_loss, similarity_matrix
-from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 
-__all__ = ["DEFAULT_SCALE", "MNRLoss", "mnr_loss", "mnr_objective",
-           "similarity_matrix"]
+__all__ = ["DEFAULT_SCALE", "MNRLoss", "mnr_loss", "similarity_matrix"]
