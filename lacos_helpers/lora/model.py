@@ -9,14 +9,7 @@ import torch
 from torch import nn
 
 from lacos_helpers import bloom
-from lacos_helpers.lora.layer import (
-    LORA_PARAMETER_NAMES,
-    LoRALinear,
-    _check_alpha,
-    _check_dropout,
-    _check_rank,
-    is_linear,
-)
+from lacos_helpers.lora.layer import LORA_PARAMETER_NAMES, LoRALinear, is_linear
 from lacos_helpers.modules import matches_any, name_matches, replace_submodule
 from lacos_helpers.quantization import eight_bit_backend
 
@@ -44,12 +37,10 @@ def normalize_targets(target_modules) -> tuple[str, ...]:
     return targets
 
 
-
 def _base_model_name(model: nn.Module) -> str | None:
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     return str(name) if name else None
-
 
 
 def _matching_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
@@ -87,15 +78,14 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
         raise ValueError("model already has LoRA layers: inject once (remove_lora() first to "
                          "start over)")
     targets = normalize_targets(target_modules)
-    r, alpha, dropout = _check_rank(r), _check_alpha(alpha), _check_dropout(dropout)
     matches = _matching_modules(model, targets)
-    for name, module in matches:
+    for name, module in matches:  # the first LoRALinear checks r, alpha and dropout
         layer = LoRALinear(module, r=r, alpha=alpha, dropout=dropout)
         layer.train(module.training)  # a model in eval mode gets no active LoRA dropout
         replace_submodule(model, name, layer)
     for name, param in model.named_parameters():
         param.requires_grad_(_is_lora_parameter(name))
-    model.lacos_lora = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout,
+    model.lacos_lora = {"r": layer.r, "lora_alpha": layer.alpha, "lora_dropout": layer.dropout_p,
                         "target_modules": list(targets),
                         "modules": [name for name, _ in matches],
                         "base_model_name_or_path": _base_model_name(model)}
@@ -126,7 +116,6 @@ def _require_lora(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 # --------------------------------------------------------------------------------------------
-
 # Merge
 # --------------------------------------------------------------------------------------------
 def merge_lora(model: nn.Module) -> nn.Module:
@@ -142,7 +131,6 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     for layer in _require_lora(model).values():
         layer.unmerge()
     return model
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,21 +154,15 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = F
 
     1. freeze every parameter except the LoRA weights (``lora_A`` / ``lora_B``);
     2. cast float16 / bfloat16 parameters to float32 (8-bit weights are untouched): with
-       ``upcast_frozen`` (peft's recipe) every one of them, the frozen embedding matrix
-       included (a float32 copy of 250,880 x h at BLOOM: +2 GB at 7b1); without it (the lean
-       recipe) all but the input embedding matrix, which keeps its 16 bits while its *output*
-       is cast to float32: the lookups are the same numbers, so the forward and backward pass
-       are unchanged, only the matrix is half the size (norms and biases are upcast either
-       way: a few MB, and 16-bit activations on a CPU are slow);
+       ``upcast_frozen`` (peft's recipe) all of them; without it (the lean recipe) all but the
+       input embedding matrix (250,880 x h at BLOOM: +2 GB in float32 at 7b1), which keeps its
+       16 bits while its *output* is cast to float32: the same numbers, half the memory;
     3. make the input embeddings' output require grad (gradients reach the adapters under
        re-entrant checkpointing too);
-    4. if ``gradient_checkpointing``: ``gradient_checkpointing_enable`` (activations recomputed
-       in the backward pass; takes effect in ``model.train()``), re-entrant when the model has
-       bitsandbytes 8-bit layers: their matmul keeps its input as an attribute of the autograd
-       context (``ctx.A`` / ``ctx.tensors``), out of reach of non-re-entrant checkpointing's
-       saved-tensor hooks, so every layer's inputs would stay alive (measured at BLOOM-560m,
-       96 sentences of 64 tokens: 9.6 GB instead of the 3.3 GB the memory model counts);
-       non-re-entrant otherwise.
+    4. if ``gradient_checkpointing``: ``gradient_checkpointing_enable`` (takes effect in
+       ``model.train()``), re-entrant when the model has bitsandbytes 8-bit layers (their matmul
+       keeps its input in the autograd context, out of reach of non-re-entrant checkpointing's
+       saved-tensor hooks: 9.6 GB instead of 3.3 GB measured at BLOOM-560m), else non-re-entrant.
 
     Returns the model (changed in place).
     """

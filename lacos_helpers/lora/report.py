@@ -10,7 +10,6 @@ from torch import nn
 
 from lacos_helpers import bloom
 from lacos_helpers.checks import check_int, markdown_table
-from lacos_helpers.lora.layer import _check_rank
 from lacos_helpers.lora.model import lora_layers, normalize_targets
 from lacos_helpers.quantization import Int8Linear
 
@@ -59,7 +58,7 @@ def lora_param_count(hidden_size: int, n_layer: int, r: int,
     """LoRA parameters of a BLOOM (``hidden_size`` h, ``n_layer`` blocks) at rank ``r``:
     ``r * (in + out)`` per targeted layer and block; e.g. ``4 h r`` per block for
     ``query_key_value`` (h -> 3h). Targets: keys of :data:`lacos_helpers.bloom.LINEAR_SHAPES`."""
-    r = _check_rank(r)
+    r = check_int(r, "LoRA rank r")
     check_int(hidden_size, "hidden_size")
     check_int(n_layer, "n_layer")
     targets = normalize_targets(targets)
