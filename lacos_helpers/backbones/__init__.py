@@ -1,16 +1,9 @@
 """Backbones: the decoder LLM whose hidden states become sentence embeddings.
 
 :func:`load_backbone` returns ``(model, tokenizer)`` for the configuration's ``model.kind``:
-
-``tiny-bloom`` (``tiny``)
-    A random-init :class:`~transformers.BloomModel` of shape ``model.tiny`` (deterministic for a
-    seed) and a byte-level BPE tokenizer trained on the training texts the caller passes.
-``hub`` (``hub``)
-    Any Hub decoder by id (``bigscience/bloom-560m`` ...) or local folder, exactly what Colab runs.
-``gguf`` (``gguf``)
-    The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M GGUF).
-
-The model is always the *base* transformer (no LM head: only ``last_hidden_state`` is needed), in
+``tiny-bloom`` (:mod:`.tiny`: random-init, no download), ``hub`` (:mod:`.hub`: any Hub id or
+local folder, what Colab runs) or ``gguf`` (:mod:`.gguf`: the offline pretrained decoder). The
+model is always the *base* transformer (no LM head: only ``last_hidden_state`` is needed), in
 eval mode, on the configuration's device. The tokenizer always has a pad token and pads on the
 left (decoders attend left to right, so with left padding the last position is a real token).
 """
@@ -18,6 +11,7 @@ left (decoders attend left to right, so with left padding the last position is a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lacos_helpers.backbones.common import (
@@ -68,8 +62,6 @@ def has_random_weights(cfg: RunConfig) -> bool:
     profile's tiny BLOOM, or a Hub-layout folder written by ``rehearsal.write_random_bloom``
     (BLOOM's real shapes, random weights). Training such a model runs the recipe's code;
     it need not improve a score in a few steps."""
-    from pathlib import Path
-
     if cfg.model.kind == "tiny-bloom":
         return True
     folder = Path(str(cfg.model.model_id)).expanduser()

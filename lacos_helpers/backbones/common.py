@@ -40,10 +40,7 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
     """The floating dtype of a model (``PreTrainedModel.dtype``, else the first parameter's)."""
-    dtype = getattr(model, "dtype", None)
-    if dtype is not None:
-        return dtype
-    return next(model.parameters()).dtype
+    return getattr(model, "dtype", None) or next(model.parameters()).dtype
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -56,27 +56,25 @@ def gguf_path(model_id: str | None = None) -> Path:
     written once to the package's cache and checked by sha256)."""
     model_id = model_id or GGUF_MODEL
     candidate = Path(model_id).expanduser()
+    module_name = model_id.replace("-", "_")
+    package = None
     if candidate.suffix == ".gguf":
         if not candidate.is_file():
             raise FileNotFoundError(f"GGUF file {candidate} does not exist")
-        _require_gguf_reader()
-        return candidate.resolve()
-    module_name = model_id.replace("-", "_")
-    try:
-        package = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _offline_import_error(f"the package {model_id!r}", exc) from exc
-    _require_gguf_reader()
-    if not hasattr(package, "assemble"):
-        raise TypeError(f"package {module_name!r} has no assemble() returning a .gguf path")
-    return Path(package.assemble())
-
-
-def _require_gguf_reader() -> None:
+    else:
+        try:
+            package = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise _offline_import_error(f"the package {model_id!r}", exc) from exc
     try:
         importlib.import_module("gguf")
     except ImportError as exc:
         raise _offline_import_error("the 'gguf' reader", exc) from exc
+    if package is None:
+        return candidate.resolve()
+    if not hasattr(package, "assemble"):
+        raise TypeError(f"package {module_name!r} has no assemble() returning a .gguf path")
+    return Path(package.assemble())
 
 
 def converted_folder(path: Path, dtype) -> Path:
@@ -91,11 +89,6 @@ def converted_folder(path: Path, dtype) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     name = f"{path.stem}-{digest}-{str(dtype).removeprefix('torch.')}"
     return cache_dir() / "converted" / name
-
-
-def _cache_enabled() -> bool:
-    """``LACOS_CONVERTED_CACHE`` unset or true: keep a converted copy."""
-    return "LACOS_CONVERTED_CACHE" not in os.environ or env_flag("LACOS_CONVERTED_CACHE")
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
@@ -182,7 +175,8 @@ def load_gguf_model(cfg: RunConfig, device):
     # GGUF weights are de-quantized on load; fp32 on CPUs and GPUs without native bf16 (Gemma 3
     # overflows in fp16), bf16 where it is native.
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
-    folder = converted_folder(path, dtype) if _cache_enabled() else None
+    cache = "LACOS_CONVERTED_CACHE" not in os.environ or env_flag("LACOS_CONVERTED_CACHE")
+    folder = converted_folder(path, dtype) if cache else None
     if folder is not None and (folder / CONVERTED_MARKER).is_file():
         model, tokenizer = _from_pretrained(folder, dtype)
         source = "converted copy"

@@ -3,16 +3,15 @@
 :class:`SiameseEncoder` wraps a backbone (any transformers base model returning
 ``last_hidden_state``; 8-bit and LoRA layers included), its tokenizer and a pooling mode
 (:mod:`lacos_helpers.encoder.pooling`): :meth:`~SiameseEncoder.embed` for training (with grad),
-:meth:`~SiameseEncoder.encode` for evaluation (sentence-transformers' call shape: batches sorted
-by length, no grad, tqdm progress).
+:meth:`~SiameseEncoder.encode` for evaluation (as sentence-transformers').
 
 Both padding sides give the same embedding: BLOOM derives its ALiBi positions from the attention
-mask, and for backbones whose ``forward`` takes ``position_ids`` (Gemma 3, Llama) the encoder
-passes positions counted from the first real token.
+mask, and backbones whose ``forward`` takes ``position_ids`` (Gemma 3, Llama) get positions
+counted from the first real token.
 
 ``cpu_bf16=True`` runs the backbone under bfloat16 autocast on a CPU that multiplies bfloat16
-natively (:func:`lacos_helpers.runtime.cpu_native_bf16`): its matmuls at about twice the float32
-speed; the hidden states come back as float32, so pooling and the loss stay float32.
+natively (:func:`lacos_helpers.runtime.cpu_native_bf16`, about twice the float32 speed); the
+hidden states come back as float32, so pooling and the loss stay float32.
 """
 
 from __future__ import annotations
@@ -277,9 +276,8 @@ class SiameseEncoder(nn.Module):
         rows = self.token_ids(sentences)
         if not rows:
             return torch.empty(0, self.embedding_dim, device=self.device)
-        if not group_by_length:
-            return self(**self.collate(rows))
-        groups = length_groups([len(r) for r in rows], multiple=self.pad_multiple)
+        groups = (length_groups([len(r) for r in rows], multiple=self.pad_multiple)
+                  if group_by_length else [list(range(len(rows)))])
         if len(groups) == 1:
             return self(**self.collate(rows))
         parts = [self(**self.collate([rows[i] for i in group])) for group in groups]

@@ -49,23 +49,16 @@ def is_linear(module: nn.Module) -> bool:
         module, LoRALinear)
 
 
-# --------------------------------------------------------------------------------------------
-# The layer
-# --------------------------------------------------------------------------------------------
 class LoRALinear(nn.Module):
     """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
 
-    Args:
-        base: ``nn.Linear``, :class:`~lacos_helpers.quantization.Int8Linear` or
-            ``bitsandbytes.nn.Linear8bitLt``; its parameters are frozen.
-        r: rank (positive int). alpha: scaling numerator (``scaling = alpha / r``).
-        dropout: probability in [0, 1) applied to the input of ``lora_A`` only.
-
-    Submodules: ``base_layer``; ``lora_A`` = ``nn.Linear(in, r, bias=False)`` (weight (r, in),
-    Kaiming-uniform); ``lora_B`` = ``nn.Linear(r, out, bias=False)`` (weight (out, r), zeros).
-    The adapter lives on the base weight's device, in its dtype when that is a float dtype and
-    in float32 for 8-bit bases (as peft). Input (..., in) -> output (..., out) in the dtype of
-    ``base(x)``.
+    ``base`` (kept as ``base_layer``, frozen): ``nn.Linear``,
+    :class:`~lacos_helpers.quantization.Int8Linear` or ``bitsandbytes.nn.Linear8bitLt``; ``r``:
+    rank; ``alpha``: scaling numerator (``scaling = alpha / r``); ``dropout``: probability in
+    [0, 1) on the input of ``lora_A`` only. ``lora_A`` = ``nn.Linear(in, r, bias=False)`` and
+    ``lora_B`` = ``nn.Linear(r, out, bias=False)`` live on the base weight's device, in its dtype
+    when that is a float dtype and in float32 for 8-bit bases (as peft). Input (..., in) ->
+    output (..., out) in the dtype of ``base(x)``.
     """
 
     def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0):

@@ -14,8 +14,6 @@ from lacos_helpers.lora.model import lora_layers, normalize_targets
 from lacos_helpers.quantization import Int8Linear
 
 
-# Parameter counts
-# --------------------------------------------------------------------------------------------
 def _stored_weights(model: nn.Module) -> list[torch.Tensor]:
     """Parameters plus Int8Linear's int8 weights (buffers), each tensor once."""
     tensors = {id(p): p for p in model.parameters()}
@@ -26,17 +24,11 @@ def _stored_weights(model: nn.Module) -> list[torch.Tensor]:
 
 
 def trainable_report(model: nn.Module) -> dict:
-    """Trainable vs total parameters.
-
-    ``total`` counts every parameter plus the int8 weights of Int8Linear layers (stored as
-    buffers) so that it is the model's real parameter count whatever the base precision
-    (Linear8bitLt keeps its int8 weights as parameters already; row scales are not counted).
-
-    Returns ``{"trainable": int, "total": int, "frozen": int, "percent": float,
-    "lora_layers": int}`` with ``percent = 100 * trainable / total``.
-    """
-    params = list(model.parameters())
-    trainable = sum(p.numel() for p in params if p.requires_grad)
+    """Trainable vs total parameters: ``{"trainable", "total", "frozen", "percent",
+    "lora_layers"}`` (``percent = 100 * trainable / total``). ``total`` also counts the int8
+    weights Int8Linear stores as buffers (Linear8bitLt's are parameters already; row scales are
+    not counted): the real parameter count whatever the base precision."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(t.numel() for t in _stored_weights(model))
     return {"trainable": trainable, "total": total, "frozen": total - trainable,
             "percent": 100.0 * trainable / total if total else 0.0,

@@ -1,15 +1,12 @@
 """Random-weight BLOOM checkpoints of the real shapes, written without ever holding the float
 model in memory: the architecture is built on the meta device, and its tensors are created,
-written to sharded safetensors and freed a few at a time (one block, or the embedding matrix,
-is the most that exists at once).
+written to sharded safetensors and freed one block (or the embedding matrix) at a time.
 
-The folder looks like a Hub snapshot of ``bigscience/bloom-<size>`` (``config.json``,
-``model-0000i-of-0000n.safetensors``, ``model.safetensors.index.json``, a tokenizer), so the
-``colab`` / ``paper`` profiles load it through their own code by pointing ``LACOS_MODEL_ID`` (or
-``model.model_id``) at it. The weights are random (normal, std 0.02, as BLOOM's initializer),
-so a rehearsal measures memory and time, not quality. The tokenizer is a byte-level BPE with
-BLOOM's special tokens trained on the given texts; the embedding matrix keeps BLOOM's
-250,880 rows whatever the tokenizer's size.
+The folder looks like a Hub snapshot of ``bigscience/bloom-<size>`` (config, shards and their
+index, a tokenizer), so the ``colab`` / ``paper`` profiles load it through their own code with
+``LACOS_MODEL_ID`` (or ``model.model_id``) pointing at it. The weights are random (normal, std
+0.02, as BLOOM's initializer): a rehearsal measures memory and time, not quality. The tokenizer
+is a byte-level BPE trained on the given texts; the embedding matrix keeps BLOOM's 250,880 rows.
 """
 
 from __future__ import annotations
