@@ -69,18 +69,12 @@ def weighted_mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden.masked_fill(~mask.unsqueeze(-1), 0) * weights).sum(dim=1)
 
 
-def last_token_index(attention_mask: Tensor) -> Tensor:
-    """Index [b] (long) of each row's last real token; right for left and right padding."""
-    mask = attention_mask.bool()
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return positions.masked_fill(~mask, -1).amax(dim=1)
-
-
 def last_token_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Hidden state of the last real token: [b, t, d], [b, t] -> [b, d]."""
+    """Hidden state of the last real token (left or right padding): [b, t, d], [b, t] -> [b, d]."""
     mask = _real_token_mask(hidden, attention_mask)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    return hidden[rows, last_token_index(mask)]
+    return hidden[rows, positions.masked_fill(~mask, -1).amax(dim=1)]
 
 
 _POOLERS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

@@ -63,16 +63,13 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
                 r: int = 8, alpha: float = 16, dropout: float = 0.0) -> nn.Module:
     """Wrap every linear layer whose name ends with one of ``target_modules`` (its last
     component, or a dotted suffix such as ``self_attention.dense``: peft's rule) in a
-    :class:`LoRALinear` (in place) and freeze every other parameter.
+    :class:`LoRALinear` (in place) and freeze every other parameter; the settings are
+    recorded in ``model.lacos_lora`` (used by :func:`save_adapter`). Default target: BLOOM's
+    fused ``query_key_value``.
 
-    ``target_modules``: BLOOM's fused ``query_key_value`` by default; ``dense``,
-    ``dense_h_to_4h``, ``dense_4h_to_h``, or other architectures' names (``q_proj`` ...).
-    The settings are recorded in ``model.lacos_lora`` (used by :func:`save_adapter`).
-
-    Raises:
-        ValueError: unknown target (the message lists the model's linear layer names), bad
-            ``r`` / ``alpha`` / ``dropout``, or a model that already has LoRA layers.
-        TypeError: a target that is not a linear layer.
+    Raises ValueError for an unknown target (the message lists the model's linear layer
+    names), a bad ``r`` / ``alpha`` / ``dropout`` or a model that already has LoRA layers;
+    TypeError for a target that is not a linear layer.
     """
     if lora_layers(model) or hasattr(model, "lacos_lora"):
         raise ValueError("model already has LoRA layers: inject once (remove_lora() first to "
