@@ -37,12 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def load_backbone(cfg: RunConfig, *, texts: Iterable[str] | None = None, tokenizer=None):
-    """``(model, tokenizer)`` for the configuration: the base decoder (no LM head) in eval mode
-    on :func:`resolve_device`, and a left-padding tokenizer with a pad token.
-
-    ``texts`` / ``tokenizer`` only matter for ``tiny-bloom``: the training texts its BPE
-    tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer already
-    trained (the one a run saved); one of them is required there."""
+    """``(model, tokenizer)`` for the configuration (see the module docstring). ``texts`` /
+    ``tokenizer`` only matter for ``tiny-bloom``, which needs one of them: the training texts its
+    BPE tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer
+    already trained (the one a run saved)."""
     device = resolve_device(cfg)
     kind = cfg.model.kind
     if kind == "tiny-bloom":

@@ -104,9 +104,8 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
 def tokenization_differences(original, copy, probes=TOKENIZER_PROBES) -> list[str]:
     """Where ``copy`` tokenizes ``probes`` otherwise than ``original``, or has other special
     token ids ([] when it does not)."""
-    found = []
     ours, theirs = (tok(list(probes))["input_ids"] for tok in (original, copy))
-    found += [f"{text!r}: {a} -> {b}" for text, a, b in zip(probes, ours, theirs) if a != b]
+    found = [f"{text!r}: {a} -> {b}" for text, a, b in zip(probes, ours, theirs) if a != b]
     for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
         if getattr(original, attr) != getattr(copy, attr):
             found.append(f"{attr} {getattr(original, attr)} -> {getattr(copy, attr)}")

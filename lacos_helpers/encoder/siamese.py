@@ -28,9 +28,6 @@ from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.pooling import check_pooling, pool
 from lacos_helpers.runtime import cpu_native_bf16
 
-# --------------------------------------------------------------------------------------------
-# input checks and padding
-# --------------------------------------------------------------------------------------------
 
 def as_sentence_list(sentences: str | Sequence[str]) -> list[str]:
     """``sentences`` as a list of str: a single string becomes a list of one; any item that is
@@ -128,10 +125,6 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-# --------------------------------------------------------------------------------------------
-# the encoder
-# --------------------------------------------------------------------------------------------
-
 class SiameseEncoder(nn.Module):
     """One shared backbone + pooling: sentences -> embeddings [n, hidden] (float32).
 
@@ -152,12 +145,11 @@ class SiameseEncoder(nn.Module):
         if getattr(tokenizer, "pad_token_id", None) is None:
             raise ValueError(f"{type(tokenizer).__name__} has no pad token: call "
                              "lacos_helpers.backbones.prepare_tokenizer(tokenizer) first")
-        check_int(max_length, "max_length")
+        self.max_length = check_int(max_length, "max_length")
         self.pad_multiple = check_int(pad_multiple, "pad_multiple")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooling = check_pooling(pooling)
-        self.max_length = max_length
         if not isinstance(cpu_bf16, bool):
             raise ValueError(f"cpu_bf16 must be True or False, got {cpu_bf16!r}")
         self.cpu_bf16 = cpu_bf16
@@ -267,12 +259,9 @@ class SiameseEncoder(nn.Module):
 
     def embed(self, sentences: str | Sequence[str], group_by_length: bool = True) -> Tensor:
         """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current
-        training mode: the training path. No sentences -> [0, d].
-
-        ``group_by_length``: one forward call per group of similar length
-        (:func:`length_groups`), each padded to its own longest, instead of padding all n
-        sentences to the longest. Same embeddings (padding does not change a sentence's
-        embedding) for fewer padded tokens."""
+        training mode: the training path. No sentences -> [0, d]. ``group_by_length``: one
+        forward call per group of similar length (:func:`length_groups`), each padded to its own
+        longest: the same embeddings for fewer padded tokens."""
         rows = self.token_ids(sentences)
         if not rows:
             return torch.empty(0, self.embedding_dim, device=self.device)

@@ -133,18 +133,6 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # Training an 8-bit base
 # --------------------------------------------------------------------------------------------
-def _enable_input_require_grads(model: nn.Module) -> None:
-    """Make the embedding output require grad, so that gradients reach LoRA layers even
-    through re-entrant checkpointing of a fully frozen network."""
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-        return
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if embeddings is None:
-        raise TypeError(f"{type(model).__name__} has no input embeddings to hook")
-    embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_(True))
-
-
 def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = False,
                               upcast_frozen: bool = True) -> nn.Module:
     """What matters of peft's ``prepare_model_for_kbit_training``, before or after injection:
@@ -172,7 +160,12 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = F
             param.data = param.data.float()
     if kept_16bit:
         embeddings.register_forward_hook(lambda module, inputs, output: output.float())
-    _enable_input_require_grads(model)
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    elif embeddings is not None:  # a module that is not a transformers model
+        embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_())
+    else:
+        raise TypeError(f"{type(model).__name__} has no input embeddings to hook")
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")

@@ -1,9 +1,7 @@
-"""Rehearse BLOOM at the paper's sizes without its weights: write a random checkpoint of the
-exact architecture (:mod:`.checkpoint`), point the ``colab`` / ``paper`` profile at it and run
-the profile's own code, unchanged: 8-bit load, k-bit preparation, LoRA, 8-bit Adam, gradient
-checkpointing, N MNR steps on real NLI triplets, save the adapter, reload it, encode. Records
-seconds per step and peak memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory
-model's prediction (:mod:`lacos_helpers.memory`).
+"""Rehearse BLOOM at the paper's sizes without its weights: point the ``colab`` / ``paper``
+profile at a random checkpoint of the exact architecture (:mod:`.checkpoint`) and run the
+profile's own code, unchanged (8-bit load to adapter reload). Records seconds per step and peak
+memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction.
 
     python -m lacos_helpers rehearse --shape bloom-7b1 --steps 1 --batch 2 --max-length 16
 """
