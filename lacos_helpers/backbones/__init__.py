@@ -56,10 +56,9 @@ RANDOM_WEIGHTS_MARKER = "rehearsal.json"  # written by rehearsal.write_random_bl
 
 
 def has_random_weights(cfg: RunConfig) -> bool:
-    """Whether the configuration's backbone is random-init, not pretrained: the ``ci``
-    profile's tiny BLOOM, or a Hub-layout folder written by ``rehearsal.write_random_bloom``
-    (BLOOM's real shapes, random weights). Training such a model runs the recipe's code;
-    it need not improve a score in a few steps."""
+    """Whether the configuration's backbone is random-init: the ``ci`` profile's tiny BLOOM, or
+    a Hub-layout folder written by ``rehearsal.write_random_bloom`` (BLOOM's real shapes).
+    Training it runs the recipe's code; it need not improve a score in a few steps."""
     if cfg.model.kind == "tiny-bloom":
         return True
     folder = Path(str(cfg.model.model_id)).expanduser()

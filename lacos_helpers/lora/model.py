@@ -112,9 +112,6 @@ def _require_lora(model: nn.Module) -> dict[str, LoRALinear]:
     return layers
 
 
-# --------------------------------------------------------------------------------------------
-# Merge
-# --------------------------------------------------------------------------------------------
 def merge_lora(model: nn.Module) -> nn.Module:
     """Merge every LoRA layer (see :meth:`LoRALinear.merge`; exact up to float rounding for
     float bases, re-quantized within half a step per weight for 8-bit bases)."""
@@ -130,9 +127,6 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-# --------------------------------------------------------------------------------------------
-# Training an 8-bit base
-# --------------------------------------------------------------------------------------------
 def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = False,
                               upcast_frozen: bool = True) -> nn.Module:
     """What matters of peft's ``prepare_model_for_kbit_training``, before or after injection:

@@ -65,11 +65,9 @@ def lora_param_count(hidden_size: int, n_layer: int, r: int,
 def bloom_lora_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
                      ranks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
                      targets: Iterable[str] = bloom.LORA_TARGETS) -> list[dict]:
-    """LoRA parameters of the public BLOOM sizes versus rank (from their configs, no download).
-
-    Returns one dict per (size, rank): model, r, lora_params, base_params (BloomModel),
-    percent (``100 * lora / base``), adapter_mb (float32 file size, 1 MB = 1e6 bytes).
-    """
+    """LoRA parameters of the public BLOOM sizes versus rank (from their configs, no download):
+    one dict per (size, rank): model, r, lora_params, base_params (BloomModel), percent
+    (``100 * lora / base``), adapter_mb (float32 file size, 1 MB = 1e6 bytes)."""
     targets = normalize_targets(targets)
     rows = []
     for size in sizes:

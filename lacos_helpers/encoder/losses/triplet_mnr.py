@@ -3,11 +3,9 @@
 only calls ``backward`` on it, whatever the options.
 
 ``MNRLoss()``: plain MNR, the batch embedded in one forward pass with its graph.
-``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), the MNR loss of a batch larger than
-fits in memory with exactly the gradients of plain MNR. MNR couples every anchor with every
-candidate of the batch, so gradient accumulation over micro-batches would give each anchor only
-the negatives of its own micro-batch. GradCache splits the *encoder* work instead, in chunks of
-``k`` triplets:
+``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), exactly the gradients of plain MNR
+for a batch larger than fits in memory (accumulating micro-batches would give each anchor only
+the negatives of its own micro-batch). It splits the *encoder* work in chunks of ``k`` triplets:
 
 1. embed every chunk **without** an autograd graph and keep the embeddings ``[roles, b, d]``
    (roles: anchor, positive, hard negative);
@@ -17,9 +15,8 @@ the negatives of its own micro-batch. GradCache splits the *encoder* work instea
    graph and back-propagate the cached gradient of its embeddings times the incoming gradient
    (the trainer's accumulation and loss scale), one chunk at a time.
 
-By the chain rule the parameter gradients are those of plain MNR; the peak memory is that of one
-chunk; the price is one extra forward pass. Step 3 replays the random numbers of step 1 (LoRA
-dropout): the RNG state of each chunk is saved.
+By the chain rule the gradients are plain MNR's; the peak memory is one chunk's; the price is one
+extra forward pass. Step 3 replays step 1's random numbers (LoRA dropout) from saved RNG states.
 
 ``MNRLoss(gather=...)`` (``gather_across_devices``): the embeddings of every data-parallel process
 are gathered before the loss (:func:`lacos_helpers.training.distributed.all_gather_with_grad`);
@@ -106,12 +103,11 @@ class MNRLoss:
     """MNR of a batch of triplets, called ``loss(encoder, batch, train)`` -> a scalar tensor
     whose ``backward()`` accumulates the gradients into the encoder's trainable parameters
     (``train``: a ``TrainConfig``: ``scale``, ``symmetric``, ``hard_negatives``).
-
-    ``mini_batch_size``: GradCache chunks of that many triplets (None: one forward pass with
-    its graph; a batch that fits in one chunk is embedded once, with its graph).
-    ``gather``: the processes' embeddings gathered before the loss (:data:`Gather`; None: one
-    process). A non-finite loss (the embeddings of any process not finite) is returned as NaN
-    with nothing to back-propagate (the trainer stops)."""
+    ``mini_batch_size``: GradCache chunks of that many triplets (None, or a batch that fits in
+    one chunk: one forward pass with its graph). ``gather``: the processes' embeddings gathered
+    before the loss (:data:`Gather`; None: one process). A non-finite loss (any process's
+    embeddings not finite) is returned as NaN with nothing to back-propagate (the trainer
+    stops)."""
 
     def __init__(self, mini_batch_size: int | None = None, gather: Gather | None = None):
         self.mini_batch_size = check_int(mini_batch_size, "cache_chunk", allow_none=True,
