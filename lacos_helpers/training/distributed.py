@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 from lacos_helpers.training.loop import LocalEngine, Trainer, TrainerOptions
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def all_gather_with_grad(local: Tensor, dim: int = 1) -> tuple[Tensor, slice]:
 def distributed_objective(train) -> MNRLoss:
     """The loss of a data-parallel run of ``train`` (a ``TrainConfig``): gathered MNR,
     through GradCache when ``train.cache_chunk`` is set."""
-    return mnr_objective(train, gather=all_gather_with_grad)
+    return MNRLoss(train.cache_chunk, gather=all_gather_with_grad)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from torch import nn
 
 from lacos_helpers.config import RunConfig, TrainConfig
 from lacos_helpers.data.sampling import BatchPlan
-from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 from lacos_helpers.optim import make_optimizer
 from lacos_helpers.training import checkpoints, runs
 from lacos_helpers.training.build import save_run_tokenizer
@@ -91,7 +91,7 @@ def batch_loss(encoder, batch: Sequence, train: TrainConfig) -> torch.Tensor:
 def default_objective(train: TrainConfig) -> MNRLoss:
     """The loss of ``train`` on one process: plain MNR, or GradCache (same gradients in chunks
     of ``train.cache_chunk`` triplets) when ``cache_chunk`` is set."""
-    return mnr_objective(train)
+    return MNRLoss(train.cache_chunk)
 
 
 def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
