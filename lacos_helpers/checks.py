@@ -1,5 +1,5 @@
-"""The argument checks every room shares: one rule and one wording for an int argument, and
-one markdown table writer."""
+"""The argument checks every room shares: one rule and one wording for an int argument and for
+a choice among names, and one markdown table writer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 
 class IntArgumentError(TypeError, ValueError):
-    """Not an int where an int is asked for (both a ``TypeError`` and a ``ValueError``, as the
-    hand-written checks raised one or the other)."""
+    """Not an int where an int is asked for (both a ``TypeError`` and a ``ValueError``)."""
 
 
 def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
@@ -32,14 +31,20 @@ def check_int(value, what: str, minimum: int = 1, maximum: int | None = None, *,
     return int(value)
 
 
+def check_choice(value, valid: Sequence[str], what: str) -> str:
+    """``value`` if it is one of ``valid``; else ``"unknown {what} 'x'; valid: a, b"``."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
 def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
                    columns: Sequence[str] | None = None, *,
                    align: str | Sequence[str] = "left", pad: bool = False) -> str:
-    """A markdown table: ``rows`` are mappings (``columns``: their keys, default the first
-    row's) or sequences of cells (then ``columns`` is the header); ``align``: ``"left"``,
-    ``"right"`` or ``"first-left"`` (the first column left, the others right), or one of
-    ``"left"`` / ``"right"`` per column; ``pad``: cells padded to their column's width (for
-    reading as text). Cells are written with ``str``."""
+    """A markdown table of ``rows``: mappings (``columns``: their keys, default the first row's)
+    or sequences of cells (``columns``: the header). ``align``: ``"left"``, ``"right"``,
+    ``"first-left"`` (the others right) or one per column; ``pad``: cells padded to their
+    column's width (for reading as text)."""
     rows = list(rows)
     if columns is None:
         columns = list(rows[0])
@@ -60,4 +65,4 @@ def markdown_table(rows: Iterable[Mapping] | Iterable[Sequence],
     return "\n".join([lines[0], rule, *lines[1:]])
 
 
-__all__ = ["IntArgumentError", "check_int", "markdown_table"]
+__all__ = ["IntArgumentError", "check_choice", "check_int", "markdown_table"]

@@ -1,19 +1,10 @@
 """One configuration for a run, as nested frozen dataclasses, and the four profiles.
 
-A :class:`RunConfig` has one section per stage of the method::
-
-    model    which decoder (tiny random BLOOM, offline GGUF, Hub id or local folder)
-    quant    how its frozen weights are cast to 8 bits
-    lora     the adapters
-    encoder  pooling and sentence length
-    data     the NLI training data
-    train    the optimisation (steps, batch, learning rate, loss options, optimizer)
-    eval     what is evaluated (not part of the recipe)
-
-One setting (``LACOS_PROFILE``) picks a profile (``ci``, ``cpu``, ``colab``, ``paper``);
-:func:`load_profile` returns it with overrides applied (``load_profile("ci", train={"steps":
-5})``). The whole configuration is written to a run's ``run.json``; a resume compares every field
-that changes what is trained (:func:`recipe_differences`) and names each difference.
+A :class:`RunConfig` has one section per stage of the method (model, quant, lora, encoder, data,
+train) and what is evaluated (eval, not part of the recipe). ``LACOS_PROFILE`` picks a profile
+(``ci``, ``cpu``, ``colab``, ``paper``); :func:`load_profile` returns it with overrides applied.
+A run's ``run.json`` holds the whole configuration; a resume names every field that changes
+what is trained (:func:`recipe_differences`).
 """
 
 from __future__ import annotations
@@ -29,14 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lacos_helpers import bloom
-from lacos_helpers.checks import check_int, markdown_table
-from lacos_helpers.data.layout import STS_LANGS, XNLI_LANGS
+from lacos_helpers.checks import check_choice, check_int, markdown_table
+from lacos_helpers.data.layout import NLI_SPLITS, STS_LANGS, XNLI_LANGS
+from lacos_helpers.data.sources import SOURCES
 from lacos_helpers.runtime import env_flag, in_colab
 
 ModelKind = Literal["tiny-bloom", "gguf", "hub"]
 QuantBackend = Literal["none", "lacos", "bitsandbytes"]
 
-MODEL_KINDS = ("tiny-bloom", "gguf", "hub")
+MODEL_KINDS = typing.get_args(ModelKind)
 QUANT_BACKENDS = typing.get_args(QuantBackend)
 EIGHT_BIT_BACKENDS = QUANT_BACKENDS[1:]  # Int8Linear, bitsandbytes' Linear8bitLt
 QUANT_COMPUTES = ("int8", "dequantize")
@@ -133,17 +125,15 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """The NLI training triplets: languages (en = SNLI+MultiNLI, others XNLI), at most
-    ``nli_limit`` of them (None = all), from ``source`` (auto | local | hub | generated; the
-    ``LACOS_DATA_SOURCE`` setting overrides auto), the train split where the source has one
-    (``nli_split`` "auto"). ``allow_generated``: whether "auto" may end on the generated
-    template dataset (no data folder, no Hub); the profiles that train BLOOM on real data
-    refuse it unless it is asked for by name."""
+    ``nli_limit`` of them (None = all), from ``source`` (see :mod:`lacos_helpers.data.sources`),
+    ``nli_split`` "auto": the train split where the source has one. ``allow_generated``: whether
+    "auto" may end on the generated template dataset (no data folder, no Hub)."""
 
     train_langs: tuple[str, ...] = ("en",)
     nli_limit: int | None = None
     source: str = "auto"
     nli_split: str = "auto"
-    allow_generated: bool = field(default=True, metadata={"recipe": False})
+    allow_generated: bool = _not_recipe(True)
 
 
 @dataclass(frozen=True)
@@ -239,7 +229,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready nested dict (tuples become lists)."""
-        return _jsonable(dataclasses.asdict(self))
+        return _jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RunConfig:
@@ -272,27 +262,22 @@ class RunConfig:
 # checks, dict conversion, differences
 # --------------------------------------------------------------------------------------------
 
-def _choice(value, valid, what: str) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {tuple(valid)}")
-
-
 def check(cfg: RunConfig) -> None:
     """Raise a ``ValueError`` naming the first inconsistent field of ``cfg``."""
     m, q, t = cfg.model, cfg.quant, cfg.train
-    _choice(m.kind, MODEL_KINDS, "model.kind")
-    _choice(m.dtype, ("auto", "float32", "float16", "bfloat16"), "model.dtype")
+    check_choice(m.kind, MODEL_KINDS, "model.kind")
+    check_choice(m.dtype, ("auto", "float32", "float16", "bfloat16"), "model.dtype")
     if (m.kind == "tiny-bloom") != (m.tiny is not None):
         raise ValueError("model.tiny is set exactly when model.kind is 'tiny-bloom'")
     if m.kind != "tiny-bloom" and not m.model_id:
         raise ValueError(f"model.kind {m.kind!r} needs a model.model_id")
-    _choice(q.backend, QUANT_BACKENDS, "quant.backend")
-    _choice(q.compute, QUANT_COMPUTES, "quant.compute")
+    check_choice(q.backend, QUANT_BACKENDS, "quant.backend")
+    check_choice(q.compute, QUANT_COMPUTES, "quant.compute")
     if q.compute != "int8" and q.backend == "bitsandbytes":  # ("none": nothing is 8-bit)
         raise ValueError(f"quant.compute={q.compute!r} needs quant.backend='lacos'")
     if q.load_in_8bit and (m.kind != "hub" or q.backend == "none"):
         raise ValueError("quant.load_in_8bit needs model.kind='hub' and an 8-bit backend")
-    _choice(q.preparation, ("standard", "lean"), "quant.preparation")
+    check_choice(q.preparation, ("standard", "lean"), "quant.preparation")
     check_int(cfg.lora.r, "lora.r")
     if not cfg.lora.alpha > 0 or not 0 <= cfg.lora.dropout < 1 or not cfg.lora.targets:
         raise ValueError("lora.alpha must be > 0, lora.dropout in [0, 1) and lora.targets "
@@ -302,22 +287,20 @@ def check(cfg: RunConfig) -> None:
     if not isinstance(cfg.encoder.cpu_bf16, bool):
         raise ValueError(f"encoder.cpu_bf16 must be True or False, got {cfg.encoder.cpu_bf16!r}")
     for lang in cfg.data.train_langs:
-        _choice(lang, XNLI_LANGS, "data.train_langs language")
+        check_choice(lang, XNLI_LANGS, "data.train_langs language")
     for lang in cfg.eval.langs:
-        _choice(lang, STS_LANGS, "eval.langs language")
-    _choice(cfg.data.source, ("auto", "local", "hub", "generated"), "data.source")
-    _choice(cfg.data.nli_split, ("auto", "train", "validation", "test", "devtest"),
-            "data.nli_split")
-    for what, value in (("data.nli_limit", cfg.data.nli_limit),
-                        ("eval.sts_limit", cfg.eval.sts_limit)):
-        check_int(value, what, 0, allow_none=True)
+        check_choice(lang, STS_LANGS, "eval.langs language")
+    check_choice(cfg.data.source, ("auto", *SOURCES), "data.source")
+    check_choice(cfg.data.nli_split, ("auto", *NLI_SPLITS), "data.nli_split")
+    check_int(cfg.data.nli_limit, "data.nli_limit", 0, allow_none=True)
+    check_int(cfg.eval.sts_limit, "eval.sts_limit", 0, allow_none=True)
     check_int(t.steps, "train.steps")
     check_int(t.batch_size, "train.batch_size", 2, why="MNR needs in-batch negatives")
     check_int(t.grad_accum, "train.grad_accum")
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         raise ValueError(f"train.learning_rate must be a positive number, got {t.learning_rate}")
     check_int(t.warmup_steps, "train.warmup_steps", 0)
-    _choice(t.schedule, SCHEDULES, "train.schedule")
+    check_choice(t.schedule, SCHEDULES, "train.schedule")
     check_int(t.eval_every, "train.eval_every", allow_none=True)
     check_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
     check_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)
@@ -326,6 +309,8 @@ def check(cfg: RunConfig) -> None:
 
 
 def _jsonable(value):
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -341,10 +326,8 @@ def _from_dict(cls, data: Mapping, where: str):
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(names)}")
-    values = {}
-    for key, value in data.items():
-        values[key] = _convert(hints[key], value, f"{where}.{key}")
-    return cls(**values)
+    return cls(**{key: _convert(hints[key], value, f"{where}.{key}")
+                  for key, value in data.items()})
 
 
 def _convert(hint, value, where: str):
@@ -369,8 +352,8 @@ def _replace_section(section, name: str, values: Mapping):
     if unknown:
         raise TypeError(f"unknown {name} field(s) {unknown}; valid: {sorted(valid)}")
     hints = typing.get_type_hints(type(section))
-    converted = {k: _convert(hints[k], v, f"{name}.{k}") for k, v in values.items()}
-    return dataclasses.replace(section, **converted)
+    return dataclasses.replace(section, **{k: _convert(hints[k], v, f"{name}.{k}")
+                                           for k, v in values.items()})
 
 
 def _recipe_fields(obj, prefix: str = ""):
@@ -383,8 +366,7 @@ def _recipe_fields(obj, prefix: str = ""):
         if dataclasses.is_dataclass(value) and f.name in SECTIONS:
             yield from _recipe_fields(value, path + ".")
         else:
-            yield path, _jsonable(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) \
-                else _jsonable(value)
+            yield path, _jsonable(value)
 
 
 def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
@@ -400,6 +382,19 @@ def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 _MULTILINGUAL_NLI = ("en", "de", "es", "fr", "ru", "zh")
+
+_COLAB = RunConfig(
+    name="colab",
+    description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
+    model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
+    quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
+    lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
+    encoder=EncoderConfig(pooling="weightedmean", max_length=64),
+    data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
+    train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
+                      optimizer="bnb-adam8bit", gradient_checkpointing=True),
+    eval=EvalConfig(langs=STS_LANGS, batch_size=128),
+)
 
 PROFILES: dict[str, RunConfig] = {
     "ci": RunConfig(
@@ -419,48 +414,29 @@ PROFILES: dict[str, RunConfig] = {
         description="offline pretrained multilingual decoder (Gemma-3-270M GGUF), real data; "
                     "minutes per notebook on a laptop",
         model=ModelConfig(kind="gguf", model_id=GGUF_MODEL),
-        # CPUs have no fast int8 path for LLM.int8's outlier decomposition, and all 640 input
-        # features of Gemma's first layer exceed the 6.0 threshold: weight-only 8-bit runs
-        # at float speed with the same 8-bit storage.
+        # CPUs have no fast int8 path for LLM.int8's outliers (all of Gemma's first-layer input
+        # features exceed 6.0): weight-only 8-bit, float speed, the same 8-bit storage.
         quant=QuantConfig(backend="lacos", compute="dequantize"),
-        # r=16: r=64 leads chapter 5's 15-step ablation on dev (+8.4) but ties at full length
-        # (320 steps, STS-B en dev 0.8373 vs 0.8371) and steps 5% slower: a faster start only.
+        # r=64 starts faster (chapter 5) but ties r=16 at full length and steps 5% slower.
         lora=LoRAConfig(r=16, alpha=32, dropout=0.0, targets=LLAMA_STYLE_LORA_TARGETS),
-        # Last token wins on STS-B en dev *after* training (full run: 0.828 vs 0.821 for the
-        # weighted mean; chapter 5's ablation agrees) though it is the worst untrained (0.53
-        # vs 0.65). bfloat16 matmuls where the CPU has them: a step 1.5x faster at first, 1.13x
-        # over a full run, so 384 steps (38.7 min; STS-B en dev 0.8386 vs 0.8371 for 320 float32
-        # steps) fit the ~40 minutes of 320 float32 steps.
+        # Last token: the worst untrained, the best after training (STS-B en dev 0.828 vs 0.821
+        # for the weighted mean). bfloat16 matmuls where the CPU has them: 384 steps take the
+        # ~40 minutes of 320 float32 steps.
         encoder=EncoderConfig(pooling="lasttoken", max_length=64, cpu_bf16=True),
         data=DataConfig(train_langs=_MULTILINGUAL_NLI),
         train=TrainConfig(steps=384, batch_size=32, learning_rate=2e-4, warmup_steps=38),
         eval=EvalConfig(langs=STS_LANGS, batch_size=64),
         notes="BLOOM stand-in: the GGUF loads through the same transformers path as Hub models.",
     ),
-    "colab": RunConfig(
-        name="colab",
-        description="bigscience/bloom-560m in 8-bit on a Colab T4, real data from the Hub",
-        model=ModelConfig(kind="hub", model_id="bigscience/bloom-560m"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
-        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
-        encoder=EncoderConfig(pooling="weightedmean", max_length=64),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
-        train=TrainConfig(steps=1000, batch_size=32, learning_rate=2e-4, warmup_steps=100,
-                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
-        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
-    ),
-    "paper": RunConfig(
+    "colab": _COLAB,
+    # the colab recipe at the paper's scale
+    "paper": _COLAB.replace(
         name="paper",
         description="bigscience/bloom-7b1 in 8-bit on one large GPU (set LACOS_MODEL_ID for "
                     "bloom-1b1 / 1b7 / 3b)",
-        model=ModelConfig(kind="hub", model_id="bigscience/bloom-7b1"),
-        quant=QuantConfig(backend="bitsandbytes", load_in_8bit=True, preparation="lean"),
-        lora=LoRAConfig(r=8, alpha=16, dropout=0.05, targets=bloom.LORA_TARGETS),
-        encoder=EncoderConfig(pooling="weightedmean", max_length=75),
-        data=DataConfig(train_langs=_MULTILINGUAL_NLI, allow_generated=False),
-        train=TrainConfig(steps=4000, batch_size=64, learning_rate=2e-4, warmup_steps=400,
-                          optimizer="bnb-adam8bit", gradient_checkpointing=True),
-        eval=EvalConfig(langs=STS_LANGS, batch_size=128),
+        model={"model_id": "bigscience/bloom-7b1"},
+        encoder={"max_length": 75},
+        train={"steps": 4000, "batch_size": 64, "warmup_steps": 400},
     ),
 }
 

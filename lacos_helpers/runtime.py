@@ -1,8 +1,6 @@
-"""Where the package runs: settings from the environment, folders, device, Hub reachability,
-seeding, library versions and the console log handler that the course and the CLI install.
-
-Library code reports through ``logging.getLogger(__name__)`` and never installs a handler or a
-process-wide warning filter; :func:`show_logs` is for the surfaces (notebooks, CLI).
+"""Where the package runs: settings from the environment, folders and atomic writes, device,
+seeding, library versions, Hub reachability, and the console log handler of the course and the
+CLI (:func:`show_logs`; library code only logs through ``logging.getLogger(__name__)``).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ _HUB_PROBES: dict[str, bool] = {}
 
 
 # --------------------------------------------------------------------------------------------
-# settings and folders
+# settings, folders, atomic writes
 # --------------------------------------------------------------------------------------------
 
 def env_flag(name: str) -> bool:
@@ -49,10 +47,8 @@ def cache_dir() -> Path:
 
 
 def data_dir() -> Path | None:
-    """The local data directory from ``LACOS_DATA_DIR`` (None when unset).
-
-    A set but missing directory is an error, never a silent fall-back.
-    """
+    """The local data directory ``LACOS_DATA_DIR`` (None when unset); a set but missing
+    directory is an error, never a silent fall-back."""
     value = os.environ.get("LACOS_DATA_DIR", "").strip()
     if not value:
         return None
@@ -60,6 +56,38 @@ def data_dir() -> Path | None:
     if not path.is_dir():
         raise FileNotFoundError(f"LACOS_DATA_DIR={value!r} is not a directory")
     return path
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling renamed when complete: a
+    reader sees the old file or the new one, never half of it. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_folder(out) as tmp:`` write into ``tmp`` (a temporary sibling of ``out``),
+    which replaces ``out`` when the block ends without an error (a reader sees the old folder or
+    the new one, never half of it); on an error ``out`` is left as it was."""
+    path = Path(path)
+    tmp = _temporary_sibling(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,9 +105,6 @@ def pick_device(preference: str | None = "auto") -> str:
         raise RuntimeError(f"device {preference!r} requested but CUDA is not available "
                            "(use device='auto' or 'cpu')")
     return preference
-
-
-NATIVE_BF16_CAPABILITY = (8, 0)
 
 
 def to_device(batch, model_or_device):
@@ -120,15 +145,12 @@ def native_bf16(device) -> bool:
     import torch
 
     device = torch.device(device)
-    if device.type != "cuda":
-        return False
-    return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16_CAPABILITY
+    return device.type == "cuda" and tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles: recent Intel
-    Xeons, AMD Zen 4 and later), where a bfloat16 matmul runs about twice as fast as float32.
-    Elsewhere bfloat16 is emulated and no faster (often slower) than float32."""
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles), about twice as
+    fast as float32; elsewhere bfloat16 is emulated and no faster (often slower)."""
     import torch
 
     cpu = getattr(torch, "cpu", None)
@@ -136,24 +158,17 @@ def cpu_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def release_free_memory() -> bool:
-    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``): a loader
-    that allocates and frees many medium-sized temporaries leaves them in the heap, where they
-    count as the process's memory until reused. Returns whether anything could be asked
-    (False off glibc)."""
+def release_free_memory() -> None:
+    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``; nothing off
+    glibc): a loader that allocates and frees many medium-sized temporaries leaves them in the
+    heap, where they count as the process's memory until reused."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        trim = None
-    if trim is None:
-        return False
-    trim(0)
-    return True
+    with contextlib.suppress(OSError, AttributeError):  # no C library, or not glibc's
+        if name:
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -180,9 +195,7 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # every device, CUDA included
 
 
 def device_summary() -> str:
@@ -220,10 +233,10 @@ def hub_offline() -> bool:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub can be used: False at once when offline (:func:`hub_offline`),
-    True behind an HTTP(S) proxy (a direct probe says nothing there), else whether the endpoint
-    (``HF_ENDPOINT``, default huggingface.co) accepts a TCP connection within ``timeout`` s.
-    The probe runs once per process; without it huggingface_hub retries for about 45 s."""
+    """Whether the Hugging Face Hub can be used: False when offline, True behind an HTTP(S) proxy
+    (a direct probe says nothing there), else whether ``HF_ENDPOINT`` (default huggingface.co)
+    accepts a TCP connection within ``timeout`` s, probed once per process (huggingface_hub
+    itself retries for about 45 s)."""
     if hub_offline():
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
@@ -246,45 +259,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 class _ConsoleHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stdout`` (Jupyter swaps it per cell)."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
-
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stdout
         super().emit(record)
-
-
-def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling renamed when complete: a
-    reader sees the old file or the new one, never half of it. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path)
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
-    """``with atomic_folder(out) as tmp:`` write into ``tmp`` (a temporary sibling of ``out``);
-    when the block ends without an error, ``tmp`` replaces ``out`` (a reader sees the old folder
-    or the new one, never half of it); on an error it is removed and ``out`` is left as it
-    was."""
-    path = Path(path)
-    tmp = _temporary_sibling(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def show_logs(level: int = logging.INFO) -> logging.Logger:

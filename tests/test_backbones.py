@@ -87,19 +87,18 @@ def test_tiny_bloom_shapes_and_left_padding(tiny):
 
 def test_tiny_bloom_tokenizer_facts(tiny):
     cfg, model, tokenizer = tiny
-    info = models.tokenizer_info(tokenizer)
-    assert info["pad_token"] == "<pad>" and info["padding_side"] == "left"
-    assert info["model_max_length"] == cfg.encoder.max_length
+    assert tokenizer.pad_token == "<pad>" and tokenizer.padding_side == "left"
+    assert tokenizer.model_max_length == cfg.encoder.max_length
     assert [tokenizer.convert_tokens_to_ids(t) for t in bloom.SPECIAL_TOKENS] == [0, 1, 2, 3]
     assert tokenizer.unk_token == "<unk>" and tokenizer.bos_token == "<s>"
     assert tokenizer.eos_token == "</s>"
     # the embedding matrix matches the tokenizer's real (trained) vocabulary
-    assert model.config.vocab_size == len(tokenizer) == info["vocab_size"]
+    assert model.config.vocab_size == len(tokenizer)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert len(tokenizer) <= cfg.model.tiny.vocab_size
     assert model.config.pad_token_id == tokenizer.pad_token_id
     text = models.describe_backbone(model, tokenizer)
-    assert "BloomModel" in text and "left" in text
+    assert "BloomModel" in text and f"vocab {len(tokenizer)}, pad '<pad>', padding left" in text
     assert models.count_parameters(model) == sum(p.numel() for p in model.parameters())
 
 

@@ -370,7 +370,7 @@ def test_constructor_checks_and_config_round_trip(bloom):
 
     enc = SiameseEncoder(backbone, tokenizer, pooling="last_token", max_length=20)
     assert enc.to_config() == {"pooling": "lasttoken", "max_length": 20, "cpu_bf16": False}
-    again = SiameseEncoder.from_config(backbone, tokenizer, enc.to_config())
+    again = SiameseEncoder(backbone, tokenizer, **enc.to_config())
     assert torch.equal(enc.encode(SENTENCES, show_progress=False),
                        again.encode(SENTENCES, show_progress=False))
     assert "pooling='lasttoken'" in repr(enc)

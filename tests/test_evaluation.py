@@ -243,7 +243,7 @@ def _table() -> STSTable:
                      {"lang": "de", "spearman": 0.7, "pearson": -0.05, "n": 90}], title="demo")
 
 
-def test_table_markdown_csv_round_trip_and_mean(tmp_path):
+def test_table_markdown_csv_and_mean(tmp_path):
     table = _table()
     assert table.mean() == pytest.approx((0.81234567891 + 0.7) / 2)
     assert table.mean("pearson") == pytest.approx(0.375)
@@ -257,8 +257,6 @@ def test_table_markdown_csv_round_trip_and_mean(tmp_path):
     with open(csv_path, encoding="utf-8", newline="") as fh:
         raw = list(csv.DictReader(fh))
     assert float(raw[0]["spearman"]) == 0.81234567891 and raw[1]["n"] == "90"
-    back = STSTable.from_csv(csv_path)
-    assert back.rows == table.rows and back.to_dict() == table.to_dict()
     assert table.to_dict()["de"] == {"spearman": 0.7, "pearson": -0.05, "n": 90}
 
 

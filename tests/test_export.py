@@ -307,7 +307,7 @@ def test_adapter_folder_loads_with_peft_itself(runs, tmp_path):
 
     encoder = training.load_encoder(runs["mean"])
     reference = encoder.encode(SENTENCES, show_progress=False)
-    folder = st_model.write_adapter_folder(encoder, tmp_path / "st")
+    folder = st_model.write_model_folder(encoder, tmp_path / "st", "adapter")
     base = AutoModel.from_pretrained(str(folder / st_model.ADAPTER_BASE_DIR))
     plain = SiameseEncoder(base, encoder.tokenizer, "mean", 32).encode(SENTENCES,
                                                                        show_progress=False)

@@ -26,7 +26,7 @@ def test_notebook_time_line(name):
     cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
     first = "".join(cells[0]["source"])
     lines = re.findall(r"\*\*Time\.\*\* ([0-9.]+) minutes in the `cpu` profile", first)
-    assert lines == [f"{timings.minutes(name)}"], first
+    assert lines == [f"{timings.total_minutes([name])}"], first
 
 
 def test_readme_table_totals_and_measured_line():
@@ -34,7 +34,7 @@ def test_readme_table_totals_and_measured_line():
     for name in NAMES:
         row = re.search(r"^\| " + name[:2] + r" \| \[`" + name + r"`\].*\| ([0-9.]+) / ", text,
                         re.M)
-        assert row and row.group(1) == f"{timings.minutes(name)}", name
+        assert row and row.group(1) == f"{timings.total_minutes([name])}", name
     totals = (f"00-05: {timings.total_minutes(timings.FIRST_SIX)} min, all eight: "
               f"{timings.total_minutes()} min")
     assert totals in text
@@ -52,11 +52,11 @@ def test_workshop_page_table():
     text = (ROOT / "notebooks" / "README.md").read_text(encoding="utf-8")
     for name in NAMES:
         row = re.search(r"^\| " + name[:2] + r" \| ([0-9.]+) \|", text, re.M)
-        assert row and row.group(1) == f"{timings.minutes(name)}", name
+        assert row and row.group(1) == f"{timings.total_minutes([name])}", name
 
 
 def test_totals_round_once():
-    assert timings.minutes("03_siamese_mnr_training") == 3.6
+    assert timings.total_minutes(["03_siamese_mnr_training"]) == 3.6
     assert timings.total_minutes(["00_introduction", "01_blockwise_quantization"]) == 0.8
     with pytest.raises(KeyError):
-        timings.minutes("99_missing")
+        timings.total_minutes(["99_missing"])

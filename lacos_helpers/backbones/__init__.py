@@ -1,16 +1,9 @@
 """Backbones: the decoder LLM whose hidden states become sentence embeddings.
 
 :func:`load_backbone` returns ``(model, tokenizer)`` for the configuration's ``model.kind``:
-
-``tiny-bloom`` (``tiny``)
-    A random-init :class:`~transformers.BloomModel` of shape ``model.tiny`` (deterministic for a
-    seed) and a byte-level BPE tokenizer trained on the training texts the caller passes.
-``hub`` (``hub``)
-    Any Hub decoder by id (``bigscience/bloom-560m`` ...) or local folder, exactly what Colab runs.
-``gguf`` (``gguf``)
-    The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M GGUF).
-
-The model is always the *base* transformer (no LM head: only ``last_hidden_state`` is needed), in
+``tiny-bloom`` (:mod:`.tiny`: random-init, no download), ``hub`` (:mod:`.hub`: any Hub id or
+local folder, what Colab runs) or ``gguf`` (:mod:`.gguf`: the offline pretrained decoder). The
+model is always the *base* transformer (no LM head: only ``last_hidden_state`` is needed), in
 eval mode, on the configuration's device. The tokenizer always has a pad token and pads on the
 left (decoders attend left to right, so with left padding the last position is a real token).
 """
@@ -18,6 +11,7 @@ left (decoders attend left to right, so with left padding the last position is a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lacos_helpers.backbones.common import (
@@ -28,7 +22,6 @@ from lacos_helpers.backbones.common import (
     prepare_tokenizer,
     quiet_transformers,
     resolve_device,
-    tokenizer_info,
 )
 from lacos_helpers.backbones.gguf import gguf_path, load_gguf_model
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT, HubUnavailableError, load_hub_model
@@ -44,12 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def load_backbone(cfg: RunConfig, *, texts: Iterable[str] | None = None, tokenizer=None):
-    """``(model, tokenizer)`` for the configuration: the base decoder (no LM head) in eval mode
-    on :func:`resolve_device`, and a left-padding tokenizer with a pad token.
-
-    ``texts`` / ``tokenizer`` only matter for ``tiny-bloom``: the training texts its BPE
-    tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer already
-    trained (the one a run saved); one of them is required there."""
+    """``(model, tokenizer)`` for the configuration (see the module docstring). ``texts`` /
+    ``tokenizer`` only matter for ``tiny-bloom``, which needs one of them: the training texts its
+    BPE tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer
+    already trained (the one a run saved)."""
     device = resolve_device(cfg)
     kind = cfg.model.kind
     if kind == "tiny-bloom":
@@ -65,12 +56,9 @@ RANDOM_WEIGHTS_MARKER = "rehearsal.json"  # written by rehearsal.write_random_bl
 
 
 def has_random_weights(cfg: RunConfig) -> bool:
-    """Whether the configuration's backbone is random-init, not pretrained: the ``ci``
-    profile's tiny BLOOM, or a Hub-layout folder written by ``rehearsal.write_random_bloom``
-    (BLOOM's real shapes, random weights). Training such a model runs the recipe's code;
-    it need not improve a score in a few steps."""
-    from pathlib import Path
-
+    """Whether the configuration's backbone is random-init: the ``ci`` profile's tiny BLOOM, or
+    a Hub-layout folder written by ``rehearsal.write_random_bloom`` (BLOOM's real shapes).
+    Training it runs the recipe's code; it need not improve a score in a few steps."""
     if cfg.model.kind == "tiny-bloom":
         return True
     folder = Path(str(cfg.model.model_id)).expanduser()
@@ -92,6 +80,5 @@ __all__ = [
     "prepare_tokenizer",
     "quiet_transformers",
     "resolve_device",
-    "tokenizer_info",
     "train_bytelevel_bpe",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -40,10 +40,7 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
     """The floating dtype of a model (``PreTrainedModel.dtype``, else the first parameter's)."""
-    dtype = getattr(model, "dtype", None)
-    if dtype is not None:
-        return dtype
-    return next(model.parameters()).dtype
+    return getattr(model, "dtype", None) or next(model.parameters()).dtype
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -51,29 +48,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def tokenizer_info(tokenizer: PreTrainedTokenizerBase) -> dict:
-    """What matters about a tokenizer for pooling: vocabulary size (incl. added tokens), pad token,
-    padding side and maximum length."""
-    return {
-        "vocab_size": len(tokenizer),
-        "pad_token": tokenizer.pad_token,
-        "pad_token_id": tokenizer.pad_token_id,
-        "padding_side": tokenizer.padding_side,
-        "model_max_length": tokenizer.model_max_length,
-    }
-
-
 def describe_backbone(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> str:
-    """One line: class, parameters, dtype, device, hidden size / layers, tokenizer facts."""
+    """One line: class, parameters, dtype, device, hidden size / layers, tokenizer facts (vocabulary
+    size incl. added tokens, pad token, padding side, maximum length)."""
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", "?")
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", "?")
-    info = tokenizer_info(tokenizer)
     return (f"{type(model).__name__}: {count_parameters(model) / 1e6:.2f}M parameters, "
             f"{str(model_dtype(model)).replace('torch.', '')}, {model_device(model)}, "
             f"hidden {hidden} x {layers} layers | {type(tokenizer).__name__}: vocab "
-            f"{info['vocab_size']}, pad {info['pad_token']!r}, padding {info['padding_side']}, "
-            f"max_length {info['model_max_length']}")
+            f"{len(tokenizer)}, pad {tokenizer.pad_token!r}, padding {tokenizer.padding_side}, "
+            f"max_length {tokenizer.model_max_length}")
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase,
@@ -98,6 +83,7 @@ def quiet_transformers() -> Iterator[None]:
     """Silence transformers' logging, progress bars (incl. the GGUF de-quantization tqdm bar) and
     the warnings transformers raises for the duration of a load; restores everything
     afterwards (nothing process-wide)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils  # needs no gguf
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -106,10 +92,8 @@ def quiet_transformers() -> Iterator[None]:
     hf_logging.disable_progress_bar()
     # transformers' GGUF reader uses a plain ``tqdm`` bar that ignores the switch above (and
     # TQDM_DISABLE is read when tqdm is imported): swap in a disabled bar for the load.
-    gguf_utils = _gguf_utils_module()
-    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
-    if gguf_tqdm is not None:
-        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    gguf_tqdm = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"(transformers|huggingface_hub|gguf)\b")
@@ -118,29 +102,20 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-        if gguf_tqdm is not None:
-            gguf_utils.tqdm = gguf_tqdm
+        gguf_utils.tqdm = gguf_tqdm
 
 
-def _gguf_utils_module():
-    """``transformers.modeling_gguf_pytorch_utils`` if importable (it needs no ``gguf``)."""
-    try:
-        return importlib.import_module("transformers.modeling_gguf_pytorch_utils")
-    except ImportError:
-        return None
-
-
-def dtype_kwarg(dtype: torch.dtype) -> dict:
-    """``dtype=`` (transformers >= 4.56) or the older ``torch_dtype=``."""
-    import transformers
-
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
-
-
-def report(kind: str, name: str, model, device, seconds: float, extra: str = "") -> None:
-    """Log one line about a loaded backbone."""
+def finish_load(kind: str, name: str, model, tokenizer, cfg: RunConfig, device, t0: float,
+                extra: str = "", move: bool = True):
+    """Every loader's end: ``(model, tokenizer)`` with the model in eval mode on ``device``
+    (``move=False``: a ``device_map`` placed it already) and the tokenizer prepared
+    (:func:`prepare_tokenizer`); logs one line (``t0``: the load's ``perf_counter`` start)."""
+    if move:
+        model = model.to(device)
+    model.eval()
+    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
     dtype = str(model_dtype(model)).replace("torch.", "")
     log.info("[backbone] %s %s: %s, %.2fM parameters, %s, %s, loaded in %.1fs%s", kind, name,
-             type(model).__name__, count_parameters(model) / 1e6, dtype, device, seconds,
-             f"; {extra}" if extra else "")
+             type(model).__name__, count_parameters(model) / 1e6, dtype, device,
+             time.perf_counter() - t0, f"; {extra}" if extra else "")
+    return model, tokenizer

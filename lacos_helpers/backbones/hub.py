@@ -8,12 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lacos_helpers.backbones.common import (
-    dtype_kwarg,
-    prepare_tokenizer,
-    quiet_transformers,
-    report,
-)
+from lacos_helpers.backbones.common import finish_load, quiet_transformers
 from lacos_helpers.runtime import hub_offline, hub_reachable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,48 +75,39 @@ def load_hub_model(cfg: RunConfig, device):
     model_id = cfg.model.model_id
     local = Path(model_id).expanduser().is_dir()
     t0 = time.perf_counter()
-    on_gpu = device.type == "cuda"
-    kwargs: dict = {}
-    note = ""
-    if not local and not hub_reachable():
-        kwargs["local_files_only"] = True  # the local HF cache may still have it
+    offline = not local and not hub_reachable()  # then only the local HF cache can have it
     if cfg.quant.load_in_8bit and cfg.quant.backend == "lacos":
-        return _load_lacos_8bit(cfg, device, local, t0)
+        return _load_lacos_8bit(cfg, device, local, offline, t0)
+    kwargs: dict = {"local_files_only": offline}
+    note = ""
     if cfg.quant.load_in_8bit:  # bitsandbytes >= 0.49 quantizes on the CPU too
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_8bit=True, llm_int8_threshold=cfg.quant.threshold)
         kwargs["device_map"] = {"": (device.index if device.index is not None
-                                     else torch.cuda.current_device()) if on_gpu else "cpu"}
+                                     else torch.cuda.current_device())
+                                if device.type == "cuda" else "cpu"}
         # the layers bitsandbytes leaves unquantized (embeddings, norms, biases)
-        kwargs.update(dtype_kwarg(load_dtype(cfg, device, default=torch.float16)))
+        kwargs["dtype"] = load_dtype(cfg, device, default=torch.float16)
         note = "8-bit weights (bitsandbytes LLM.int8)"
     else:
-        kwargs.update(dtype_kwarg(load_dtype(cfg, device)))
+        kwargs["dtype"] = load_dtype(cfg, device)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(
-                model_id, local_files_only=kwargs.get("local_files_only", False))
+            tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=offline)
             model = AutoModel.from_pretrained(model_id, **kwargs)
-    except (OSError, ValueError) as exc:
-        if local:
+    except Exception as exc:  # OSError, ValueError, or an offline requests/httpx error
+        if local or not (isinstance(exc, (OSError, ValueError)) or _looks_offline(exc)):
             raise
-        raise _hub_error(model_id, exc, "local_files_only" in kwargs) from exc
-    except Exception as exc:  # requests/httpx errors that are not OSError
-        if local or not _looks_offline(exc):
-            raise
-        raise _hub_error(model_id, exc, "local_files_only" in kwargs) from exc
-    if "device_map" not in kwargs:
-        model = model.to(device)
-    model.eval()
-    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    report("hub", model_id, model, device, time.perf_counter() - t0, note)
-    return model, tokenizer
+        raise _hub_error(model_id, exc, offline) from exc
+    return finish_load("hub", model_id, model, tokenizer, cfg, device, t0, note,
+                       move="device_map" not in kwargs)
 
 
-def _load_lacos_8bit(cfg: RunConfig, device, local: bool, t0: float):
+def _load_lacos_8bit(cfg: RunConfig, device, local: bool, offline: bool, t0: float):
     """``load_in_8bit`` with the package's Int8Linear: the checkpoint streamed into 8 bits."""
+    import torch
     from transformers import AutoTokenizer
 
     from lacos_helpers.quantization.load import load_quantized
@@ -132,18 +118,12 @@ def _load_lacos_8bit(cfg: RunConfig, device, local: bool, t0: float):
 
         try:
             folder = Path(snapshot_download(cfg.model.model_id, allow_patterns=[
-                "*.json", "*.safetensors", "tokenizer*"], local_files_only=not hub_reachable()))
+                "*.json", "*.safetensors", "tokenizer*"], local_files_only=offline))
         except Exception as exc:
-            raise _hub_error(cfg.model.model_id, exc, not hub_reachable()) from exc
-    import torch
-
+            raise _hub_error(cfg.model.model_id, exc, offline) from exc
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = load_quantized(folder, dtype=load_dtype(cfg, device, default=torch.float16),
                                compute=cfg.quant.compute, threshold=cfg.quant.threshold)
-    model = model.to(device).eval()
-    tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    report("hub", cfg.model.model_id, model, device, time.perf_counter() - t0,
-           "8-bit weights (lacos Int8Linear, loaded layer by layer)")
-    return model, tokenizer
-
+    return finish_load("hub", cfg.model.model_id, model, tokenizer, cfg, device, t0,
+                       "8-bit weights (lacos Int8Linear, loaded layer by layer)")

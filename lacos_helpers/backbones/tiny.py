@@ -7,11 +7,10 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lacos_helpers import bloom
-from lacos_helpers.backbones.common import log, prepare_tokenizer, quiet_transformers, report
+from lacos_helpers.backbones.common import finish_load, log, prepare_tokenizer, quiet_transformers
 from lacos_helpers.runtime import cache_dir, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,24 +48,12 @@ def train_bytelevel_bpe(texts: Iterable[str], vocab_size: int):
     return tok
 
 
-def _wrap_fast(tokenizer_file: Path, max_length: int):
-    from transformers import PreTrainedTokenizerFast
-
-    unk, bos, eos, pad = bloom.SPECIAL_TOKENS
-    with quiet_transformers():
-        fast = PreTrainedTokenizerFast(
-            tokenizer_file=str(tokenizer_file),
-            unk_token=unk, bos_token=bos, eos_token=eos, pad_token=pad,
-            padding_side="left", model_max_length=max_length,
-            clean_up_tokenization_spaces=False,
-        )
-    return prepare_tokenizer(fast, max_length)
-
-
 def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64):
     """Byte-level BPE trained on ``texts``, cached in ``cache_dir()/tokenizers/<hash>/`` (the hash
     covers the vocabulary size and the texts); returns a left-padding
     :class:`~transformers.PreTrainedTokenizerFast` with BLOOM's special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
     texts = [t for t in texts if t]
     if not texts:
         raise ValueError("no text to train the tiny BLOOM tokenizer on")
@@ -81,7 +68,13 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64
         (folder / "meta.json").write_text(json.dumps(
             {"format": _TOKENIZER_FORMAT, "requested_vocab_size": vocab_size,
              "vocab_size": tok.get_vocab_size(), "n_texts": len(texts)}, indent=1))
-    fast = _wrap_fast(path, max_length)
+    unk, bos, eos, pad = bloom.SPECIAL_TOKENS
+    with quiet_transformers():
+        fast = PreTrainedTokenizerFast(
+            tokenizer_file=str(path), unk_token=unk, bos_token=bos, eos_token=eos,
+            pad_token=pad, padding_side="left", model_max_length=max_length,
+            clean_up_tokenization_spaces=False)
+    fast = prepare_tokenizer(fast, max_length)
     state = "cached" if cached else f"trained on {len(texts)} texts"
     log.info("[tokenizer] byte-level BPE, vocab %d (%s, %.1fs): %s", len(fast), state,
              time.perf_counter() - t0, folder)
@@ -119,11 +112,8 @@ def load_tiny_bloom(cfg: RunConfig, device, texts: Iterable[str] | None = None,
                              "texts= (e.g. lacos_helpers.data.training_texts(triplets)) or a "
                              "tokenizer=")
         tokenizer = build_tiny_tokenizer(list(texts), spec.vocab_size, cfg.encoder.max_length)
-    else:
-        tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
     _unk, bos, eos, pad = (tokenizer.convert_tokens_to_ids(t) for t in bloom.SPECIAL_TOKENS)
     model = build_tiny_bloom(spec, len(tokenizer), cfg.seed, pad_token_id=pad,
-                             bos_token_id=bos, eos_token_id=eos).to(device)
-    report("tiny-bloom", f"(h={spec.hidden_size}, L={spec.n_layer}, heads={spec.n_head}, "
-           f"seed={cfg.seed})", model, device, time.perf_counter() - t0)
-    return model, tokenizer
+                             bos_token_id=bos, eos_token_id=eos)
+    return finish_load("tiny-bloom", f"(h={spec.hidden_size}, L={spec.n_layer}, "
+                       f"heads={spec.n_head}, seed={cfg.seed})", model, tokenizer, cfg, device, t0)

@@ -1,10 +1,7 @@
-"""Environment check: ``python -m lacos_helpers env`` prints one ``[OK]``/``[FAIL]`` line per
-requirement and exits non-zero when a required one fails (optional ones print ``[--]``).
-
-The requirements and their minimum versions are read from the installed package's metadata
-(``pyproject.toml`` is the one source): core dependencies are required, the ``offline-model``,
-``jupyter``, ``search``, ``deepspeed`` and ``dev`` extras optional.
-"""
+"""Environment check (``python -m lacos_helpers env``): one ``[OK]`` / ``[FAIL]`` line per
+requirement (``[--]``: optional and missing), exit status 1 when a required one fails. The
+requirements come from the installed package's metadata: core dependencies required, those of
+:data:`OPTIONAL_EXTRAS` optional."""
 
 from __future__ import annotations
 
@@ -15,7 +12,10 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 
-from lacos_helpers import runtime
+from packaging.requirements import Requirement as PEP508
+from packaging.version import InvalidVersion, Version
+
+from lacos_helpers import config, runtime
 
 MIN_PYTHON = (3, 11)
 DISTRIBUTION = "lacos-helpers"
@@ -67,8 +67,6 @@ class Requirement:
 def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
     """The package's dependencies from its installed metadata: core ones required, those of
     :data:`OPTIONAL_EXTRAS` optional (each listed once)."""
-    from packaging.requirements import Requirement as PEP508
-
     found: dict[str, Requirement] = {}
     for text in metadata.requires(distribution) or []:
         req = PEP508(text)
@@ -86,22 +84,11 @@ def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
 
 
 def _extra_of(req) -> str | None:
+    """None for a core dependency, else the first of :data:`OPTIONAL_EXTRAS` that asks for it
+    ("other": none of them)."""
     if req.marker is None:
         return None
-    for extra in OPTIONAL_EXTRAS:
-        if req.marker.evaluate({"extra": extra}):
-            return extra
-    return "other"
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+    return next((e for e in OPTIONAL_EXTRAS if req.marker.evaluate({"extra": e})), "other")
 
 
 def check_package(module: str, pip_name: str, minimum: str, required: bool, used_by: str) -> Check:
@@ -119,15 +106,16 @@ def check_package(module: str, pip_name: str, minimum: str, required: bool, used
             version = metadata.version(pip_name)
         except Exception:
             version = "?"
-    ok = version == "?" or _version_tuple(version) >= _version_tuple(minimum)
+    try:  # release numbers only: 2.5.0+cpu and 2.5.0rc1 count as 2.5.0
+        ok = version == "?" or Version(version).release >= Version(minimum).release
+    except InvalidVersion:
+        ok = False
     detail = f"{version} (>= {minimum})  [{used_by}]"
     return Check(pip_name, ok if (ok or required) else None, detail)
 
 
 def run_checks() -> list[Check]:
     """All checks: Python, packages, device, data folder, profile."""
-    from lacos_helpers import config
-
     checks = [Check("python", sys.version_info[:2] >= MIN_PYTHON,
                     f"{platform.python_version()} (>= {'.'.join(map(str, MIN_PYTHON))})")]
     checks += [check_package(r.module, r.name, r.minimum, r.required, r.used_by)
@@ -160,7 +148,3 @@ def main() -> int:
     print(f"{len(checks) - len(failed)}/{len(checks)} checks passed"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,24 +1,24 @@
 """Checkers for the notebook exercises: each runs a learner's function on several inputs and
-compares it with the package's implementation. ``[OK]`` on success, a hint on failure.
-
-Two rules hold for every checker:
-
-* an answer that *calls* the package function it is checked against fails: while the answer
-  runs, those functions raise (:func:`guarded`), so the exercise asks for the computation;
-* an answer left as the student copy's stub (``raise NotImplementedError``) does not stop the
-  notebook: the checker prints a note and returns the package's reference, which the notebook
-  uses in the cells below (``my_fn = exercises.check_x(my_fn)``). A correct answer is returned
-  as it is.
-"""
+compares it with the package's implementation: ``[OK]`` on success, a hint on failure. While
+the answer runs, the package functions it is checked against raise (:func:`_forbidden`): it
+must do the computation. A stub still raising ``NotImplementedError`` does not stop the
+notebook: the checker returns the package's reference, with a note (the notebook rebinds
+``my_fn = exercises.check_x(my_fn)``); a correct answer is returned as it is."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
+from torch import nn
+
+from lacos_helpers import bloom, config, lora, quantization
+from lacos_helpers.encoder import pooling
+from lacos_helpers.encoder.losses import mnr
+from lacos_helpers.evaluation import metrics, retrieval
+from lacos_helpers.experiments import Variant
 
 _MARK = "lacos-exercise: delegated"
 
@@ -36,55 +36,44 @@ def _trap(*args, **kwargs):
 def _forbidden(functions: Iterable[Callable]):
     """While inside, each of ``functions`` (plain Python functions, every alias of them) raises
     :class:`DelegatedError`: their code object is swapped for :func:`_trap`'s."""
-    swapped, names = [], []
+    swapped = []
     try:
         for fn in functions:
             fn = getattr(fn, "__func__", fn)
             if getattr(fn, "__closure__", None) or not hasattr(fn, "__code__"):
                 continue  # a closure's code cannot be swapped; no such function is checked
             swapped.append((fn, fn.__code__))
-            names.append(f"{fn.__module__}.{fn.__qualname__}")
             fn.__code__ = _trap.__code__
         yield
     except AssertionError as exc:
         if exc.args != (_MARK,):
             raise
+        names = ", ".join(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in swapped)
         raise DelegatedError(
             f"your answer calls the package function this exercise is checked against (one "
-            f"of {', '.join(names)}): write the computation yourself") from None
+            f"of {names}): write the computation yourself") from None
     finally:
         for fn, code in swapped:
             fn.__code__ = code
 
 
-def guarded(fn: Callable, functions: Iterable[Callable]) -> Callable:
-    """``fn`` that fails with :class:`DelegatedError` when it calls one of ``functions``."""
-    functions = tuple(functions)
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        with _forbidden(functions):
-            return fn(*args, **kwargs)
-    return call
-
-
-def _exercise(title: str, fn: Callable, reference: Callable, forbidden: Iterable[Callable],
+def _exercise(title: str, fn: Callable, reference: Callable, forbidden: Sequence[Callable],
               checks: Callable[[Callable], None]) -> Callable:
-    """Run ``checks`` on ``fn`` (guarded); returns ``fn`` when it passes, ``reference`` (with a
-    note) when ``fn`` is still the stub; a wrong answer raises ``AssertionError``."""
+    """Run ``checks`` on ``fn``, which must not call ``forbidden``; returns ``fn`` when it
+    passes, ``reference`` (with a note) when ``fn`` is still the stub; a wrong answer raises
+    ``AssertionError`` (:class:`DelegatedError` when it calls one of ``forbidden``)."""
+    def answer(*args, **kwargs):
+        with _forbidden(forbidden):
+            return fn(*args, **kwargs)
+
     try:
-        checks(guarded(fn, forbidden))
+        checks(answer)
     except NotImplementedError:
         print(f"[--] {title}: not solved yet (the stub raises NotImplementedError); the "
               "cells below use the package's answer instead")
         return reference
-    _ok(title)
+    print(f"[OK] {title}")
     return fn
-
-
-def _ok(name: str) -> bool:
-    print(f"[OK] {name}")
-    return True
 
 
 def _inputs(seed: int = 0) -> list[torch.Tensor]:
@@ -95,29 +84,9 @@ def _inputs(seed: int = 0) -> list[torch.Tensor]:
             torch.zeros(64)]
 
 
-def check_absmax_quantize(fn: Callable) -> bool:
-    """Exercise 1.1: ``fn(x) -> (q, scale)`` with ``q`` int8 in [-127, 127] and
-    ``x ~= q / scale`` where ``scale = 127 / max|x|``."""
-    for x in _inputs():
-        q, scale = fn(x)
-        assert isinstance(q, torch.Tensor) and q.dtype == torch.int8, "q must be an int8 tensor"
-        assert q.shape == x.shape, f"q has shape {tuple(q.shape)}, expected {tuple(x.shape)}"
-        absmax = x.abs().max()
-        expected_scale = 127.0 / absmax if absmax > 0 else torch.tensor(1.0)
-        assert torch.isclose(torch.as_tensor(scale, dtype=torch.float32),
-                             expected_scale.float(), rtol=1e-5), "scale should be 127 / max|x|"
-        expected = torch.round(x * expected_scale).clamp(-127, 127).to(torch.int8)
-        wrong = (q != expected).sum().item()
-        assert wrong == 0, f"{wrong} values differ from round(x * scale): round, don't truncate"
-    return _ok("Exercise 1.1: absmax quantization")
-
-
 def check_dequantize_blockwise(fn: Callable) -> Callable:
     """Exercise 1.2: ``fn(codes, absmax, code, block_size, shape) -> x`` (fp32) inverts
     :func:`lacos_helpers.quantization.quantize_blockwise`."""
-    from lacos_helpers import quantization
-    from lacos_helpers.quantization import blockwise
-
     def reference(codes, absmax, code, block_size, shape):
         return quantization.dequantize_blockwise(quantization.BlockwiseQuantState(
             codes, absmax, shape, torch.float32, block_size, code))
@@ -137,7 +106,7 @@ def check_dequantize_blockwise(fn: Callable) -> Callable:
                                     "code[codes], then multiply each block by its own absmax")
 
     return _exercise("Exercise 1.2: blockwise dequantization", fn, reference,
-                     (blockwise.dequantize_blockwise,), checks)
+                     (quantization.dequantize_blockwise,), checks)
 
 
 def check_quantize_blockwise(fn: Callable) -> Callable:
@@ -146,9 +115,6 @@ def check_quantize_blockwise(fn: Callable) -> Callable:
     (uint8, flat): for each element the index of the code nearest to ``x / absmax``. Checked
     against :func:`lacos_helpers.quantization.quantize_blockwise` (a code at the same distance
     as the package's is accepted: the two may round a near-tie differently)."""
-    from lacos_helpers import quantization
-    from lacos_helpers.quantization import blockwise
-
     def reference(x, code, block_size):
         state = quantization.quantize_blockwise(x, block_size, code)
         return state.codes, state.absmax
@@ -178,15 +144,11 @@ def check_quantize_blockwise(fn: Callable) -> Callable:
                                       f"{block_size}): search the code map, don't round u")
 
     return _exercise("Exercise 1.1: blockwise quantization with a code map", fn, reference,
-                     (blockwise.quantize_blockwise,), checks)
+                     (quantization.quantize_blockwise,), checks)
 
 
 def _lora_cases(seed: int = 0):
     """``(layer, x)`` pairs: LoRALinear layers with random (nonzero) A and B, and inputs."""
-    from torch import nn
-
-    from lacos_helpers import lora
-
     g = torch.Generator().manual_seed(seed)
     cases = []
     for in_features, out_features, r, alpha, leading in ((16, 24, 4, 8, (5,)),
@@ -204,36 +166,9 @@ def _lora_cases(seed: int = 0):
     return cases
 
 
-def _lora_hint(got: torch.Tensor, want: torch.Tensor, unscaled: torch.Tensor) -> str:
-    if torch.allclose(got, unscaled, rtol=1e-4, atol=1e-4):
-        return "the low-rank term must be multiplied by alpha / r"
-    return "y = x W^T + b + (alpha / r) * (x A^T) B^T, with A (r, in) and B (out, r)"
-
-
-def check_lora_forward(fn: Callable) -> bool:
-    """Exercise 2.1: ``fn(x, weight, bias, A, B, alpha, r) -> y`` computes a LoRA layer:
-    ``x W^T + b + (alpha / r) (x A^T) B^T`` for ``x`` (..., in), ``weight`` (out, in),
-    ``A`` (r, in), ``B`` (out, r); compared with :class:`lacos_helpers.lora.LoRALinear`."""
-    for layer, x in _lora_cases():
-        weight, bias = layer.base_layer.weight.detach(), layer.base_layer.bias.detach()
-        A, B = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
-        with torch.no_grad():
-            want = layer(x)
-            got = fn(x, weight.clone(), bias.clone(), A.clone(), B.clone(), layer.alpha, layer.r)
-            unscaled = x @ weight.T + bias + (x @ A.T) @ B.T
-        assert isinstance(got, torch.Tensor), "return a tensor"
-        assert got.shape == want.shape, (f"output shape {tuple(got.shape)}, expected "
-                                         f"{tuple(want.shape)} (x has shape {tuple(x.shape)})")
-        assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), _lora_hint(got, want,
-                                                                                    unscaled)
-    return _ok("Exercise 2.1: LoRA forward")
-
-
 def check_lora_merge(fn: Callable) -> Callable:
     """Exercise 2.2: ``fn(weight, A, B, alpha, r) -> merged`` (out, in): one linear layer
     computing what the LoRA layer computes, ``W + (alpha / r) B A``."""
-    from lacos_helpers.lora import layer as lora_layer
-
     def reference(weight, A, B, alpha, r):
         return weight + (alpha / r) * B @ A
 
@@ -258,26 +193,22 @@ def check_lora_merge(fn: Callable) -> Callable:
                     "outputs differ from LoRA's"
 
     return _exercise("Exercise 2.2: merging LoRA into the weight", fn, reference,
-                     (lora_layer.LoRALinear.delta_weight, lora_layer.LoRALinear.merge), checks)
+                     (lora.LoRALinear.delta_weight, lora.LoRALinear.merge), checks)
 
 
 def check_lora_param_count(fn: Callable) -> Callable:
     """Exercise 2.1: ``fn(shape, r, targets) -> int``: the LoRA parameters of a BLOOM of
-    ``shape`` (:class:`lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
-    ``targets`` (names of :data:`lacos_helpers.bloom.LINEAR_SHAPES`, whose (in, out) are
-    multiples of the hidden size), checked against
-    :func:`lacos_helpers.lora.report.lora_param_count`."""
-    from lacos_helpers import bloom
-    from lacos_helpers.lora import report
-
+    ``shape`` (:class:`~lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
+    ``targets`` (names of :data:`~lacos_helpers.bloom.LINEAR_SHAPES`), as
+    :func:`~lacos_helpers.lora.report.lora_param_count` counts them."""
     def reference(shape, r, targets):
-        return report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+        return lora.report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
     def checks(answer):
         for size, shape in bloom.SHAPES.items():
             for r in (1, 8, 64):
                 for targets in (bloom.LORA_TARGETS, bloom.ALL_LINEARS):
-                    want = report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
+                    want = reference(shape, r, targets)
                     got = answer(shape, r, tuple(targets))
                     per_block = want // shape.n_layer
                     hint = ("count every block: multiply by n_layer" if got == per_block else
@@ -287,7 +218,7 @@ def check_lora_param_count(fn: Callable) -> Callable:
                                               f"expected {want:,}: {hint}")
 
     return _exercise("Exercise 2.1: LoRA parameters of a BLOOM", fn, reference,
-                     (report.lora_param_count, report.bloom_lora_table), checks)
+                     (lora.report.lora_param_count, lora.report.bloom_lora_table), checks)
 
 
 def _mnr_cases(seed: int = 2):
@@ -301,12 +232,10 @@ def _mnr_cases(seed: int = 2):
 def check_mnr_loss(fn: Callable) -> Callable:
     """Exercise 3.1: ``fn(anchor, positive, hard_negative=None, scale=20.0) -> scalar`` equals
     :func:`lacos_helpers.encoder.losses.mnr_loss` (cosine similarity x scale, diagonal targets)."""
-    from lacos_helpers.encoder.losses import mnr, mnr_loss
-
     def checks(answer):
         for a, p, n in _mnr_cases():
             for scale in (20.0, 5.0):
-                want = mnr_loss(a, p, n, scale=scale)
+                want = mnr.mnr_loss(a, p, n, scale=scale)
                 got = answer(a, p, n, scale=scale)
                 assert isinstance(got, torch.Tensor) and got.dim() == 0, \
                     "return a scalar tensor"
@@ -321,16 +250,13 @@ def check_mnr_loss(fn: Callable) -> Callable:
                 assert torch.isclose(got.float(), want, atol=1e-4), \
                     f"loss {got.item():.5f}, expected {want.item():.5f} (b={len(a)}):{hint}"
 
-    return _exercise("Exercise 3.1: MNR loss", fn, mnr_loss,
+    return _exercise("Exercise 3.1: MNR loss", fn, mnr.mnr_loss,
                      (mnr.mnr_loss, mnr.similarity_matrix), checks)
 
 
 def check_last_token_pool(fn: Callable) -> Callable:
     """Exercise 3.2: ``fn(hidden [b, t, d], attention_mask [b, t]) -> [b, d]``, the hidden
     vector of each row's last real token, for left and right padding."""
-    from lacos_helpers.encoder import pooling
-    from lacos_helpers.encoder.pooling import last_token_pool
-
     def checks(answer):
         g = torch.Generator().manual_seed(3)
         lengths = torch.tensor([5, 2, 7, 1])
@@ -339,14 +265,14 @@ def check_last_token_pool(fn: Callable) -> Callable:
             positions = torch.arange(7).expand(4, 7)
             mask = (positions < lengths[:, None]) if side == "right" else \
                 (positions >= 7 - lengths[:, None])
-            want = last_token_pool(hidden, mask.long())
+            want = pooling.last_token_pool(hidden, mask.long())
             got = answer(hidden, mask.long())
             assert got.shape == want.shape, \
                 f"shape {tuple(got.shape)}, expected {tuple(want.shape)}"
             assert torch.allclose(got, want), (f"wrong vectors with {side} padding: use the "
                                                "mask to find the last position where it is 1")
 
-    return _exercise("Exercise 3.2: last-token pooling", fn, last_token_pool,
+    return _exercise("Exercise 3.2: last-token pooling", fn, pooling.last_token_pool,
                      (pooling.last_token_pool, pooling.pool), checks)
 
 
@@ -372,8 +298,6 @@ def _mrr_cases(seed: int = 6):
 def check_mrr(fn: Callable) -> Callable:
     """Exercise 6.1: ``fn(ids [q, k], relevant: list[set[int]]) -> float``, MRR@k: the mean
     over queries of 1 / (1-based rank of the first relevant id in the row), 0 when none."""
-    from lacos_helpers.evaluation import retrieval
-
     def reference(ids, relevant):
         k = ids.shape[1]
         return retrieval.retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
@@ -395,8 +319,6 @@ def check_bitext_accuracy(fn: Callable) -> Callable:
     """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
     accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
     in ``gold[i]``."""
-    from lacos_helpers.evaluation import retrieval
-
     def checks(answer):
         g = torch.Generator().manual_seed(7)
         for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
@@ -433,8 +355,6 @@ def check_spearman(fn: Callable) -> Callable:
     """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
     ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
     ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
-    from lacos_helpers.evaluation import metrics
-
     def ordinal(v):
         return v.argsort(stable=True).argsort().double() + 1
 
@@ -472,15 +392,12 @@ def _crosslingual_case(seed: int = 5):
 
 
 def check_crosslingual_matrix(fn: Callable) -> Callable:
-    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` holds the
-    embeddings [n, d] of sentence 1 of every pair in language x, ``second[y]`` those of
-    sentence 2 in language y (row i is the same pair in every language); the value for
-    ``(x, y)`` is the Spearman correlation of the row-wise cosine similarity
-    ``cos(first[x][i], second[y][i])`` with ``gold``, for every ordered pair of languages."""
-    from lacos_helpers.evaluation.metrics import spearman
-
+    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` [n, d]
+    embeds sentence 1 of every pair in language x, ``second[y]`` sentence 2 in language y; for
+    every ordered pair of languages, the Spearman correlation of the row-wise cosine similarity
+    ``cos(first[x][i], second[y][i])`` with ``gold``."""
     def reference(first, second, gold):
-        return {(x, y): spearman(torch.nn.functional.cosine_similarity(
+        return {(x, y): metrics.spearman(torch.nn.functional.cosine_similarity(
             first[x].double(), second[y].double(), dim=1), gold)
             for x in first for y in second}
 
@@ -492,11 +409,10 @@ def check_crosslingual_matrix(fn: Callable) -> Callable:
         want_keys = {(x, y) for x in first for y in second}
         assert set(got) == want_keys, (f"keys {sorted(got)}, expected every ordered pair "
                                        f"{sorted(want_keys)} (the diagonal too)")
+        wants = reference(first, second, gold)
         for x, y in sorted(want_keys):
-            cos = torch.nn.functional.cosine_similarity(first[x].double(), second[y].double(),
-                                                        dim=1)
-            want = spearman(cos, gold)
-            dot = spearman((first[x].double() * second[y].double()).sum(1), gold)
+            want = wants[(x, y)]
+            dot = metrics.spearman((first[x].double() * second[y].double()).sum(1), gold)
             value = float(got[(x, y)])
             hint = (" normalize: cosine similarity, not the dot product"
                     if abs(value - dot) < 1e-9 else
@@ -514,9 +430,6 @@ def check_ablation(variant, cfg, taken: Sequence[str] = ()):
     change at least one recipe field), with a label not in ``taken``. Returns the variant; a
     function still raising ``NotImplementedError`` (the student copy's stub) gives the
     reference choice, LoRA dropout 0.1, with a note."""
-    from lacos_helpers import config
-    from lacos_helpers.experiments import Variant
-
     if callable(variant) and not isinstance(variant, Variant):
         try:
             variant = variant()
@@ -537,8 +450,8 @@ def check_ablation(variant, cfg, taken: Sequence[str] = ()):
     assert differences or variant.triplets is not None, (
         "the overrides change nothing that trains the model (same values as the recipe, or "
         "only fields such as eval_every that do not change the result)")
-    _ok(f"Exercise 5.1: ablation {variant.label!r} changes "
-        f"{', '.join(differences) or 'the training triplets'}")
+    print(f"[OK] Exercise 5.1: ablation {variant.label!r} changes "
+          f"{', '.join(differences) or 'the training triplets'}")
     return variant
 
 
@@ -597,13 +510,10 @@ def _gathered_cases(seed: int = 9):
 
 def check_gathered_mnr(fn: Callable) -> Callable:
     """Exercise 7.1: ``fn(anchors, positives, hard_negatives, rank, scale) -> scalar``: the
-    MNR loss that process ``rank`` computes when every process's embeddings are gathered:
-    ``anchors[p]``, ``positives[p]``, ``hard_negatives[p]`` (or None) are process p's [b, d]
-    embeddings; process ``rank`` scores its own anchors against *every* process's positives
-    (and hard negatives), its targets offset by ``rank * b``. The mean over ranks equals the
-    MNR loss of one big batch (:func:`lacos_helpers.encoder.losses.mnr_loss`)."""
-    from lacos_helpers.encoder.losses import mnr, mnr_loss
-
+    MNR loss of process ``rank`` with every process's embeddings gathered (``anchors[p]`` etc.
+    [b, d]; ``hard_negatives`` may be None): its own anchors against *every* process's
+    positives (then hard negatives), targets offset by ``rank * b``. The mean over ranks is the
+    MNR loss of one big batch (:func:`~lacos_helpers.encoder.losses.mnr_loss`)."""
     def reference(anchors, positives, hard_negatives, rank, scale=20.0):
         b = anchors[rank].shape[0]
         candidates = torch.cat(list(positives) + list(hard_negatives or []))
@@ -612,8 +522,8 @@ def check_gathered_mnr(fn: Callable) -> Callable:
 
     def checks(answer):
         for anchors, positives, negatives in _gathered_cases():
-            whole = mnr_loss(torch.cat(anchors), torch.cat(positives),
-                             None if negatives is None else torch.cat(negatives), scale=20.0)
+            whole = mnr.mnr_loss(torch.cat(anchors), torch.cat(positives),
+                                 None if negatives is None else torch.cat(negatives), scale=20.0)
             wants = [reference(anchors, positives, negatives, k) for k in range(len(anchors))]
             gots = [answer(anchors, positives, negatives, k, 20.0)
                     for k in range(len(anchors))]

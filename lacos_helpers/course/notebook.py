@@ -3,30 +3,19 @@ print the header."""
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 
-from lacos_helpers import config, runtime
-
-# Known noisy warnings in the notebooks, filtered by message and module only.
-NOISY_WARNINGS = (
-    # chapter 2 registers Int8Linear with peft as a custom module on purpose
-    (r"Unsupported layer type .*Int8Linear", r"peft\."),
-)
-
-
-def silence_known_warnings() -> None:
-    """Filter the warnings in :data:`NOISY_WARNINGS` (by message and module, nothing else)."""
-    for message, module in NOISY_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, module=module)
+from lacos_helpers import backbones, bloom, config, data, runtime
 
 
 def start(chapter: str, profile: str | None = None, **overrides) -> config.RunConfig:
     """Show logs, load the profile (``LACOS_PROFILE`` by default), seed everything and print
     profile, device and library versions. Returns the :class:`~lacos_helpers.config.RunConfig`."""
-    from lacos_helpers import data
-
     runtime.show_logs()
-    silence_known_warnings()
+    # chapter 2 registers Int8Linear with peft as a custom module on purpose
+    warnings.filterwarnings("ignore", message=r"Unsupported layer type .*Int8Linear",
+                            module=r"peft\.")
     cfg = config.load_profile(profile, **overrides)
     runtime.seed_everything(cfg.seed)
     data.set_policy(cfg.data.source, allow_generated=cfg.data.allow_generated)
@@ -40,17 +29,14 @@ def start(chapter: str, profile: str | None = None, **overrides) -> config.RunCo
     return cfg
 
 
-# --------------------------------------------------------------------------------------------
-# "What is running": the box under the header of every notebook
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------- "What is running": the box under every header
 
 # Entailment pairs in the offline data folder (its README): SNLI dev + test and MultiNLI dev
 # matched + mismatched in English; XNLI validation + test (7,500 balanced rows) per language.
 OFFLINE_NLI_EN = 13_639
 OFFLINE_NLI_PER_XNLI_LANG = 2_500
-# What the paper's recipe trains on in English alone: the SNLI and MultiNLI training sets, all
-# three labels (pairs), and their entailment pairs, what this course counts as triplets.
-FULL_NLI_TRAIN_PAIRS = {"SNLI": 550_152, "MultiNLI": 392_702}
+# Entailment pairs (what this course counts as triplets) of the SNLI and MultiNLI training sets,
+# what the paper's recipe trains on in English alone.
 FULL_NLI_TRAIN_ENTAILMENT = {"SNLI": 183_416, "MultiNLI": 130_899}
 
 DATA_LICENCES = {
@@ -66,8 +52,6 @@ def offline_nli_triplets(langs) -> int:
 
 
 def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
-    from lacos_helpers import bloom
-
     kind, model_id = cfg.model.kind, str(cfg.model.model_id)
     if kind == "tiny-bloom":
         t = cfg.model.tiny
@@ -118,20 +102,15 @@ def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
         quant = "LLM.int8 by bitsandbytes (load_in_8bit), as in the paper"
     rows = [("model", model), ("positions", positions), ("LoRA", lora),
             ("frozen 8-bit", quant), ("licence", licence)]
-    if cfg.encoder.cpu_bf16:
-        rows.append(("matmuls", _cpu_matmul_line()))
+    if cfg.encoder.cpu_bf16 and runtime.cpu_native_bf16():
+        rows.append(("matmuls", "bfloat16 (autocast) on this CPU, which multiplies bfloat16 "
+                     "natively (AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and "
+                     "optimizer in float32"))
+    elif cfg.encoder.cpu_bf16:
+        rows.append(("matmuls", "float32: this CPU has no native bfloat16 (encoder.cpu_bf16 "
+                     "applies only where it has AVX512-BF16 or AMX), so steps take 1.1-1.5x "
+                     "longer than measured in README"))
     return rows
-
-
-def _cpu_matmul_line() -> str:
-    from lacos_helpers.runtime import cpu_native_bf16
-
-    if cpu_native_bf16():
-        return ("bfloat16 (autocast) on this CPU, which multiplies bfloat16 natively "
-                "(AVX512-BF16 or AMX): steps 1.1-1.5x faster; pooling, loss and optimizer in "
-                "float32")
-    return ("float32: this CPU has no native bfloat16 (encoder.cpu_bf16 applies only where it "
-            "has AVX512-BF16 or AMX), so steps take 1.1-1.5x longer than measured in README")
 
 
 def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[str, str]]:
@@ -170,29 +149,22 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
     ]
 
 
-def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve",
-                    width: int = 96) -> str:
+def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") -> str:
     """The "What is running" box of the notebooks' header, from the profile ``cfg``: the model,
     how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
     terms that bind, the training and evaluation data with their size and licences.
     ``source_kind``: local | hub | generated (None: unknown; "resolve": ask the data layer)."""
-    import textwrap
-
     if source_kind == "resolve":
-        from lacos_helpers.data import sources
-
         try:
-            source_kind = sources.pick_source(cfg.data.source, None)[0]
+            source_kind = data.sources.pick_source(cfg.data.source, None)[0]
         except Exception:  # an unusable source: the data line says "not resolved"
             source_kind = None
     rows = _model_lines(cfg) + _data_lines(cfg, source_kind)
+    width, key_width = 96, max(len(k) for k, _ in rows)
     inner = width - 4
-    key_width = max(len(k) for k, _ in rows)
-    lines = []
-    for key, text in rows:
-        wrapped = textwrap.wrap(text, inner - key_width - 2) or [""]
-        lines.append(f"{key:>{key_width}}: {wrapped[0]}")
-        lines += [" " * (key_width + 2) + more for more in wrapped[1:]]
+    lines = [line for key, text in rows
+             for line in textwrap.wrap(text, inner, initial_indent=f"{key:>{key_width}}: ",
+                                       subsequent_indent=" " * (key_width + 2))]
     title = f" What is running ({cfg.name} profile) "
     top = "+" + title.center(width - 2, "-") + "+"
     body = [f"| {line:<{inner}} |" for line in lines]
@@ -201,8 +173,6 @@ def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve",
 
 def training_triplets(cfg: config.RunConfig):
     """The profile's NLI training triplets, as chapter 3 trains on them."""
-    from lacos_helpers import data
-
     return data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit, seed=cfg.seed,
                                   source=cfg.data.source, split=cfg.data.nli_split)
 
@@ -210,8 +180,6 @@ def training_triplets(cfg: config.RunConfig):
 def load_backbone(cfg: config.RunConfig, triplets=None):
     """``(model, tokenizer)`` of the profile; the tiny BLOOM's tokenizer is trained on the
     training texts (``triplets``, default :func:`training_triplets`)."""
-    from lacos_helpers import backbones, data
-
     if cfg.model.kind != "tiny-bloom":
         return backbones.load_backbone(cfg)
     triplets = training_triplets(cfg) if triplets is None else triplets

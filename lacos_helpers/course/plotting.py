@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 STAGE_COLORS = ("#dbe9f6", "#fde2c8", "#d9f0d3", "#f3d9f0", "#fff2b3")
@@ -56,7 +57,7 @@ def plot_lacos_overview():
     return fig
 
 
-def plot_score_histograms(scores_by_name: Mapping[str, Sequence[float]], bins: int = 20,
+def plot_score_histograms(scores_by_name: Mapping[str, Sequence[float]],
                           title: str = "STS gold scores"):
     """One histogram panel per dataset name; scores are on the 0-5 STS scale."""
     names = list(scores_by_name)
@@ -67,7 +68,7 @@ def plot_score_histograms(scores_by_name: Mapping[str, Sequence[float]], bins: i
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False,
                              sharex=True)
     for ax, name in zip(axes.flat, names):
-        ax.hist(list(scores_by_name[name]), bins=bins, range=(0, 5), color="#4c72b0")
+        ax.hist(list(scores_by_name[name]), bins=20, range=(0, 5), color="#4c72b0")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("gold score (0-5)", fontsize=8)
     for ax in list(axes.flat)[len(names):]:
@@ -77,13 +78,13 @@ def plot_score_histograms(scores_by_name: Mapping[str, Sequence[float]], bins: i
     return fig
 
 
-def plot_bars(values: Mapping[str, float], ylabel: str, title: str = "", color="#4c72b0"):
+def plot_bars(values: Mapping[str, float], ylabel: str, title: str = ""):
     """A labelled bar chart (e.g. tokens per sentence by language, bytes by dtype)."""
     if not values:
         raise ValueError("plot_bars needs at least one value")
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(values) + 2), 3))
     names = list(values)
-    bars = ax.bar(names, [values[n] for n in names], color=color)
+    bars = ax.bar(names, [values[n] for n in names], color="#4c72b0")
     ax.bar_label(bars, fmt="%.3g", fontsize=8)
     ax.set_ylabel(ylabel)
     if title:
@@ -106,8 +107,7 @@ def _as_floats(values, name: str) -> list[float]:
     return values
 
 
-def plot_sts_scatter(predicted, gold, title: str = "STS", *, xlabel: str = "gold score (0-5)",
-                     ylabel: str = "predicted cosine similarity"):
+def plot_sts_scatter(predicted, gold, title: str = "STS"):
     """Predicted similarity (e.g. cosine, Tensor[n]) vs gold score (0-5), Spearman x100 in the
     title."""
     from lacos_helpers.evaluation import spearman
@@ -117,8 +117,8 @@ def plot_sts_scatter(predicted, gold, title: str = "STS", *, xlabel: str = "gold
         raise ValueError(f"predicted and gold differ in length: {len(pred)} vs {len(ref)}")
     fig, ax = plt.subplots(figsize=(4.6, 4))
     ax.scatter(ref, pred, s=8, alpha=0.4, color="#4c72b0", edgecolors="none")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel("gold score (0-5)")
+    ax.set_ylabel("predicted cosine similarity")
     ax.set_title(f"{title}  (Spearman x100 = {100 * spearman(pred, ref):.2f}, n={len(ref)})",
                  fontsize=10)
     fig.tight_layout()
@@ -141,12 +141,10 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
                        title: str = "STS per language", *,
                        reference: Mapping[str, float] | None = None,
                        reference_label: str = "published"):
-    """Grouped bars, one group per language, one bar per table (e.g. before / after training).
-
-    ``tables``: label -> STSTable (or mapping language -> raw value in [-1, 1]); bars show
-    ``metric`` x100. ``reference``: language -> published value, already x100 (e.g.
-    ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``), drawn as black markers where given.
-    """
+    """Grouped bars of ``metric`` x100, one group per language, one bar per table: ``tables``
+    maps a label (e.g. before / after training) to an STSTable or {language: value in [-1, 1]};
+    ``reference`` {language: value x100} (e.g. ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``)
+    is drawn as black markers."""
     if not tables:
         raise ValueError("plot_language_bars needs at least one table")
     values = {name: _metric_by_label(t, metric) for name, t in tables.items()}
@@ -196,39 +194,41 @@ def _heatmap_grid(table_or_matrix, metric: str):
     return rows, cols, grid
 
 
-def plot_crosslingual_heatmap(table_or_matrix, metric: str = "spearman",
-                              title: str = "Cross-lingual STS", *, cmap: str = "viridis",
-                              xlabel: str = "sentence2 language",
-                              ylabel: str = "sentence1 language"):
-    """Heatmap of ``metric`` x100 (annotated) per (sentence1 language, sentence2 language).
-
-    Accepts an STSTable from ``crosslingual_table`` (rows "de-en": a N x 1 map) or a mapping
-    {(x, y): raw value in [-1, 1]} such as ``evaluation.crosslingual_matrix`` (N x N). Missing
-    cells stay blank.
-    """
-    import numpy as np
-
-    rows, cols, grid = _heatmap_grid(table_or_matrix, metric)
-    values = 100 * np.array(grid, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols) + 1.2, 1.0 + 0.5 * len(rows)))
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+def _annotated_heatmap(ax, rows, cols, values, xlabel: str, ylabel: str, *, digits: int,
+                       fontsize: int, middle: float, **scale):
+    """Draw ``values`` [rows, cols] (nan: blank) on ``ax``, each cell written with ``digits``
+    decimals (white below ``middle``); returns the image for a colour bar."""
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto", **scale)
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    finite = values[np.isfinite(values)]
-    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=8,
+            ax.text(c, r, f"{v:.{digits}f}", ha="center", va="center", fontsize=fontsize,
                     color="white" if v < middle else "black")
+    return image
+
+
+def plot_crosslingual_heatmap(table_or_matrix, metric: str = "spearman",
+                              title: str = "Cross-lingual STS"):
+    """Annotated heatmap of ``metric`` x100 per (sentence1 language, sentence2 language), from
+    an STSTable of ``crosslingual_table`` (rows "de-en") or {(x, y): value in [-1, 1]} such as
+    ``evaluation.crosslingual_matrix``; missing cells stay blank."""
+    rows, cols, grid = _heatmap_grid(table_or_matrix, metric)
+    values = 100 * np.array(grid, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols) + 1.2, 1.0 + 0.5 * len(rows)))
+    finite = values[np.isfinite(values)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    image = _annotated_heatmap(ax, rows, cols, values, "sentence2 language",
+                               "sentence1 language", digits=1, fontsize=8, middle=middle)
     fig.colorbar(image, ax=ax, label=f"{metric} x100")
     ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 50,
+def plot_cosine_histograms(cosines_by_label: Mapping[str, object],
                            title: str = "Cosine similarity of random sentence pairs"):
     """Overlaid histograms of cosine similarities in [-1, 1] (e.g. ``random_pair_cosines``
     before / after training: anisotropy), with each mean as a dashed line."""
@@ -239,7 +239,7 @@ def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 5
         values = _as_floats(cosines, f"cosines {label!r}")
         color = f"C{i}"
         mean = sum(values) / len(values)
-        ax.hist(values, bins=bins, range=(-1, 1), alpha=0.45, color=color,
+        ax.hist(values, bins=50, range=(-1, 1), alpha=0.45, color=color,
                 label=f"{label} (mean {mean:.2f})")
         ax.axvline(mean, color=color, ls="--", lw=1.2)
     ax.set_xlim(-1, 1)
@@ -253,25 +253,23 @@ def plot_cosine_histograms(cosines_by_label: Mapping[str, object], bins: int = 5
 
 # --------------------------------------------------------------------- chapter 6: using them
 
-def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str,
-                      title: str = "", *, percent: bool = True):
+def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str, title: str = ""):
     """Bars of several metrics (x axis) for several models (one colour each):
-    ``{model: {metric: value}}``, e.g. recall@1 / recall@10 / MRR@10 untrained vs trained.
-    ``percent``: values in [0, 1] are shown x100."""
+    ``{model: {metric: value in [0, 1]}}`` shown x100, e.g. recall@1 / recall@10 / MRR@10
+    untrained vs trained."""
     if not values:
         raise ValueError("plot_grouped_bars needs at least one model")
     models = list(values)
     metrics = list(dict.fromkeys(m for row in values.values() for m in row))
-    scale = 100.0 if percent else 1.0
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(metrics) + 2), 3.2))
     for i, model in enumerate(models):
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
-        ys = [scale * values[model].get(m, float("nan")) for m in metrics]
+        ys = [100 * values[model].get(m, float("nan")) for m in metrics]
         bars = ax.bar(xs, ys, width, label=model, color=f"C{i}")
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(range(len(metrics)), metrics)
-    ax.set_ylabel(ylabel + (" x100" if percent else ""))
+    ax.set_ylabel(f"{ylabel} x100")
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
@@ -281,7 +279,7 @@ def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str,
 
 def plot_recall_speed(curves: Mapping[str, Sequence[tuple[str, float, float]]],
                       title: str = "Approximate search: recall against the exact index", *,
-                      recall_label: str = "neighbour recall@10", exact_qps: float | None = None):
+                      exact_qps: float | None = None):
     """Recall (y, 0-1) vs queries per second (x, log scale) of approximate indexes, one line
     per index kind: ``{kind: [(setting label, recall, queries/s), ...]}`` (e.g. IVF over
     ``nprobe``, HNSW over ``efSearch``), each point labelled with its setting; ``exact_qps``
@@ -301,7 +299,7 @@ def plot_recall_speed(curves: Mapping[str, Sequence[tuple[str, float, float]]],
         ax.axvline(exact_qps, color="grey", ls="--", lw=1, label="exact index")
     ax.set_xscale("log")
     ax.set_xlabel("queries per second (log scale)")
-    ax.set_ylabel(recall_label)
+    ax.set_ylabel("neighbour recall@10")
     ax.set_ylim(top=1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
@@ -311,7 +309,7 @@ def plot_recall_speed(curves: Mapping[str, Sequence[tuple[str, float, float]]],
 
 
 def plot_projections(points: Mapping[str, object], colour_by: Mapping[str, Sequence[str]],
-                     title: str = "Embeddings in 2-D (PCA)", *, max_legend: int = 12):
+                     title: str = "Embeddings in 2-D (PCA)"):
     """Scatter plots of 2-D projections [n, 2]: one row per embedding model
     (``{"untrained": xy, "trained": xy}``), one column per labelling
     (``{"genre": labels, "language": langs}``, each of length n)."""
@@ -337,7 +335,7 @@ def plot_projections(points: Mapping[str, object], colour_by: Mapping[str, Seque
             ax.set_title(f"{model}: coloured by {kind}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-            if len(names) <= max_legend:
+            if len(names) <= 12:
                 ax.legend(fontsize=7, markerscale=2, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
@@ -352,12 +350,10 @@ MEMORY_PARTS = (("weights", ("weights_int8", "weights_scales", "weights_float"))
 
 
 def plot_training_memory(tables: Mapping[str, Sequence[Mapping]],
-                         lines: Sequence[float] = (12, 16, 24, 32, 40, 80),
                          title: str = "GPU memory of one training step"):
-    """Stacked bars of :func:`lacos_helpers.memory.bloom_training_table` rows, one group per
-    model and one bar per table (``{"standard": rows, "lean": rows}``), parts grouped as
-    :data:`MEMORY_PARTS` (the transients drawn at their full size: the peak takes the larger
-    of some), with dashed lines at common GPU sizes (GB)."""
+    """Stacked bars (parts: :data:`MEMORY_PARTS`, transients at full size) of
+    :func:`lacos_helpers.memory.bloom_training_table` rows, one group per model and one bar per
+    table (``{"standard": rows, "lean": rows}``), dashed lines at common GPU sizes (GB)."""
     if not tables:
         raise ValueError("plot_training_memory needs at least one table")
     names = list(tables)
@@ -377,7 +373,7 @@ def plot_training_memory(tables: Mapping[str, Sequence[Mapping]],
         for x, row in zip(xs, rows):
             ax.text(x, row["total_gb"], f"{row['total_gb']:.1f}\n{name}", ha="center",
                     va="bottom", fontsize=6)
-    for gb in lines:
+    for gb in (12, 16, 24, 32, 40, 80):
         ax.axhline(gb, color="red", ls="--", lw=0.7, alpha=0.6)
         ax.text(len(models) - 0.45, gb, f"{gb:g} GB", color="red", fontsize=7, va="bottom")
     ax.set_xticks(range(len(models)), models)
@@ -419,52 +415,36 @@ def plot_memory_check(records: Sequence[Mapping], title: str = "Memory model vs 
 
 
 def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
-                  title: str = "Bitext mining accuracy@1", *, xlabel: str = "searched language",
-                  ylabel: str = "query language", label: str = "accuracy@1 x100"):
-    """Side-by-side heatmaps on one colour scale (0-100) of ``{model: {(row, column): value in
-    [0, 1]}}``, annotated x100; missing cells (the diagonal) stay blank."""
-    import numpy as np
-
+                  title: str = "Bitext mining accuracy@1"):
+    """Side-by-side heatmaps on one colour scale (0-100) of ``{model: {(query language, searched
+    language): accuracy@1 in [0, 1]}}``, annotated x100; missing cells (the diagonal) stay
+    blank."""
     if not matrices:
         raise ValueError("plot_heatmaps needs at least one matrix")
     grids = {}
     for name, cells in matrices.items():
         labels = list(dict.fromkeys(x for key in cells for x in key))
-        grid = [[float(cells.get((a, b), float("nan"))) for b in labels] for a in labels]
-        grids[name] = (labels, labels, grid)
-    size = max(len(cols) for _, cols, _ in grids.values())
+        grids[name] = labels, [[float(cells.get((a, b), float("nan"))) for b in labels]
+                               for a in labels]
+    size = max(len(labels) for labels, _ in grids.values())
     fig, axes = plt.subplots(1, len(grids), squeeze=False, layout="constrained",
                              figsize=(len(grids) * (1.5 + 0.55 * size) + 1.2, 1.6 + 0.5 * size))
     image = None
-    for ax, (name, (rows, cols, grid)) in zip(axes[0], grids.items()):
-        values = 100 * np.array(grid, dtype=float)
-        image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100,
-                          aspect="auto")
-        ax.set_xticks(range(len(cols)), cols)
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        for (r, c), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if v < 50 else "black")
+    for ax, (name, (labels, grid)) in zip(axes[0], grids.items()):
+        image = _annotated_heatmap(ax, labels, labels, 100 * np.array(grid, dtype=float),
+                                   "searched language", "query language", digits=0,
+                                   fontsize=7, middle=50, vmin=0, vmax=100)
         ax.set_title(name, fontsize=10)
-    fig.colorbar(image, ax=list(axes[0]), label=label)
+    fig.colorbar(image, ax=list(axes[0]), label="accuracy@1 x100")
     fig.suptitle(title)
     return fig
 
 
 def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int = 8):
-    """Where the absmax scales sit in the two 8-bit schemes of the recipe, side by side.
-
-    Left: **blockwise** (8-bit Adam's optimizer states): the state tensor is flattened and cut
-    into blocks of ``block_size`` consecutive values, one absmax per block. Right: **row-wise
-    LLM.int8** (the frozen weights, ``load_in_8bit``): one absmax per output row of the weight
-    matrix [out, in]; the input feature columns in ``outlier_columns`` (activations over the
-    threshold) are computed in 16-bit, the rest in int8. ``state``: a 1-D tensor (a few dozen
-    values); ``weight``: a small 2-D tensor."""
-    import numpy as np
-
+    """Where the absmax scales sit in the recipe's two 8-bit schemes. Left, blockwise (8-bit
+    Adam's states): ``state`` (1-D, a few dozen values) flattened into blocks of ``block_size``,
+    one absmax each. Right, row-wise LLM.int8 (the frozen weights): one absmax per output row of
+    ``weight`` [out, in], the input columns ``outlier_columns`` marked as kept in 16-bit."""
     state = np.asarray(state, dtype=float).ravel()
     weight = np.asarray(weight, dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),
@@ -503,9 +483,8 @@ def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int
 
 
 def plot_training_log(history: Sequence[Mapping], title: str = "MNR training loss"):
-    """The loss curve (and STS dev points) of a run from its records (``training.read_log`` or
-    ``TrainResult.history``), so a finished or resumed run draws the same figure as a fresh one.
-    Raises ``ValueError`` when the records hold no training step."""
+    """The loss curve (and STS dev points) of a run's records (``training.read_log`` or
+    ``TrainResult.history``); ``ValueError`` when they hold no training step."""
     steps = [r["step"] for r in history if r.get("kind") == "train"]
     losses = [r["loss"] for r in history if r.get("kind") == "train"]
     if not steps:

@@ -1,12 +1,7 @@
-"""Where the course is published, in one place (``[tool.lacos]`` of ``pyproject.toml``:
-``repository`` and ``ref``), and the two cells generated from it at the top of every notebook
-and student copy: the Colab / Binder badges and the Colab install cell.
-
-``python -m lacos_helpers.course.publish`` rewrites them in ``notebooks/`` (``make student``
-runs it, then writes the student copies, whose badges open the student copies); a test fails
-when any cell or badge disagrees with ``pyproject.toml``. To publish a release: set ``ref`` to
-the new tag, ``make student``, commit, then create that tag on the commit.
-"""
+"""Where the course is published (``[tool.lacos]`` of ``pyproject.toml``: ``repository`` and
+``ref``) and the two cells generated from it at the top of every notebook and student copy: the
+Colab / Binder badges and the Colab install cell. ``python -m lacos_helpers.course.publish``
+rewrites them in ``notebooks/`` (``make student``; README: "to publish a release")."""
 
 from __future__ import annotations
 
@@ -23,7 +18,6 @@ INSTALL_TAG = "nbval-skip"  # the install cell never runs under nbval (it is Col
 # `colab` profile; a CPU-only runtime the `cpu` profile, which needs the offline decoder too.
 COLAB_EXTRAS = "search"
 COLAB_CPU_EXTRAS = "search,offline-model"
-BADGE_MARK = "[![Open In Colab]"
 
 
 @dataclass(frozen=True)
@@ -89,40 +83,29 @@ if "google.colab" in sys.modules:
             f"`%pip install -e ./<folder>[{{EXTRAS}}]`.")'''
 
 
-def _first_markdown(nb):
-    return next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
-
-
-def _install(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code" and INSTALL_TAG in cell.metadata.get("tags", []) \
-                and "google.colab" in cell.source:
-            return cell
-    return None
-
-
 def apply(nb, path_in_repo: str, pub: Publication) -> bool:
     """Set the badges (first lines of the first markdown cell) and the install cell of ``nb``;
     returns whether anything changed. A notebook without a markdown cell gets no badges, one
     without an install cell no install cell."""
     changed = False
-    header = _first_markdown(nb)
+    header = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     if header is not None:
-        lines = header.source.splitlines()
-        rest = [line for line in lines
+        rest = [line for line in header.source.splitlines()
                 if not line.startswith(("[![Open In Colab]", "[![Binder]"))]
         while rest and not rest[0].strip():
             rest.pop(0)
         new_header = badges(path_in_repo, pub) + "\n\n" + "\n".join(rest)
         changed = new_header != header.source
         header.source = new_header
-    cell = _install(nb)
+    cell = next((cell for cell in nb.cells if cell.cell_type == "code" and "google.colab" in
+                 cell.source and INSTALL_TAG in cell.metadata.get("tags", [])), None)
     if cell is not None and cell.source != install_cell(pub):
         cell.source, changed = install_cell(pub), True
     return changed
 
 
 def course_notebooks(folder: Path) -> list[Path]:
+    """The course notebooks ``NN_topic.ipynb`` in ``folder``, in order."""
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 

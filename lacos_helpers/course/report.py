@@ -1,9 +1,5 @@
-"""Key figures a notebook asserted, collected for the course summary (``build/summary.md``).
-
-A notebook calls ``record("sts_pairs_en", 1379)``; when the course runner executes it,
-``LACOS_REPORT_FILE`` names a JSON file the figure is appended to. Outside the runner the figure
-is only kept in memory, so notebooks behave the same everywhere.
-"""
+"""Key figures a notebook asserted (``record("sts_pairs_en", 1379)``), for the course summary:
+the course runner names the JSON file they are appended to in ``LACOS_REPORT_FILE``."""
 
 from __future__ import annotations
 
@@ -12,35 +8,27 @@ import math
 import os
 from pathlib import Path
 
-_FIGURES: dict[str, object] = {}
-
 
 def _jsonable(value):
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if value is None or isinstance(value, (str, int, bool)) or (
+            isinstance(value, float) and math.isfinite(value)):
         return value
-    return str(value)
+    return str(value)  # NaN and infinities too: JSON has no such numbers
 
 
 def record(key: str, value):
-    """Remember ``value`` under ``key`` (and write it to ``LACOS_REPORT_FILE`` if set); returns
+    """Write ``value`` under ``key`` to ``LACOS_REPORT_FILE`` if set (nothing otherwise); returns
     ``value`` so it can wrap an expression."""
     if not key or not isinstance(key, str):
         raise ValueError("record() needs a non-empty string key")
-    _FIGURES[key] = _jsonable(value)
+    entry = _jsonable(value)
     target = os.environ.get("LACOS_REPORT_FILE")
     if target:
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         current = json.loads(path.read_text()) if path.exists() else {}
-        current[key] = _FIGURES[key]
+        current[key] = entry
         path.write_text(json.dumps(current, indent=1, ensure_ascii=False))
     return value
-
-
-def figures() -> dict[str, object]:
-    """The figures recorded so far in this process."""
-    return dict(_FIGURES)

@@ -1,8 +1,7 @@
 """Run the whole course headless: every ``notebooks/NN_*.ipynb`` in order, in one profile.
 
 ``python -m lacos_helpers.course --profile cpu --out build`` (``make course``) writes the executed
-copies to
-``build/executed/``, each notebook's recorded key figures to ``build/reports/`` and a summary
+copies to ``build/executed/``, each notebook's key figures to ``build/reports/`` and a summary
 (seconds, status, key figures per notebook) to ``build/summary.md`` and ``build/summary.json``.
 """
 
@@ -11,13 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 from lacos_helpers import config
+from lacos_helpers.course.publish import REPO_ROOT, course_notebooks
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CELL_TIMEOUT_S = 3600
 
 
@@ -26,7 +24,7 @@ def find_notebooks(folder: Path, selection: list[str] | None = None) -> list[Pat
     or name (``["00", "01_blockwise_quantization"]``)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"notebook folder {folder} does not exist")
-    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = course_notebooks(folder)
     if selection:
         notebooks = [p for p in notebooks if any(p.stem.startswith(s) or p.name == s
                                                  for s in selection)]
@@ -77,15 +75,12 @@ def format_summary(rows: list[dict], profile: str, total_s: float) -> str:
              f"{len(rows)} notebooks ok.", "",
              "| notebook | status | seconds | key figures |", "|---|---|---|---|"]
     for row in rows:
-        figs = "; ".join(f"{k}={_fmt(v)}" for k, v in row["figures"].items())
+        figs = "; ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row["figures"].items())
         if row["error"]:
             figs = f"ERROR: {row['error']}" + (f"; {figs}" if figs else "")
         lines.append(f"| {row['notebook']} | {row['status']} | {row['seconds']:.0f} | {figs} |")
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def run_course(profile: str, out_dir: Path, notebooks_dir: Path,
@@ -127,7 +122,3 @@ def main(argv: list[str] | None = None) -> int:
     profile = args.profile or config.default_profile_name()
     failed = run_course(profile, Path(args.out), Path(args.notebooks), args.only)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

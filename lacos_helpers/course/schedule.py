@@ -1,7 +1,6 @@
-"""The notebooks' schedule: how long the course trains and evaluates in each profile (shorter
-than ``python -m lacos_helpers train`` so the whole course fits its time budget), and where the
-notebooks keep the run they share (chapter 3 trains it, chapters 4 and 6 reuse it; chapter 5
-trains its own experiments)."""
+"""The notebooks' schedule: how long the course trains and evaluates in each profile (less than
+``python -m lacos_helpers train``), and where the notebooks keep the run chapter 3 trains and
+chapters 4 and 6 reuse."""
 
 from __future__ import annotations
 
@@ -29,10 +28,9 @@ class CourseSchedule:
 
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
-    # cpu: chapter 5 trains about 20 experiments (variants x seeds); 10 steps of 16 triplets
-    # (~50 s each with its evaluation, 2 cores): course.timings has chapter 5's cold minutes,
-    # about half of 15 x 32's ~40 (8 steps
-    # were no faster: more comparisons stayed open after one seed and trained a second).
+    # cpu: chapter 5 trains about 20 experiments (variants x seeds) of 10 steps x 16 triplets,
+    # ~50 s each with its evaluation on 2 cores (8 steps were no faster: more comparisons
+    # stayed open after one seed and trained a second).
     "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
@@ -50,9 +48,8 @@ def _smaller(a: int | None, b: int | None) -> int | None:
 
 
 def course_steps(cfg: RunConfig) -> int:
-    """Training steps of the notebooks' run: the schedule's, never more than the
-    configuration's own ``train.steps`` (a profile made smaller, e.g. by ``LACOS_OVERRIDES``,
-    trains less in the notebooks too)."""
+    """Training steps of the notebooks' run: the schedule's, never more than ``train.steps``
+    (a profile made smaller, e.g. by ``LACOS_OVERRIDES``, trains less in the notebooks too)."""
     return _smaller(course_schedule(cfg).steps, cfg.train.steps)
 
 
@@ -86,10 +83,9 @@ COLAB_DRIVE = Path("/content/drive/MyDrive")
 
 
 def runs_root() -> Path:
-    """Where the notebooks keep runs and result tables, shared by every notebook of a sitting:
-    ``LACOS_RUN_DIR``; else, on Colab with Google Drive mounted, ``MyDrive/lacos/runs`` (each
-    Colab notebook gets its own runtime: only Drive outlives it); else
-    ``<cache folder>/runs``."""
+    """Where the notebooks keep runs and result tables: ``LACOS_RUN_DIR``; else, on Colab with
+    Google Drive mounted, ``MyDrive/lacos/runs`` (only Drive outlives a Colab notebook's
+    runtime); else ``<cache folder>/runs``."""
     value = os.environ.get("LACOS_RUN_DIR", "").strip()
     if value:
         path = Path(value).expanduser()
@@ -111,26 +107,15 @@ def results_dir(cfg: RunConfig) -> Path:
     return runs_root() / "results" / cfg.name
 
 
-def trained_run_dir(cfg: RunConfig) -> Path:
-    """The run chapters 4 and later evaluate: ``LACOS_RUN`` if set (e.g. a full run from
-    ``python -m lacos_helpers train``), else :func:`course_run_dir`."""
-    value = os.environ.get("LACOS_RUN", "").strip()
-    return Path(value) if value else course_run_dir(cfg)
-
-
-def has_trained_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a finished run (its final adapter)."""
-    return (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
-
-
 def ensure_course_run(cfg: RunConfig) -> Path:
-    """The run chapters 4 and later evaluate (:func:`trained_run_dir`); when it does not exist
-    yet, chapter 3's schedule trains it now (resuming a half-finished one). Returns its folder."""
+    """The folder of the run chapters 4 and later evaluate: ``LACOS_RUN`` if set (e.g. a full
+    run from ``python -m lacos_helpers train``), else :func:`course_run_dir`. When it holds no
+    final adapter yet, chapter 3's schedule trains it now (resuming a half-finished one)."""
     from lacos_helpers import data, training
     from lacos_helpers.course import notebook
 
-    run_dir = trained_run_dir(cfg)
-    if has_trained_run(run_dir):
+    run_dir = Path(os.environ.get("LACOS_RUN", "").strip() or course_run_dir(cfg))
+    if (run_dir / "adapter" / "adapter_config.json").is_file():
         return run_dir
     hint = (" (on Colab each notebook has its own runtime: mount Google Drive to keep runs "
             "between notebooks)" if runtime.in_colab() and not COLAB_DRIVE.is_dir() else "")

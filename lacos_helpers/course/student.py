@@ -1,13 +1,9 @@
-"""Generate the student copies of the notebooks: solution code replaced by stubs.
+"""Student copies of the notebooks: in each code cell tagged ``solution`` the lines between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError`` (a cell
+without markers is replaced whole); the checker calls that follow stay.
 
-In a source notebook, an exercise's solution lives in a code cell tagged ``solution``. Lines
-between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError``
-(at the same indentation); a tagged cell without markers is replaced whole. The checker call
-that follows each solution (e.g. ``exercises.check_dequantize(dequantize)``) is kept, so a
-student's answer is checked by the package.
-
-``python -m lacos_helpers.course.student notebooks student`` writes the copies;
-``--check`` exits 1 when the committed copies are stale (CI runs it).
+``python -m lacos_helpers.course.student notebooks student`` writes the copies; ``--check``
+exits 1 when the committed copies are stale.
 """
 
 from __future__ import annotations
@@ -18,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from lacos_helpers.course import publish
+
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
@@ -25,9 +23,8 @@ STUB = 'raise NotImplementedError("Exercise: replace this line with your solutio
 
 def stub_solution(source: str) -> str:
     """Replace each BEGIN/END SOLUTION block by a stub; no markers -> the whole cell."""
-    lines, out, inside = source.splitlines(), [], False
-    found = False
-    for line in lines:
+    out, inside, found = [], False, False
+    for line in source.splitlines():
         begin = BEGIN.match(line)
         if begin and not inside:
             inside, found = True, True
@@ -64,8 +61,6 @@ def render(path: Path, dst_folder: str = "student") -> str:
     """The student copy of ``path`` as text; its badges open the student copy."""
     import nbformat
 
-    from lacos_helpers.course import publish
-
     nb = student_notebook(nbformat.read(path, as_version=4))
     publish.apply(nb, f"{dst_folder}/{path.name}", publish.publication())
     return nbformat.writes(nb) + "\n"
@@ -75,7 +70,7 @@ def exercise_notebooks(src: Path) -> list[Path]:
     """Source notebooks that hold at least one ``solution`` cell."""
     import nbformat
 
-    return [p for p in sorted(src.glob("[0-9][0-9]_*.ipynb"))
+    return [p for p in publish.course_notebooks(src)
             if any("solution" in c.metadata.get("tags", [])
                    for c in nbformat.read(p, as_version=4).cells)]
 

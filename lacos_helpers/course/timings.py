@@ -1,11 +1,8 @@
-"""Measured minutes per notebook: the one source of every notebook time a reader sees.
-
-Seconds of the last cold ``make course`` in the ``cpu`` profile on the reference machine (2 CPU
-cores, no GPU, native bfloat16 matmuls, the model loaded from the converted-model cache,
-chapter 5 without cached experiments). README.md (notebook table, totals, "Measured"),
-``notebooks/README.md`` and each notebook's "**Time.**" line quote these numbers;
-``tests/test_timings.py`` fails when one of them disagrees. Re-measure with ``make course``
-(``build/summary.md`` lists seconds per notebook) and update :data:`CPU_SECONDS` and the texts.
+"""Measured seconds per notebook, the one source of every notebook time a reader sees (README,
+``notebooks/README.md``, each notebook's "**Time.**" line; ``tests/test_timings.py`` compares):
+the last cold ``make course`` in the ``cpu`` profile on the reference machine (2 CPU cores, no
+GPU, native bfloat16, the converted-model cache warm, chapter 5 without cached experiments).
+Re-measure with ``make course`` (``build/summary.md``), then update the numbers and the texts.
 """
 
 from __future__ import annotations
@@ -23,15 +20,11 @@ CPU_SECONDS: dict[str, int] = {
 FIRST_SIX = tuple(name for name in CPU_SECONDS if name < "06")
 
 
-def minutes(name: str) -> float:
-    """Measured minutes of one notebook, rounded to 0.1 (``KeyError`` for an unknown name)."""
-    return round(CPU_SECONDS[name] / 60, 1)
-
-
 def total_minutes(names=None) -> float:
-    """Measured minutes of several notebooks (default: all eight), summed, then rounded."""
+    """Measured minutes of ``names`` (default: all eight notebooks), summed, then rounded to
+    0.1 (``KeyError`` for an unknown name)."""
     names = CPU_SECONDS if names is None else names
     return round(sum(CPU_SECONDS[name] for name in names) / 60, 1)
 
 
-__all__ = ["CPU_SECONDS", "FIRST_SIX", "minutes", "total_minutes"]
+__all__ = ["CPU_SECONDS", "FIRST_SIX", "total_minutes"]

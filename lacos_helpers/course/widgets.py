@@ -1,9 +1,5 @@
-"""Explorer widgets that degrade to a static figure when nobody can move a slider.
-
-In JupyterLab, :func:`explore` shows ``ipywidgets.interact`` sliders. Under nbval, the course
-runner or any headless kernel (``LACOS_STATIC_WIDGETS=1``, set by ``make``, or ``CI``), it calls
-the function once with the default values, so the notebook still shows the figure.
-"""
+"""Explorer widgets: ``ipywidgets`` sliders in JupyterLab; headless (``LACOS_STATIC_WIDGETS=1``,
+set by ``make``, or ``CI``) the function runs once with the default values."""
 
 from __future__ import annotations
 
@@ -34,15 +30,11 @@ def _slider(widgets, name: str, options, default):
 
 
 def explore(fn: Callable, **sliders):
-    """Interactive ``fn(**values)`` with one slider per keyword.
-
-    Each keyword is ``(options, default)`` where ``options`` is a list of values (a selection
-    slider) or a ``(min, max, step)`` tuple. Returns whatever ``fn`` returns in static mode,
-    the displayed ``ipywidgets.interactive`` otherwise. ``fn`` runs once with the defaults
-    either way: ipywidgets 8 runs it when the widget is built, ipywidgets 7 (Colab's) only
-    when a front end reports the widget displayed, which a headless kernel never does, so
-    it is run here when that has not happened.
-    """
+    """Interactive ``fn(**values)``, one slider per keyword ``name=(options, default)``:
+    ``options`` a list of values (a selection slider) or a ``(min, max, step)`` tuple. Returns
+    what ``fn`` returns in static mode, else the displayed ``ipywidgets.interactive``. ``fn``
+    runs once with the defaults either way (ipywidgets 7, Colab's, runs it only when a front end
+    reports the widget displayed, which a headless kernel never does)."""
     if not sliders:
         raise ValueError("explore() needs at least one slider")
     defaults = {name: default for name, (_, default) in sliders.items()}
@@ -70,62 +62,36 @@ def explore(fn: Callable, **sliders):
 
 
 class LiveLossPlot:
-    """Training callback that redraws a loss curve (and STS-dev points) while training runs.
-
-    Pass it as ``train(..., callbacks=[LiveLossPlot()])`` (it never asks to stop). In JupyterLab
-    the figure updates in
-    place every ``every`` steps; headless (see :func:`static_mode`) it draws once, at the end,
-    via :meth:`figure`.
-    """
+    """Training callback (``train(..., callbacks=[LiveLossPlot()])``) that redraws
+    :func:`~lacos_helpers.course.plotting.plot_training_log` in place every ``every`` steps;
+    headless (see :func:`static_mode`) it draws nothing."""
 
     def __init__(self, every: int = 5, title: str = "MNR training loss"):
         self.every, self.title = every, title
-        self.steps: list[int] = []
+        self.history: list[dict] = []
         self.losses: list[float] = []
-        self.evals: list[tuple[int, float]] = []
         self._handle = None
 
     def __call__(self, record: dict) -> None:
-        if record.get("kind") == "eval":
-            self.evals.append((record["step"], record["spearman"]))
-        else:
-            self.steps.append(record["step"])
+        self.history.append(record)
+        if record.get("kind") == "train":
             self.losses.append(record["loss"])
-        if not static_mode() and self.steps and self.steps[-1] % self.every == 0:
+        # an eval record carries the step of the training record just before it
+        if not static_mode() and self.losses and record["step"] % self.every == 0:
             self._redraw()
 
     def _redraw(self) -> None:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        fig = self.figure()
+        from lacos_helpers.course.plotting import plot_training_log
+
+        fig = plot_training_log(self.history, self.title)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:
             self._handle.update(fig)
         plt.close(fig)
-
-    def figure(self):
-        """The current curve as a matplotlib Figure (loss left axis, STS dev right axis)."""
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot(self.steps, self.losses, lw=1, label="loss")
-        if len(self.losses) >= 10:
-            k = max(2, len(self.losses) // 10)
-            windows = [self.losses[max(0, i - k + 1):i + 1] for i in range(len(self.losses))]
-            smooth = [sum(w) / len(w) for w in windows]
-            ax.plot(self.steps, smooth, lw=2, label=f"mean of {k}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("MNR loss")
-        ax.set_title(self.title)
-        if self.evals:
-            ax2 = ax.twinx()
-            ax2.plot(*zip(*self.evals), "o-", color="C3", label="STS dev Spearman")
-            ax2.set_ylabel("STS dev Spearman", color="C3")
-        ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        return fig
 
 
 __all__ = ["LiveLossPlot", "explore", "static_mode"]

@@ -1,30 +1,17 @@
 """NLI training triplets and STS evaluation pairs, with one API whatever the source.
 
 ``load_nli_triplets`` (``nli``) and ``load_sts`` (``sts``) read a local folder laid out as
-``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``);
-``sources`` picks and reports the source; a local file that is not UTF-8 or cannot be parsed is
-a :class:`DataFileError` naming the file and line. ``sampling`` builds the training batches (no
-text twice in a batch). Loaders return :class:`Rows` of :class:`NLITriplet` or :class:`STSPair`
-(``rows``), in file order (no shuffling unless a ``seed`` is given). For NLI ``limit=N`` takes
-nested, stable prefixes; for STS it takes a seeded sample stratified by gold score, the same
-rows in every language (``describe_sample`` says which).
+``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``), as
+``sources`` picks and reports. They return :class:`Rows` of :class:`NLITriplet` or
+:class:`STSPair` (``rows``) in file order. ``sampling`` builds the training batches (no text
+twice in a batch).
 """
 
 from lacos_helpers.data.generated import (
-    GENERATED_LANGS,
     GENERATOR_VERSION,
     ensure_generated,
     generate_dataset,
     generated_sts_meanings,
-    render,
-)
-from lacos_helpers.data.layout import (
-    NLI_SPLITS,
-    STS_LANGS,
-    STS_SPLITS,
-    XNLI_LANGS,
-    XNLI_SPLITS,
-    sts_path,
 )
 from lacos_helpers.data.nli import load_nli_triplets, training_texts
 from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
@@ -34,33 +21,13 @@ from lacos_helpers.data.sampling import (
     no_duplicate_batches,
     text_key,
 )
-from lacos_helpers.data.sources import (
-    SOURCES,
-    DataFileError,
-    DataPolicy,
-    DataSourceError,
-    set_policy,
-)
-from lacos_helpers.data.sts import (
-    describe_sample,
-    load_sts,
-    read_sts,
-    stratified_sample,
-    sts_sentences,
-)
+from lacos_helpers.data.sources import DataFileError, DataSourceError, set_policy
+from lacos_helpers.data.sts import describe_sample, load_sts, read_sts, sts_sentences
 
 __all__ = [
-    "GENERATED_LANGS",
     "GENERATOR_VERSION",
-    "NLI_SPLITS",
-    "SOURCES",
-    "STS_LANGS",
-    "STS_SPLITS",
-    "XNLI_LANGS",
-    "XNLI_SPLITS",
     "BatchPlan",
     "DataFileError",
-    "DataPolicy",
     "DataSourceError",
     "NLITriplet",
     "Rows",
@@ -74,11 +41,8 @@ __all__ = [
     "load_sts",
     "read_sts",
     "no_duplicate_batches",
-    "render",
-    "sts_path",
-    "set_policy",
-    "stratified_sample",
     "sts_sentences",
+    "set_policy",
     "text_key",
     "training_texts",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lacos_helpers import runtime
+from lacos_helpers.checks import check_choice
 from lacos_helpers.data.layout import (
     EN_NLI_PARTS,
     STS_LANGS,
@@ -41,25 +42,18 @@ SLOTS = ("subject", "verb", "object", "place")
 
 # Templates: {S} {V} {O} {P}; {T} = optional time phrase (neutral NLI hypotheses) with its
 # leading separator. Slot phrases are stored in the case each slot needs (objects accusative).
-_TEMPLATES = {
-    "en": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "de": ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}."),
-    "es": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "fr": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "it": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "nl": ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}."),
-    "pl": ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}."),
-    "pt": ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}."),
-    "ru": ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}."),
-    "zh": ("{S}{T}在{P}{V}{O}。", "在{P}，{S}{T}{V}{O}。"),
-}
+_SVO = ("{S} {V} {O} {P}{T}.", "{P}{T}, {S} {V} {O}.")
+_VERB_SECOND = ("{S} {V}{T} {O} {P}.", "{P} {V} {S}{T} {O}.")
+_NO_COMMA = ("{S} {V} {O} {P}{T}.", "{P}{T} {S} {V} {O}.")
+_TEMPLATES = {"en": _SVO, "de": _VERB_SECOND, "es": _SVO, "fr": _SVO, "it": _SVO,
+              "nl": _VERB_SECOND, "pl": _NO_COMMA, "pt": _SVO, "ru": _NO_COMMA,
+              "zh": ("{S}{T}在{P}{V}{O}。", "在{P}，{S}{T}{V}{O}。")}
 GENERATED_LANGS = tuple(lang for lang in STS_LANGS if lang in _TEMPLATES)
-
-_L = ("en", "de", "es", "fr", "it", "nl", "pl", "pt", "ru", "zh")
 
 
 def _concepts(*rows: tuple[str, ...]) -> list[dict[str, tuple[str, ...]]]:
-    return [{lang: tuple(form.split("|")) for lang, form in zip(_L, row)} for row in rows]
+    """One dict per concept: language (the order of ``STS_LANGS``) -> its surface forms."""
+    return [{lang: tuple(form.split("|")) for lang, form in zip(STS_LANGS, row)} for row in rows]
 
 
 _LEXICON: dict[str, list[dict[str, tuple[str, ...]]]] = {
@@ -173,9 +167,7 @@ def render(lang: str, meaning: Meaning, template: int = 0, variants: Sequence[in
            time: int | None = None) -> str:
     """One generated sentence: ``meaning`` (4 concept ids) in ``lang`` with template 0/1 and a
     surface variant 0/1 per slot; ``time`` adds a time phrase (neutral NLI hypotheses)."""
-    if lang not in _TEMPLATES:
-        raise ValueError(f"the generator does not cover {lang!r}; it covers "
-                         f"{', '.join(GENERATED_LANGS)}")
+    check_choice(lang, GENERATED_LANGS, "generated-data language")
     forms = []
     for slot, concept, variant in zip(SLOTS, meaning, variants):
         options = _LEXICON[slot][concept][lang]
@@ -186,8 +178,9 @@ def render(lang: str, meaning: Meaning, template: int = 0, variants: Sequence[in
     return text[0].upper() + text[1:]
 
 
-def _rng(seed: int, name: str) -> random.Random:
-    return random.Random(f"lacos-generated-v{GENERATOR_VERSION}-{seed}-{name}")  # str: sha512
+def _rng(name: str) -> random.Random:
+    # a str seed is hashed with sha512: the same stream on every machine
+    return random.Random(f"lacos-generated-v{GENERATOR_VERSION}-{GENERATOR_SEED}-{name}")
 
 
 def _random_meaning(rng: random.Random) -> Meaning:
@@ -198,9 +191,9 @@ def _other(rng: random.Random, slot: str, concept: int) -> int:
     return (concept + rng.randrange(1, len(_LEXICON[slot]))) % len(_LEXICON[slot])
 
 
-def _sts_plan(split: str, seed: int) -> list[tuple]:
+def _sts_plan(split: str) -> list[tuple]:
     """Language-independent STS rows: (meaning1, meaning2, template1, variants1, variants2)."""
-    rng = _rng(seed, f"sts-{split}")
+    rng = _rng(f"sts-{split}")
     plan = []
     for _ in range(GENERATED_STS_SIZES[split]):
         m1 = _random_meaning(rng)
@@ -211,20 +204,19 @@ def _sts_plan(split: str, seed: int) -> list[tuple]:
     return plan
 
 
-def generated_sts_meanings(split: str = "test", seed: int = GENERATOR_SEED) -> list[tuple]:
+def generated_sts_meanings(split: str = "test") -> list[tuple]:
     """(meaning1, meaning2, gold score) of each generated STS row; score = 5 * shared slots / 4."""
-    if split not in STS_SPLITS:
-        raise ValueError(f"unknown STS split {split!r}; valid: {', '.join(STS_SPLITS)}")
-    return [(m1, m2, _gold(m1, m2)) for m1, m2, *_ in _sts_plan(split, seed)]
+    check_choice(split, STS_SPLITS, "STS split")
+    return [(m1, m2, _gold(m1, m2)) for m1, m2, *_ in _sts_plan(split)]
 
 
 def _gold(m1: Meaning, m2: Meaning) -> float:
     return 5.0 * sum(a == b for a, b in zip(m1, m2)) / len(SLOTS)
 
 
-def _nli_plan(name: str, premises: int, seed: int) -> list[tuple]:
+def _nli_plan(name: str, premises: int) -> list[tuple]:
     """Per premise, rows (label, meaning, template, variants, time) in the order n, e, c."""
-    rng = _rng(seed, f"nli-{name}")
+    rng = _rng(f"nli-{name}")
     plan = []
     for _ in range(premises):
         m = _random_meaning(rng)
@@ -249,52 +241,46 @@ def _csv_text(rows: Iterable[Sequence]) -> str:
     return buf.getvalue()
 
 
-def _expected_files(out: Path, langs: Sequence[str]) -> list[Path]:
-    files = [sts_path(out, lang, split) for lang in langs for split in STS_SPLITS]
+def _expected_files(out: Path) -> list[Path]:
+    files = [sts_path(out, lang, split) for lang in GENERATED_LANGS for split in STS_SPLITS]
     files += [nli_en_path(out, part[0]) for part in EN_NLI_PARTS]
-    files += [xnli_path(out, s, lang) for s in XNLI_SPLITS for lang in langs]
+    files += [xnli_path(out, s, lang) for s in XNLI_SPLITS for lang in GENERATED_LANGS]
     return files
 
 
-def _manifest(seed: int, langs: Sequence[str]) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "seed": seed, "langs": list(langs),
-            "sts_pairs": GENERATED_STS_SIZES, "xnli_premises": GENERATED_XNLI_PREMISES,
+def _manifest() -> dict:
+    return {"generator_version": GENERATOR_VERSION, "seed": GENERATOR_SEED,
+            "langs": list(GENERATED_LANGS), "sts_pairs": GENERATED_STS_SIZES,
+            "xnli_premises": GENERATED_XNLI_PREMISES,
             "nli_en_premises_per_file": GENERATED_EN_NLI_PREMISES}
 
 
-def generate_dataset(out_dir: str | os.PathLike | None = None, *, seed: int = GENERATOR_SEED,
-                     langs: Sequence[str] = GENERATED_LANGS) -> Path:
+def generate_dataset(out_dir: str | os.PathLike | None = None) -> Path:
     """Write the generated dataset to ``out_dir`` (default ``cache_dir()/generated``) in the
-    local layout; deterministic (same seed -> byte-identical files). Returns ``out_dir``.
+    local layout, byte-identical every time; returns ``out_dir``.
 
-    STS: train/dev/test = 1000/300/500 pairs per language, aligned across languages; sentence2
-    shares k of 4 meaning slots with sentence1 (k uniform in 0..4), gold = 5 * k / 4, rendered
-    with the other template and other synonyms. NLI: per premise an entailment (paraphrase), a
-    neutral (paraphrase + time phrase) and a contradiction (one slot changed) hypothesis;
-    nli_en: 4 files x 750 premises (English), xnli: 300 validation / 600 test premises per
-    language.
+    STS (``GENERATED_STS_SIZES`` pairs per language, aligned across languages): sentence2 shares
+    k of 4 meaning slots with sentence1 (k uniform in 0..4), gold = 5 * k / 4, rendered with the
+    other template and other synonyms. NLI (``GENERATED_*_PREMISES``): per premise an entailment
+    (paraphrase), a neutral (paraphrase + time phrase) and a contradiction (one slot changed).
     """
-    for lang in langs:
-        if lang not in _TEMPLATES:
-            raise ValueError(f"the generator does not cover {lang!r}; it covers "
-                             f"{', '.join(GENERATED_LANGS)}")
     out = Path(out_dir) if out_dir is not None else runtime.cache_dir() / "generated"
     for split in STS_SPLITS:
-        plan = _sts_plan(split, seed)
-        for lang in langs:
+        plan = _sts_plan(split)
+        for lang in GENERATED_LANGS:
             rows = [(render(lang, m1, t, v1), render(lang, m2, 1 - t, v2), str(_gold(m1, m2)))
                     for m1, m2, t, v1, v2 in plan]
             runtime.write_atomic(sts_path(out, lang, split), _csv_text(rows))
     for fname, _, _, _ in EN_NLI_PARTS:
         rows = [("pairID", "sentence1", "sentence2", "label")]
-        for i, (anchor, hyps) in enumerate(_nli_plan(fname, GENERATED_EN_NLI_PREMISES, seed)):
+        for i, (anchor, hyps) in enumerate(_nli_plan(fname, GENERATED_EN_NLI_PREMISES)):
             premise = render("en", *anchor)
             rows += [(f"gen{i}{label[0]}", premise, render("en", *h), label) for label, h in hyps]
         runtime.write_atomic(nli_en_path(out, fname), _csv_text(rows))
     ids = {v: k for k, v in XNLI_LABELS.items()}
     for split in XNLI_SPLITS:
-        plan = _nli_plan(f"xnli-{split}", GENERATED_XNLI_PREMISES[split], seed)
-        for lang in langs:
+        plan = _nli_plan(f"xnli-{split}", GENERATED_XNLI_PREMISES[split])
+        for lang in GENERATED_LANGS:
             lines, n = ["id\tpremise\thypothesis\tlabel"], 0
             for anchor, hyps in plan:
                 premise = render(lang, *anchor)
@@ -303,7 +289,7 @@ def generate_dataset(out_dir: str | os.PathLike | None = None, *, seed: int = GE
                     n += 1
             runtime.write_atomic(xnli_path(out, split, lang), "\n".join(lines) + "\n")
     runtime.write_atomic(out / "MANIFEST.json",
-                  json.dumps(_manifest(seed, langs), indent=1, sort_keys=True) + "\n")
+                         json.dumps(_manifest(), indent=1, sort_keys=True) + "\n")
     return out
 
 
@@ -315,8 +301,7 @@ def ensure_generated(out_dir: str | os.PathLike | None = None) -> Path:
         manifest = json.loads((out / "MANIFEST.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         manifest = None
-    fresh = manifest == json.loads(json.dumps(_manifest(GENERATOR_SEED, GENERATED_LANGS)))
-    if not fresh or not all(p.is_file() for p in _expected_files(out, GENERATED_LANGS)):
+    if manifest != _manifest() or not all(p.is_file() for p in _expected_files(out)):
         log.info("[data] generating the offline dataset (v%d) in %s", GENERATOR_VERSION, out)
         generate_dataset(out)
     return out

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from lacos_helpers.checks import check_choice, check_int
 from lacos_helpers.data import sources
 from lacos_helpers.data.layout import (
     EN_NLI_PARTS,
@@ -31,7 +32,6 @@ from lacos_helpers.data.rows import NLITriplet, Rows
 log = logging.getLogger(__name__)
 
 Record = tuple | str  # (premise, hypothesis, label name), or a skip reason
-
 
 
 def _nli_record(premise, hypothesis, label: str | None) -> Record:
@@ -265,40 +265,34 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
                       source: str | None = None, data_dir: str | os.PathLike | None = None) -> Rows:
     """NLI (anchor, positive, hard_negative) triplets for MNR training.
 
-    ``lang``: a code of ``XNLI_LANGS`` or a sequence of codes (concatenated in that
-    order). ``split``: None (auto) = the train split where the source has it (the Hub: SNLI +
-    MultiNLI train for English, XNLI train for the others; a local folder when it holds
-    ``nli_en/snli_1.0_train.csv``, ``nli_en/multinli_1.0_train.csv``, ``xnli/xnli_train_{lang}
-    .tsv``), else "devtest": SNLI dev+test + MultiNLI dev matched+mismatched for English (13,639
-    triplets), XNLI validation+test for the others (830 + 1670). "train", "validation" (en: SNLI
-    dev + MNLI dev-matched), "test" (en: SNLI test + MNLI dev-mismatched) and "devtest" ask for
-    one. Rows keep file order unless ``seed`` is an int, which shuffles each language
-    deterministically. ``limit``: at most N triplets in total, shared evenly over the languages
-    (first N per language, so smaller limits give subsets).
+    ``lang``: a code of ``XNLI_LANGS`` or a sequence of codes (concatenated in that order).
+    ``split``: one of ``NLI_SPLITS`` (the files of each: :mod:`~lacos_helpers.data.layout`), or
+    None (auto): train where the source has it (the Hub; a local folder holding the train
+    files), else "devtest" (en: SNLI dev+test + MultiNLI dev matched+mismatched, 13,639
+    triplets; XNLI validation+test, 830 + 1670). Rows keep file order unless ``seed`` is an int
+    (each language shuffled deterministically). ``limit``: at most N triplets in total, shared
+    evenly over the languages (first N per language, so smaller limits give subsets).
     """
     langs = [lang] if isinstance(lang, str) else list(lang)
     if not langs:
         raise ValueError("lang must name at least one language")
     for code in langs:
-        sources.check_choice(code, XNLI_LANGS, "NLI language")
+        check_choice(code, XNLI_LANGS, "NLI language")
     if split not in (None, "auto"):
-        sources.check_choice(split, NLI_SPLITS, "NLI split")
-    sources.check_limit(limit)
+        check_choice(split, NLI_SPLITS, "NLI split")
+    check_int(limit, "limit", 0, allow_none=True)
 
     parts = [_load_nli_one(code, split, source, data_dir) for code in langs]
     if seed is not None:
         for part in parts:
             random.Random(seed).shuffle(part)
     takes = _share([len(p) for p in parts], limit) if limit is not None else [len(p) for p in parts]
-    out = Rows(source=parts[0].source, split=parts[0].split)
+    out = Rows(source=parts[0].source if len({p.source for p in parts}) == 1 else "mixed",
+               split=parts[0].split if len({p.split for p in parts}) == 1 else "mixed")
     for code, part, take in zip(langs, parts, takes):
         out.extend(part[:take])
         out.paths.extend(part.paths)
         out.skipped.update(part.skipped)
-        if part.source != out.source:
-            out.source = "mixed"
-        if part.split != out.split:
-            out.split = "mixed"
         name = "SNLI+MultiNLI" if code == "en" else "XNLI"
         hard = sum(t.hard_negative is not None for t in part[:take])
         log.info("[data] NLI %s (%s %s): %d triplets (%d with hard negative) from %s (%s)",

@@ -4,6 +4,7 @@ the batch of any step as a pure function of the step (what makes resume exact)."
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
 
@@ -40,15 +41,12 @@ def epoch_order(n: int, seed: int = 42, epoch: int = 0) -> list[int]:
 def no_duplicate_batches(triplets: Sequence[NLITriplet], batch_size: int, seed: int = 42,
                          epoch: int = 0, drop_last: bool = True) -> list[list[NLITriplet]]:
     """One epoch of batches in which no text (anchor, positive or hard negative, compared by
-    :func:`text_key`) belongs to two triplets of the same batch: a repeated text would be a false
-    in-batch negative for MNR.
+    :func:`text_key`) belongs to two triplets of the same batch.
 
-    Like sentence-transformers' ``NoDuplicatesBatchSampler``: the triplets are shuffled by
-    ``(seed, epoch)``; each batch is filled greedily in that order, skipping a triplet that shares
-    a text with the batch so far (it waits for a later batch). A pure function of its arguments,
-    so batch i of epoch e is always the same (resume = recompute and skip). Each triplet appears
-    at most once per epoch; with ``drop_last`` batches that cannot be filled to ``batch_size``
-    are dropped (their triplets skip this epoch), else they are kept (smaller, possibly of one).
+    The triplets are shuffled by ``(seed, epoch)``; each batch is filled greedily in that order,
+    a triplet that shares a text with the batch so far waits for a later batch. Each triplet
+    appears at most once per epoch; with ``drop_last`` batches that cannot be filled to
+    ``batch_size`` are dropped (their triplets skip this epoch), else kept (smaller).
     """
     check_int(batch_size, "batch_size", 2, why="in-batch negatives need another pair")
     check_int(epoch, "epoch", 0)
@@ -59,27 +57,19 @@ def no_duplicate_batches(triplets: Sequence[NLITriplet], batch_size: int, seed: 
     remaining = dict.fromkeys(epoch_order(len(items), seed, epoch))  # ordered set
     batches: list[list[NLITriplet]] = []
     while remaining:
-        chosen = _fill_batch(remaining, keys, batch_size)
+        chosen: list[int] = []
+        seen: set[str] = set()
+        for i in remaining:  # the first triplets that share no text with the batch so far
+            if not keys[i] & seen:
+                chosen.append(i)
+                seen |= keys[i]
+                if len(chosen) == batch_size:
+                    break
         if len(chosen) == batch_size or not drop_last:
             batches.append([items[i] for i in chosen])
         for i in chosen:
             del remaining[i]
     return batches
-
-
-def _fill_batch(remaining: dict, keys: list[frozenset[str]], batch_size: int) -> list[int]:
-    """Indices of the first triplets of ``remaining`` (in order) that share no text with each
-    other, at most ``batch_size`` of them."""
-    chosen: list[int] = []
-    seen: set[str] = set()
-    for i in remaining:
-        if keys[i] & seen:
-            continue
-        chosen.append(i)
-        seen |= keys[i]
-        if len(chosen) == batch_size:
-            break
-    return chosen
 
 
 class BatchPlan:
@@ -89,7 +79,7 @@ class BatchPlan:
 
     def __init__(self, triplets: Sequence, batch_size: int, seed: int):
         self.triplets, self.batch_size, self.seed = list(triplets), batch_size, seed
-        self._starts: list[int] = [0]  # first micro-batch index of each computed epoch
+        self._starts: list[int] = [0]  # first micro-batch index of each epoch computed so far
         self._epoch, self._batches = None, None
         self.batches_per_epoch = len(self._epoch_batches(0))
         if self.batches_per_epoch == 0:
@@ -103,18 +93,10 @@ class BatchPlan:
             self._epoch = epoch
         return self._batches
 
-    def _locate(self, m: int) -> tuple[int, int]:
-        epoch = 0
-        while True:
-            if epoch + 1 >= len(self._starts):
-                self._starts.append(self._starts[epoch] + len(self._epoch_batches(epoch)))
-            if m < self._starts[epoch + 1]:
-                return epoch, m - self._starts[epoch]
-            epoch += 1
-
     def __getitem__(self, m: int):
         if m < 0:
             raise IndexError(f"micro-batch index must be >= 0, got {m}")
-        epoch, index = self._locate(m)
-        return self._epoch_batches(epoch)[index]
-
+        while self._starts[-1] <= m:  # compute epoch lengths up to the one that holds m
+            self._starts.append(self._starts[-1] + len(self._epoch_batches(len(self._starts) - 1)))
+        epoch = bisect.bisect_right(self._starts, m) - 1
+        return self._epoch_batches(epoch)[m - self._starts[epoch]]

@@ -1,18 +1,14 @@
 """Where rows come from: a local folder, the Hugging Face Hub or the generated dataset, chosen
 once per call and always reported (``[data] ... from <source>``).
 
-The source is, in this order: the ``source=`` argument of a loader; else ``LACOS_DATA_SOURCE``
-(``local`` | ``hub`` | ``generated`` | ``auto``); else the session's :class:`DataPolicy` (set from
-the profile by the notebooks' first cell and the CLI, :func:`set_policy`). ``auto`` takes the
-local folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the
-generated dataset, and says so in a warning. A profile that trains on real data only (``colab``,
-``paper``) refuses the generated dataset unless it is asked for by name; a Hub that is reachable
-but fails is an error, never a quiet switch to generated sentences.
+The source is the ``source=`` argument of a loader, else ``LACOS_DATA_SOURCE``, else the
+session's :class:`DataPolicy` (:func:`set_policy`, from the profile). ``auto`` takes the local
+folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the generated
+dataset with a warning (a profile that trains on real data only refuses it unless it is asked
+for by name). A Hub that fails is an error, never a quiet switch to generated sentences.
 
-Local files are read with :func:`read_records`: a file that is not UTF-8 or cannot be parsed is
-a :class:`DataFileError` naming the file and line; rows skipped on purpose are counted and
-logged with their lines (:func:`located_records`). A Hub ``datasets.Dataset`` is read
-column-wise (:func:`hub_table`), never row by row.
+A local file that is not UTF-8 or cannot be parsed is a :class:`DataFileError` naming the file
+and line (:func:`read_records`); a Hub ``datasets.Dataset`` is read column-wise (:func:`hub_table`).
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lacos_helpers import runtime
-from lacos_helpers.checks import check_int
+from lacos_helpers.checks import check_choice
 from lacos_helpers.data.generated import GENERATED_LANGS, ensure_generated
 from lacos_helpers.data.rows import Rows
 
@@ -49,11 +45,13 @@ class DataPolicy:
     source: str = "auto"
     allow_generated: bool = True
 
+    def __post_init__(self):
+        check_choice(self.source, ("auto", *SOURCES), "data source")
 
     @classmethod
     def of(cls, data_cfg) -> DataPolicy:
         """The policy a run's ``cfg.data`` states (``source``, ``allow_generated``)."""
-        return cls(_check_source(data_cfg.source), bool(data_cfg.allow_generated))
+        return cls(data_cfg.source, bool(data_cfg.allow_generated))
 
 
 _policy = DataPolicy()
@@ -63,22 +61,15 @@ def set_policy(source: str = "auto", allow_generated: bool = True) -> DataPolicy
     """Set the session's :class:`DataPolicy` (the notebooks' first cell and the CLI do, from
     ``cfg.data``); returns the previous one."""
     global _policy
-    _check_source(source)
     previous, _policy = _policy, DataPolicy(source, bool(allow_generated))
     return previous
-
-
-def _check_source(source) -> str:
-    if source not in ("auto", *SOURCES):
-        raise ValueError(f"unknown data source {source!r}; valid: auto, {', '.join(SOURCES)}")
-    return source
 
 
 def requested_source(source: str | None = None, policy: DataPolicy | None = None) -> str:
     """The source asked for: the argument, else ``LACOS_DATA_SOURCE``, else ``policy``'s (by
     default the session's)."""
     if source not in (None, "auto"):
-        return _check_source(source)
+        return check_choice(source, ("auto", *SOURCES), "data source")
     env = os.environ.get(SOURCE_ENV, "").strip().lower()
     if env:
         if env not in ("auto", *SOURCES):
@@ -113,15 +104,6 @@ def hub_table(ds, columns: Sequence[str]):
         if name not in present:
             table = table.append_column(name, pa.nulls(len(table)))
     return table.select(list(columns))
-
-
-def hub_columns(ds, columns: Sequence[str]) -> list[tuple] | None:
-    """The rows of ``ds`` as tuples of ``columns`` (None where a column is missing), built from
-    whole columns (:func:`hub_table`); None when ``ds`` is not a ``datasets.Dataset``."""
-    table = hub_table(ds, columns)
-    if table is None:
-        return None
-    return list(zip(*(table.column(c).to_pylist() for c in columns)))
 
 
 # --------------------------------------------------------------------------- local files
@@ -210,17 +192,7 @@ def located_records(path: Path, located: Iterable[tuple[int, object]]) -> list:
     return records
 
 
-# --------------------------------------------------------------------------- validation
-
-def check_choice(value, valid: Sequence[str], what: str) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-    return value
-
-
-def check_limit(limit: int | None) -> None:
-    check_int(limit, "limit", 0, allow_none=True)
-
+# --------------------------------------------------------------------------- choosing
 
 def pick_source(source: str | None, data_dir: str | os.PathLike | None,
                 policy: DataPolicy | None = None) -> tuple[str, Path | None]:
@@ -252,10 +224,8 @@ def pick_source(source: str | None, data_dir: str | os.PathLike | None,
 
 
 def resolve_source(policy: DataPolicy) -> str:
-    """The source a run with ``policy`` (:meth:`DataPolicy.of` its ``cfg.data``) loads from:
-    ``local``, ``hub`` or ``generated``, resolved once, passed to every loader of the run by
-    name. Raises :class:`DataSourceError` where ``policy`` forbids generated data and neither
-    a data folder nor the Hub is there (``LACOS_DATA_SOURCE=generated`` asks for it by name)."""
+    """The source (``local``, ``hub`` or ``generated``) a run with ``policy`` (:meth:`DataPolicy.of`
+    its ``cfg.data``) loads from, resolved once and passed to every loader of the run by name."""
     return pick_source(None, None, policy)[0]
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lacos_helpers.checks import check_choice, check_int
 from lacos_helpers.data import sources
 from lacos_helpers.data.layout import HUB_STS, STS_LANGS, STS_SPLITS, sts_path
 from lacos_helpers.data.rows import Rows, STSPair
@@ -17,6 +18,7 @@ from lacos_helpers.data.rows import Rows, STSPair
 log = logging.getLogger(__name__)
 
 Raw = STSPair | str  # a parsed row, or the reason it was skipped
+
 
 def _parse_sts_row(row: Sequence) -> Raw:
     """One ``sentence1, sentence2, score`` row -> STSPair, or the reason it is skipped."""
@@ -48,9 +50,11 @@ def _read_sts_hub(lang: str, split: str) -> list[Raw]:
     """Rows of one Hub split, read column by column (row by row for a stand-in list)."""
     ds = sources.hub_load(HUB_STS, lang, split)
     columns = ("sentence1", "sentence2", "similarity_score")
-    rows = sources.hub_columns(ds, columns)
-    if rows is None:
+    table = sources.hub_table(ds, columns)
+    if table is None:
         rows = [tuple(r.get(c) for c in columns) for r in ds]
+    else:
+        rows = zip(*(table.column(c).to_pylist() for c in columns))
     return [_parse_sts_row(row) for row in rows]
 
 
@@ -98,7 +102,6 @@ def _sts_rows(raw: list[Raw], limit: int | None, paths, seed: int) -> Rows:
     pairs = [r for r in raw if isinstance(r, STSPair)]
     skipped = Counter(r for r in raw if isinstance(r, str))
     rows = Rows(pairs, paths=paths, skipped=skipped)
-    rows.total, rows.sample_seed = len(pairs), None
     if limit is not None and limit < len(pairs):
         index = stratified_sample([p.score for p in pairs], limit, seed)
         rows[:] = [pairs[i] for i in index]
@@ -112,7 +115,8 @@ def load_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int |
     """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order, and
     one log line saying how many, from where. Arguments as :func:`read_sts`."""
     rows = read_sts(lang, split, limit, seed=seed, source=source, data_dir=data_dir)
-    log.info("[data] STS-B %s/%s: %s from %s (%s)", describe_langs(lang), split,
+    langs = lang if isinstance(lang, str) else "-".join(lang)  # "de" or "de-en"
+    log.info("[data] STS-B %s/%s: %s from %s (%s)", langs, split,
              describe_sample(rows), sources.where(rows), sources.skipped_text(rows.skipped))
     return rows
 
@@ -125,32 +129,25 @@ def describe_sample(rows: Rows) -> str:
             f"{rows.sample_seed})")
 
 
-def describe_langs(lang: str | Sequence[str]) -> str:
-    """``"de"`` or ``"de-en"`` (cross-lingual)."""
-    return lang if isinstance(lang, str) else "-".join(lang)
-
-
 def read_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
              *, seed: int = 0, source: str | None = None,
              data_dir: str | os.PathLike | None = None) -> Rows:
     """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order
     (:func:`load_sts` without the log line, for callers that read many and report once).
 
-    ``lang`` is one of ``STS_LANGS`` or a pair ``("de", "en")``: cross-lingual pairs
-    with sentence1 from row i in German and sentence2 from row i in English (same gold score).
-    ``split``: train (5749 rows), dev (1500), test (1379). ``limit``: at most N pairs, a
-    seeded sample (``seed``) stratified by gold score (:func:`stratified_sample`; the first rows
-    of STS-B are its easiest, image captions), the same rows in every language; ``rows.total``
-    and ``rows.sample_seed`` say what was drawn.
-    ``source``: None (auto) | "local" | "hub" | "generated".
+    ``lang``: one of ``STS_LANGS``, or a pair ``("de", "en")``: sentence1 from row i in German,
+    sentence2 from row i in English (same gold score). ``split``: train (5749 rows), dev (1500),
+    test (1379). ``limit``: at most N pairs, the same rows in every language, drawn by
+    :func:`stratified_sample` (the first rows of STS-B are its easiest); ``rows.total`` and
+    ``rows.sample_seed`` say what was drawn. ``source``: None (auto) | local | hub | generated.
     """
     langs = (lang,) if isinstance(lang, str) else tuple(lang)
     if len(langs) not in (1, 2):
         raise ValueError(f"lang must be a code or a pair of codes, got {lang!r}")
     for code in langs:
-        sources.check_choice(code, STS_LANGS, "STS language")
-    sources.check_choice(split, STS_SPLITS, "STS split")
-    sources.check_limit(limit)
+        check_choice(code, STS_LANGS, "STS language")
+    check_choice(split, STS_SPLITS, "STS split")
+    check_int(limit, "limit", 0, allow_none=True)
 
     def combine(raws: list[list[Raw]], paths: list) -> Rows:
         raw = raws[0] if len(raws) == 1 else _align(raws[0], raws[1], langs)

@@ -5,28 +5,18 @@ from lacos_helpers.encoder.losses import mnr_loss, similarity_matrix
 from lacos_helpers.encoder.pooling import (
     POOLING_MODES,
     check_pooling,
-    last_token_index,
     last_token_pool,
     mean_pool,
     pool,
     position_weights,
     weighted_mean_pool,
 )
-from lacos_helpers.encoder.siamese import (
-    SiameseEncoder,
-    as_sentence_list,
-    eval_mode,
-    pad_token_ids,
-    positions_from_mask,
-)
+from lacos_helpers.encoder.siamese import SiameseEncoder, pad_token_ids, positions_from_mask
 
 __all__ = [
     "POOLING_MODES",
     "SiameseEncoder",
-    "as_sentence_list",
     "check_pooling",
-    "eval_mode",
-    "last_token_index",
     "last_token_pool",
     "mean_pool",
     "mnr_loss",

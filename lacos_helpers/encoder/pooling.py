@@ -1,16 +1,8 @@
 """Pooling: a decoder gives one hidden state per token (``[batch, tokens, hidden]``); pooling
-reduces them to one sentence embedding (``[batch, hidden]``), ignoring the padding positions.
-
-``mean``
-    the average of the real tokens' hidden states.
-``weightedmean``
-    SGPT's position-weighted mean: the i-th real token (1-based, counted from the first real
-    token) has weight ``i / sum(1..n)``, so later tokens, which in a decoder have attended to more
-    of the sentence, count more. Counting from the first *real* token makes it independent of
-    the padding side (sentence-transformers' ``weightedmean`` counts from position 0 and so
-    differs under left padding).
-``lasttoken``
-    the hidden state of the last real token (the only one that has seen the whole sentence).
+reduces them to one sentence embedding (``[batch, hidden]``), ignoring the padding positions:
+``mean`` (of the real tokens), ``weightedmean`` (SGPT's position-weighted mean: later tokens,
+which in a decoder have attended to more of the sentence, count more) and ``lasttoken`` (the
+only token that has seen the whole sentence).
 
 Which one LACoS-BLOOM used: the paper's text, as far as this project could check, does not
 state its pooling, so no mode here is "the paper's". The profiles choose for their own reasons:
@@ -29,10 +21,6 @@ from torch import Tensor
 
 POOLING_MODES = ("mean", "weightedmean", "lasttoken")
 
-
-# --------------------------------------------------------------------------------------------
-# pooling: (hidden [b, t, d], attention_mask [b, t]) -> [b, d]
-# --------------------------------------------------------------------------------------------
 
 def _real_token_mask(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """``attention_mask`` as a bool tensor [b, t], after checking shapes, 0/1 values and that
@@ -65,7 +53,9 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
 
 def position_weights(attention_mask: Tensor) -> Tensor:
     """SGPT weights [b, t] (float32): the i-th real token gets ``i / (1 + 2 + ... + n)``
-    (i counted from 1 at the first real token), padding gets 0; each row sums to 1."""
+    (i counted from 1 at the first real token), padding gets 0; each row sums to 1. Counting
+    from the first *real* token makes it independent of the padding side (sentence-transformers'
+    ``weightedmean`` counts from position 0 and so differs under left padding)."""
     mask = attention_mask.bool()
     rank = mask.long().cumsum(dim=1).masked_fill(~mask, 0).to(torch.float32)
     return rank / rank.sum(dim=1, keepdim=True).clamp(min=1.0)
@@ -79,18 +69,12 @@ def weighted_mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden.masked_fill(~mask.unsqueeze(-1), 0) * weights).sum(dim=1)
 
 
-def last_token_index(attention_mask: Tensor) -> Tensor:
-    """Index [b] (long) of each row's last real token; right for left and right padding."""
-    mask = attention_mask.bool()
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return positions.masked_fill(~mask, -1).amax(dim=1)
-
-
 def last_token_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Hidden state of the last real token: [b, t, d], [b, t] -> [b, d]."""
+    """Hidden state of the last real token (left or right padding): [b, t, d], [b, t] -> [b, d]."""
     mask = _real_token_mask(hidden, attention_mask)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    return hidden[rows, last_token_index(mask)]
+    return hidden[rows, positions.masked_fill(~mask, -1).amax(dim=1)]
 
 
 _POOLERS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

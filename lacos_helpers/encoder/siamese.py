@@ -3,23 +3,22 @@
 :class:`SiameseEncoder` wraps a backbone (any transformers base model returning
 ``last_hidden_state``; 8-bit and LoRA layers included), its tokenizer and a pooling mode
 (:mod:`lacos_helpers.encoder.pooling`): :meth:`~SiameseEncoder.embed` for training (with grad),
-:meth:`~SiameseEncoder.encode` for evaluation (sentence-transformers' call shape: batches sorted
-by length, no grad, tqdm progress).
+:meth:`~SiameseEncoder.encode` for evaluation (as sentence-transformers').
 
 Both padding sides give the same embedding: BLOOM derives its ALiBi positions from the attention
-mask, and for backbones whose ``forward`` takes ``position_ids`` (Gemma 3, Llama) the encoder
-passes positions counted from the first real token.
+mask, and backbones whose ``forward`` takes ``position_ids`` (Gemma 3, Llama) get positions
+counted from the first real token.
 
 ``cpu_bf16=True`` runs the backbone under bfloat16 autocast on a CPU that multiplies bfloat16
-natively (:func:`lacos_helpers.runtime.cpu_native_bf16`): its matmuls at about twice the float32
-speed; the hidden states come back as float32, so pooling and the loss stay float32.
+natively (:func:`lacos_helpers.runtime.cpu_native_bf16`, about twice the float32 speed); the
+hidden states come back as float32, so pooling and the loss stay float32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,23 +28,16 @@ from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.pooling import check_pooling, pool
 from lacos_helpers.runtime import cpu_native_bf16
 
-# --------------------------------------------------------------------------------------------
-# input checks and padding
-# --------------------------------------------------------------------------------------------
 
 def as_sentence_list(sentences: str | Sequence[str]) -> list[str]:
     """``sentences`` as a list of str: a single string becomes a list of one; any item that is
     not a str is a TypeError naming its index."""
     if isinstance(sentences, str):
         return [sentences]
-    if sentences is None or isinstance(sentences, (bytes, bytearray, Tensor)):
+    if not isinstance(sentences, Iterable) or isinstance(sentences, (bytes, bytearray, Tensor)):
         raise TypeError(f"sentences must be a string or a list of strings, got "
                         f"{type(sentences).__name__}")
-    try:
-        items = list(sentences)
-    except TypeError:
-        raise TypeError(f"sentences must be a string or a list of strings, got "
-                        f"{type(sentences).__name__}") from None
+    items = list(sentences)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"sentences[{i}] is {type(item).__name__} ({item!r:.60}), "
@@ -133,24 +125,16 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-# --------------------------------------------------------------------------------------------
-# the encoder
-# --------------------------------------------------------------------------------------------
-
 class SiameseEncoder(nn.Module):
     """One shared backbone + pooling: sentences -> embeddings [n, hidden] (float32).
 
-    ``backbone`` is a transformers base model (``BloomModel``, ``Gemma3TextModel``...; 8-bit and
-    LoRA layers allowed) returning ``last_hidden_state``; ``tokenizer`` must have a pad token
-    (:func:`lacos_helpers.backbones.prepare_tokenizer`); either padding side works. Sentences are
-    truncated to ``max_length`` tokens. A sentence that tokenizes to nothing (``""`` with a
-    tokenizer that adds no BOS) gets one BOS token (else EOS, else pad) as its only real token,
-    so every sentence has a defined, finite embedding. ``pooling``: a mode of
-    :mod:`lacos_helpers.encoder.pooling`; the default ``"mean"`` is the simplest, not the
-    paper's (its text does not state one; that module says why each profile picks its own).
-    ``cpu_bf16``: the backbone under bfloat16 autocast where the CPU has native bfloat16
-    (:attr:`compute_dtype` says what this machine does). ``pad_multiple``: every forward call
-    padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
+    ``tokenizer`` must have a pad token (:func:`lacos_helpers.backbones.prepare_tokenizer`);
+    either padding side works. Sentences are truncated to ``max_length`` tokens; one that
+    tokenizes to nothing (``""`` without a BOS) gets one BOS token (else EOS, else pad), so every
+    sentence has a finite embedding. ``pooling``: a mode of :mod:`lacos_helpers.encoder.pooling`
+    (the default ``"mean"`` is the simplest, not the paper's). ``cpu_bf16``: see the module
+    docstring; :attr:`compute_dtype` says what this machine does. ``pad_multiple``: every forward
+    call padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
@@ -161,12 +145,11 @@ class SiameseEncoder(nn.Module):
         if getattr(tokenizer, "pad_token_id", None) is None:
             raise ValueError(f"{type(tokenizer).__name__} has no pad token: call "
                              "lacos_helpers.backbones.prepare_tokenizer(tokenizer) first")
-        check_int(max_length, "max_length")
+        self.max_length = check_int(max_length, "max_length")
         self.pad_multiple = check_int(pad_multiple, "pad_multiple")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooling = check_pooling(pooling)
-        self.max_length = max_length
         if not isinstance(cpu_bf16, bool):
             raise ValueError(f"cpu_bf16 must be True or False, got {cpu_bf16!r}")
         self.cpu_bf16 = cpu_bf16
@@ -212,27 +195,16 @@ class SiameseEncoder(nn.Module):
             self.cpu_bf16 = saved
 
     def to_config(self) -> dict:
-        """What a checkpoint needs to rebuild this encoder around the same backbone."""
+        """What a checkpoint needs to rebuild this encoder around the same backbone:
+        ``SiameseEncoder(backbone, tokenizer, **encoder.to_config())``."""
         return {"pooling": self.pooling, "max_length": self.max_length,
                 "cpu_bf16": self.cpu_bf16}
-
-    @classmethod
-    def from_config(cls, backbone: nn.Module, tokenizer, config: dict) -> SiameseEncoder:
-        """Inverse of :meth:`to_config`."""
-        return cls(backbone, tokenizer, **config)
 
     def extra_repr(self) -> str:
         extra = ", cpu_bf16=True" if self.cpu_bf16 else ""
         return f"pooling={self.pooling!r}, max_length={self.max_length}{extra}"
 
     # ---- tokens ---------------------------------------------------------------------------
-
-    def _fallback_token_id(self) -> int:
-        tok = self.tokenizer
-        for token_id in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id):
-            if token_id is not None:
-                return int(token_id)
-        raise ValueError("the tokenizer has no BOS, EOS or pad token")  # pragma: no cover
 
     def token_ids(self, sentences: str | Sequence[str]) -> list[list[int]]:
         """Token ids per sentence (special tokens included), truncated to ``max_length``; an
@@ -242,7 +214,9 @@ class SiameseEncoder(nn.Module):
             return []
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                                  padding=False, return_attention_mask=False)
-        fallback = [self._fallback_token_id()]
+        tok = self.tokenizer  # the constructor checked that it has a pad token
+        fallback = [next(int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+                         if t is not None)]
         return [list(row) if len(row) else fallback for row in encoded["input_ids"]]
 
     def collate(self, rows: Sequence[Sequence[int]]):
@@ -285,18 +259,14 @@ class SiameseEncoder(nn.Module):
 
     def embed(self, sentences: str | Sequence[str], group_by_length: bool = True) -> Tensor:
         """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current
-        training mode: the training path. No sentences -> [0, d].
-
-        ``group_by_length``: one forward call per group of similar length
-        (:func:`length_groups`), each padded to its own longest, instead of padding all n
-        sentences to the longest. Same embeddings (padding does not change a sentence's
-        embedding) for fewer padded tokens."""
+        training mode: the training path. No sentences -> [0, d]. ``group_by_length``: one
+        forward call per group of similar length (:func:`length_groups`), each padded to its own
+        longest: the same embeddings for fewer padded tokens."""
         rows = self.token_ids(sentences)
         if not rows:
             return torch.empty(0, self.embedding_dim, device=self.device)
-        if not group_by_length:
-            return self(**self.collate(rows))
-        groups = length_groups([len(r) for r in rows], multiple=self.pad_multiple)
+        groups = (length_groups([len(r) for r in rows], multiple=self.pad_multiple)
+                  if group_by_length else [list(range(len(rows)))])
         if len(groups) == 1:
             return self(**self.collate(rows))
         parts = [self(**self.collate([rows[i] for i in group])) for group in groups]
@@ -315,19 +285,15 @@ class SiameseEncoder(nn.Module):
         out = torch.empty(len(rows), self.embedding_dim, dtype=torch.float32)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         starts = range(0, len(rows), batch_size)
+        if show_progress and len(starts) > 0:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", unit="batch", leave=False)
         with eval_mode(self), torch.no_grad():
-            for start in _progress(starts, show_progress and len(starts) > 0):
+            for start in starts:
                 index = order[start:start + batch_size]
                 emb = self(**self.collate([rows[i] for i in index]))
                 if normalize:
                     emb = F.normalize(emb, p=2, dim=-1)
                 out[index] = emb.float().cpu()
         return out if convert_to_tensor else out.numpy()
-
-
-def _progress(iterable, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc="encode", unit="batch", leave=False)

@@ -1,9 +1,7 @@
 """STS evaluation: cosine similarity of sentence embeddings vs gold scores (Spearman, Pearson).
 
-``embeddings`` runs any encoder and caches embeddings, ``metrics`` holds the correlations
-(checked against scipy), ``sts`` the per-language and cross-lingual evaluations, ``tables`` the
-result tables, ``diagnostics`` anisotropy and the largest errors, ``reference`` published
-numbers that the course quotes but does not measure.
+Also search and bitext mining (``retrieval``), clustering (``clustering``) and the MTEB harness
+(``mteb_harness``), imported on their own (they need faiss / mteb).
 """
 
 from lacos_helpers.evaluation.diagnostics import largest_errors, random_pair_cosines

@@ -1,24 +1,17 @@
 """What sentence embeddings are for, part 2: clustering, and a 2-D picture of the space.
 
-k-means (faiss, spherical: on unit vectors) groups the embeddings of a labelled set; the
-clusters are scored against the labels with information-theoretic measures written out here
-(and checked against scikit-learn by the tests):
-
-- homogeneity ``h = 1 - H(C|K) / H(C)``: each cluster holds one class;
-- completeness ``c = 1 - H(K|C) / H(K)``: each class sits in one cluster;
-- V-measure: their harmonic mean (``beta = 1``), equal to the normalized mutual information
-  ``NMI = I(C; K) / mean(H(C), H(K))`` (arithmetic mean, scikit-learn's default).
-
-The labelled set (:func:`stsb_genre_set`): STS-B test sentences with the genre of their row
-(image *captions*, *forum* posts, *news*; the original STS-B test file lists its 1,379 rows in
-blocks of 625 / 254 / 500, and stsb_multi_mt keeps that order in every language), in several
-languages: a good multilingual encoder groups by genre (meaning), not by language. On the
-generated dataset (no data folder) the label is the place of the sentence's meaning.
+Spherical k-means (faiss) groups the embeddings of a labelled set; the clusters are scored
+against the labels with homogeneity ``1 - H(C|K) / H(C)``, completeness ``1 - H(K|C) / H(K)``
+and V-measure, their harmonic mean (= NMI with the arithmetic mean), written out here and
+checked against scikit-learn by the tests. The labelled set (:func:`stsb_genre_set`): STS-B
+test sentences with the genre of their row, in several languages: a good multilingual encoder
+groups by genre (meaning), not by language.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,13 +23,12 @@ from lacos_helpers.evaluation.retrieval import as_float_matrix
 
 log = logging.getLogger(__name__)
 
-# (genre, rows) of the STS-B test split in file order (Cer et al. 2017, table 3)
+# (genre, rows) of the STS-B test split in file order (Cer et al. 2017, table 3); stsb_multi_mt
+# keeps that order in every language
 STSB_TEST_GENRES = (("captions", 625), ("forum", 254), ("news", 500))
 
 
-# --------------------------------------------------------------------------------------------
-# labels
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- labels
 
 def _label_ids(labels: Sequence) -> np.ndarray:
     """Labels of any hashable type -> int ids 0..c-1 (first-seen order), checked non-empty."""
@@ -98,9 +90,7 @@ def normalized_mutual_information(true: Sequence, pred: Sequence) -> float:
     return mutual_information(true, pred) / ((h_c + h_k) / 2)
 
 
-# --------------------------------------------------------------------------------------------
-# k-means and the 2-D projection
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------- k-means and the 2-D projection
 
 def kmeans(embeddings, k: int, *, seed: int = 0, niter: int = 25, nredo: int = 3) -> np.ndarray:
     """Cluster ids [n] (int64) of spherical k-means (faiss) on ``embeddings`` [n, d]: the best
@@ -165,9 +155,7 @@ def pca_2d(embeddings) -> torch.Tensor:
     return (centered @ axes.T).float()
 
 
-# --------------------------------------------------------------------------------------------
-# the labelled set
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- the labelled set
 
 @dataclass
 class LabelledSet:
@@ -192,31 +180,27 @@ def stsb_test_genres(rows) -> list[str]:
     return [genre for genre, n in STSB_TEST_GENRES for _ in range(n)]
 
 
-def _generated_places(rows) -> list[str]:
-    from lacos_helpers.data import generated
-
-    meanings = generated.generated_sts_meanings("test")
-    return [f"place {m1[3]}" for m1, _, _ in meanings[:len(rows)]]
-
-
 def stsb_genre_set(langs: Sequence[str], per_genre: int | None = None) -> LabelledSet:
     """STS-B test sentence1 of each row with its genre, in every language of ``langs``
     (aligned rows: the same meanings in each language); ``per_genre`` = the first N rows of
     each genre (None: all 1,379 rows). Generated data: labelled by the meaning's place."""
     from lacos_helpers import data
+    from lacos_helpers.data.generated import generated_sts_meanings
 
     if not langs:
         raise ValueError("need at least one language")
     sentences, labels, codes = [], [], []
     for lang in dict.fromkeys(langs):
         rows = data.read_sts(lang, "test")
-        genres = (_generated_places(rows) if rows.source == "generated"
-                  else stsb_test_genres(rows))
-        taken: dict[str, int] = {}
+        if rows.source == "generated":
+            genres = [f"place {m1[3]}" for m1, _, _ in generated_sts_meanings("test")]
+        else:
+            genres = stsb_test_genres(rows)
+        taken: Counter[str] = Counter()
         for row, genre in zip(rows, genres):
-            if per_genre is not None and taken.get(genre, 0) >= per_genre:
+            taken[genre] += 1
+            if per_genre is not None and taken[genre] > per_genre:
                 continue
-            taken[genre] = taken.get(genre, 0) + 1
             sentences.append(row.sentence1)
             labels.append(genre)
             codes.append(lang)

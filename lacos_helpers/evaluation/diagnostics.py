@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import torch
 
 from lacos_helpers.checks import check_int
-from lacos_helpers.evaluation.embeddings import EmbeddingCache, _as_cache, _check_sentences
+from lacos_helpers.evaluation.embeddings import EmbeddingCache, _check_sentences
 from lacos_helpers.evaluation.metrics import average_ranks
-from lacos_helpers.evaluation.sts import _gold_scores, _pair_texts, cosine_scores
+from lacos_helpers.evaluation.sts import _pair_texts, _scored_pairs, cosine_scores
 
 
 def random_pair_cosines(encoder_or_cache, sentences: Sequence[str], n_pairs: int = 1000,
@@ -27,9 +27,9 @@ def random_pair_cosines(encoder_or_cache, sentences: Sequence[str], n_pairs: int
     first = torch.randint(len(unique), (n_pairs,), generator=gen)
     offset = torch.randint(1, len(unique), (n_pairs,), generator=gen)
     second = (first + offset) % len(unique)  # never equal to first
-    cache = _as_cache(encoder_or_cache, None, batch_size, show_progress)
     pairs = [(unique[i], unique[j]) for i, j in zip(first.tolist(), second.tolist())]
-    return cosine_scores(cache, pairs)
+    return cosine_scores(encoder_or_cache, pairs, batch_size=batch_size,
+                         show_progress=show_progress)
 
 
 def _rank_rescale(cosines: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
@@ -57,10 +57,7 @@ def largest_errors(encoder, pairs, k: int = 5, *, rescale: str = "rank",
         raise ValueError(f"unknown rescale {rescale!r}; valid: rank, linear")
     check_int(k, "k")
     pairs = list(pairs)
-    if len(pairs) < 2:
-        raise ValueError(f"need at least 2 pairs, got {len(pairs)}")
-    gold = _gold_scores(pairs)
-    cosines = cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs)
+    cosines, gold = _scored_pairs(encoder, pairs, cache, batch_size, show_progress)
     predicted = _rank_rescale(cosines, gold) if rescale == "rank" else 2.5 * (cosines + 1)
     error = predicted - gold
     order = torch.argsort(error.abs(), descending=True, stable=True)[:k].tolist()

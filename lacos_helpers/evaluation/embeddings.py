@@ -24,16 +24,13 @@ def _encode_kwargs(encode: Callable, wanted: dict) -> dict:
 
 
 def _encode(encoder, sentences: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
-    """Run ``encoder`` on ``sentences`` -> float32 CPU Tensor[n, d], checked finite."""
+    """Run ``encoder`` (checked by :class:`EmbeddingCache`) on ``sentences`` -> float32 CPU
+    Tensor[n, d], checked finite."""
+    fn, kwargs = encoder, {}
     if hasattr(encoder, "encode"):
         fn = encoder.encode
         kwargs = _encode_kwargs(fn, {"batch_size": batch_size, "normalize": True,
                                      "show_progress": show_progress})
-    elif callable(encoder):
-        fn, kwargs = encoder, {}
-    else:
-        raise TypeError(f"encoder must have an .encode(sentences, ...) method or be callable, "
-                        f"got {type(encoder).__name__}")
     with torch.no_grad():
         out = fn(sentences, **kwargs)
     if not isinstance(out, torch.Tensor):
@@ -64,19 +61,13 @@ def _check_sentences(sentences) -> list[str]:
     return sentences
 
 
-def _check_batch_size(batch_size: int) -> int:
-    return check_int(batch_size, "batch_size")
-
-
 class EmbeddingCache:
     """Embeddings of one encoder, computed once per distinct sentence (text -> row).
 
-    The cache is keyed by the text only, so it is valid for ONE encoder state: after training
-    (or loading other adapters) create a new cache or call :meth:`clear`.
-    ``embed(sentences) -> Tensor[n, d]`` (float32, CPU) encodes only the sentences it has not
-    seen, in one ``encode`` call per ``embed`` call. Statistics: ``misses`` = sentences
-    encoded, ``hits`` = requested sentences served without encoding (repeats included),
-    ``encode_calls`` = calls to the encoder.
+    Keyed by the text only, so valid for ONE encoder state: after training (or loading other
+    adapters) create a new cache or call :meth:`clear`. ``misses`` = sentences encoded,
+    ``hits`` = requested sentences served without encoding (repeats included),
+    ``encode_calls`` = calls to the encoder (one per :meth:`embed` with unseen sentences).
     """
 
     def __init__(self, encoder, batch_size: int = 64, show_progress: bool = True):
@@ -86,7 +77,7 @@ class EmbeddingCache:
             raise TypeError(f"encoder must have an .encode(sentences, ...) method or be "
                             f"callable, got {type(encoder).__name__}")
         self.encoder = encoder
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_int(batch_size, "batch_size")
         self.show_progress = bool(show_progress)
         self.clear()
 
@@ -97,9 +88,6 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def __contains__(self, sentence: object) -> bool:
-        return sentence in self._rows
 
     @property
     def dim(self) -> int | None:

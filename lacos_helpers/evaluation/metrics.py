@@ -26,21 +26,26 @@ def _check_same_length(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"predicted and gold differ in length: {x.numel()} vs {y.numel()}")
 
 
+def _batched_average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of every row of ``values`` [b, n] at once, ties averaged (see
+    :func:`average_ranks`)."""
+    sorted_v, order = torch.sort(values, dim=1, stable=True)
+    starts = torch.ones_like(sorted_v, dtype=torch.bool)
+    starts[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    group = torch.cumsum(starts, dim=1) - 1  # [b, n] group id of each sorted position
+    size = torch.zeros_like(sorted_v).scatter_add_(1, group, torch.ones_like(sorted_v))
+    first = torch.cumsum(size, dim=1) - size  # 0-based start of each group
+    group_rank = first + (size + 1) / 2
+    ranks = torch.empty_like(sorted_v)
+    ranks.scatter_(1, order, torch.gather(group_rank, 1, group))
+    return ranks
+
+
 def average_ranks(values) -> torch.Tensor:
     """1-based ranks, ties get the mean of the ranks they span (like scipy's rankdata
     "average"): [10, 20, 20, 5] -> [2, 3.5, 3.5, 1]. Tensor[n] float64."""
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
-    order = torch.argsort(v, stable=True)
-    sorted_v = v[order]
-    starts_group = torch.ones_like(sorted_v, dtype=torch.bool)
-    starts_group[1:] = sorted_v[1:] != sorted_v[:-1]
-    group = torch.cumsum(starts_group, 0) - 1
-    first_pos = starts_group.nonzero().flatten().double()  # 0-based start of each tie group
-    size = torch.bincount(group).double()
-    group_rank = first_pos + (size + 1) / 2  # mean of 1-based ranks start+1 .. start+size
-    ranks = torch.empty_like(v)
-    ranks[order] = group_rank[group]
-    return ranks
+    return _batched_average_ranks(v.unsqueeze(0))[0]
 
 
 def pearson(predicted, gold) -> float:
@@ -71,32 +76,12 @@ DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
 
 
-def _batched_average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """:func:`average_ranks` of every row of ``values`` [b, n] at once (ties averaged)."""
-    sorted_v, order = torch.sort(values, dim=1, stable=True)
-    starts = torch.ones_like(sorted_v, dtype=torch.bool)
-    starts[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
-    group = torch.cumsum(starts, dim=1) - 1  # [b, n] group id of each sorted position
-    size = torch.zeros_like(sorted_v).scatter_add_(1, group, torch.ones_like(sorted_v))
-    first = torch.cumsum(size, dim=1) - size  # 0-based start of each group
-    group_rank = first + (size + 1) / 2
-    ranks = torch.empty_like(sorted_v)
-    ranks.scatter_(1, order, torch.gather(group_rank, 1, group))
-    return ranks
-
-
 def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x - x.mean(dim=1, keepdim=True)
     y = y - y.mean(dim=1, keepdim=True)
     denom = x.norm(dim=1) * y.norm(dim=1)
     return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
                        torch.full_like(denom, float("nan")))
-
-
-def _resample_index(n: int, resamples: int, seed: int) -> torch.Tensor:
-    check_int(resamples, "resamples", 100)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(n, (resamples, n), generator=generator)
 
 
 def _interval(values: torch.Tensor, level: float) -> tuple[float, float]:
@@ -108,6 +93,18 @@ def _interval(values: torch.Tensor, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _resampled_spearman(runs: torch.Tensor, gold: torch.Tensor, resamples: int,
+                        seed: int) -> torch.Tensor:
+    """Spearman of each run [s, n] vs ``gold`` on the same ``resamples`` bootstrap draws of the
+    n pairs: [s, resamples] (NaN where a draw is constant)."""
+    check_int(resamples, "resamples", 100)
+    n = gold.numel()
+    index = torch.randint(n, (resamples, n), generator=torch.Generator().manual_seed(seed))
+    gold_ranks = _batched_average_ranks(gold[index])
+    return torch.stack([_batched_pearson(_batched_average_ranks(run[index]), gold_ranks)
+                        for run in runs])
+
+
 def bootstrap_spearman(predicted, gold, *, resamples: int = DEFAULT_RESAMPLES,
                        level: float = DEFAULT_LEVEL, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the Spearman correlation: ``resamples`` times, draw n
@@ -117,10 +114,7 @@ def bootstrap_spearman(predicted, gold, *, resamples: int = DEFAULT_RESAMPLES,
     the same pairs)."""
     runs, y = _as_runs(predicted, "predicted scores"), _check_scores(gold, "gold scores")
     _check_same_length(runs[0], y)
-    index = _resample_index(y.numel(), resamples, seed)
-    gold_ranks = _batched_average_ranks(y[index])
-    rho = sum(_batched_pearson(_batched_average_ranks(run[index]), gold_ranks) for run in runs)
-    return _interval(rho / runs.shape[0], level)
+    return _interval(_resampled_spearman(runs, y, resamples, seed).mean(dim=0), level)
 
 
 def _as_runs(predicted, name: str) -> torch.Tensor:
@@ -139,11 +133,10 @@ def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
     """Spearman(a) - Spearman(b) on the same pairs and its paired bootstrap interval (each
     resample draws the same pairs for both systems, so what they share cancels).
 
-    ``predicted_a`` / ``predicted_b``: one run's predictions [n], or several seeds' [s, n]
-    (the same number for both): then the difference is the mean over seeds, each resample
-    averaging the seeds' differences on the same pairs. Returns ``{"delta", "low", "high",
-    "decided", "seeds", "per_seed"}``: ``decided`` is True when the interval excludes 0 (a
-    beats b when delta > 0) and every seed's difference has the sign of ``delta``."""
+    ``predicted_a`` / ``predicted_b``: predictions [n], or several seeds' [s, n] (as many for
+    both: the difference is then the mean over seeds). Returns ``{"delta", "low", "high",
+    "decided", "seeds", "per_seed"}``; ``decided``: the interval excludes 0 and every seed's
+    difference has the sign of ``delta`` (> 0: a beats b)."""
     a = _as_runs(predicted_a, "predicted scores (a)")
     b = _as_runs(predicted_b, "predicted scores (b)")
     y = _check_scores(gold, "gold scores")
@@ -151,13 +144,8 @@ def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
         raise ValueError(f"a has {a.shape[0]} seeds but b has {b.shape[0]}")
     for runs in (a, b):
         _check_same_length(runs[0], y)
-    index = _resample_index(y.numel(), resamples, seed)
-    gold_ranks = _batched_average_ranks(y[index])
-    diffs = torch.zeros(resamples, dtype=torch.float64)
-    for run_a, run_b in zip(a, b):
-        diffs += (_batched_pearson(_batched_average_ranks(run_a[index]), gold_ranks)
-                  - _batched_pearson(_batched_average_ranks(run_b[index]), gold_ranks))
-    low, high = _interval(diffs / a.shape[0], level)
+    rho = _resampled_spearman(torch.cat([a, b]), y, resamples, seed)
+    low, high = _interval((rho[:len(a)] - rho[len(a):]).mean(dim=0), level)
     per_seed = [spearman(run_a, y) - spearman(run_b, y) for run_a, run_b in zip(a, b)]
     delta = sum(per_seed) / len(per_seed)
     same_sign = all(d * delta > 0 for d in per_seed)

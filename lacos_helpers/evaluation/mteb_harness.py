@@ -1,12 +1,9 @@
-"""The course's encoder through MTEB, the harness behind the leaderboard users compare with.
+"""The course's encoder through MTEB (the ``eval`` extra), the harness of the leaderboard.
 
-:func:`mteb_model` gives a :class:`~lacos_helpers.encoder.SiameseEncoder` the encoder protocol
-of ``mteb`` 2.x (``encode(DataLoader of {"text": [...]}, task_metadata=..., ...)`` -> array
-``[n, d]``; cosine similarity), so any MTEB task scores it with MTEB's own evaluator. Where the
-Hugging Face Hub is reachable (Colab), :func:`run_mteb` runs named tasks as the leaderboard does.
-Offline, :func:`local_stsb_multilingual` is MTEB's ``STSBenchmarkMultilingualSTS`` (the same 10
-STS-B languages as the course) with its rows read from the data folder instead of the Hub:
-MTEB's evaluator, the course's files. ``mteb`` is the ``eval`` extra.
+:func:`mteb_model` wraps a :class:`~lacos_helpers.encoder.SiameseEncoder` in mteb 2.x's
+encoder protocol; :func:`run_mteb` runs tasks from the Hub as the leaderboard does, and offline
+:func:`local_stsb_multilingual` is MTEB's ``STSBenchmarkMultilingualSTS`` with its rows read
+from the data folder: MTEB's evaluator, the course's files.
 """
 
 from __future__ import annotations
@@ -17,14 +14,14 @@ from collections.abc import Sequence
 from lacos_helpers.evaluation.sts import STS_LANGS
 
 STSB_TASK = "STSBenchmarkMultilingualSTS"
-MTEB_HINT = "pip install 'lacos-helpers[eval]' (mteb)"
 
 
 def _require_mteb():
     try:
         import mteb
     except ImportError as exc:
-        raise ImportError(f"the MTEB harness needs the mteb package: {MTEB_HINT}") from exc
+        raise ImportError("the MTEB harness needs the mteb package: "
+                          "pip install 'lacos-helpers[eval]' (mteb)") from exc
     return mteb
 
 

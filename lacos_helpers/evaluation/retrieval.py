@@ -1,20 +1,11 @@
 """What sentence embeddings are for, part 1: semantic search and bitext mining.
 
-Search: the corpus embeddings go into a **faiss** index (inner product = cosine for unit
-vectors): ``IndexFlatIP`` compares the query with every document (exact), ``IndexIVFFlat``
-only with the documents of the ``nprobe`` nearest of ``nlist`` k-means cells, ``IndexHNSWFlat``
-walks a neighbour graph; both approximate ones are measured by their *recall* against the
-exact top k (:func:`neighbour_recall`). :func:`torch_search` is the same exact search in
-plain torch, the reference the tests hold faiss to.
-
-Metrics (:func:`retrieval_metrics`) for queries with known relevant documents: recall@k (the
-share of a query's relevant documents in its top k, averaged over queries) and MRR@k (1 / rank
-of the first relevant document, 0 beyond k).
-
-The tasks read the course data: :func:`stsb_search_task` (corpus = the distinct sentences of
-STS-B and NLI in one language; query = an STS-B test sentence1 whose gold partner, score >= 4,
-is the document to find) and :func:`bitext_task` (the aligned stsb_multi_mt rows: find each
-sentence's translation among all test sentences of the other language).
+Search runs on a **faiss** index of unit vectors (inner product = cosine): exact (flat) or
+approximate (IVF cells, HNSW graph), the approximate ones measured by their recall against the
+exact top k (:func:`neighbour_recall`); :func:`torch_search` is the exact search in plain torch,
+the tests' reference. :func:`retrieval_metrics` gives recall@k and MRR@k. The tasks read the
+course data: :func:`stsb_search_task` (STS-B queries in a corpus of STS-B + NLI sentences) and
+:func:`bitext_task` (find each sentence's translation in the aligned stsb_multi_mt rows).
 """
 
 from __future__ import annotations
@@ -38,9 +29,7 @@ log = logging.getLogger(__name__)
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 
-# --------------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- input checks
 
 def as_float_matrix(values, name: str) -> np.ndarray:
     """``values`` (Tensor / array [n, d]) as a C-contiguous float32 numpy array, checked:
@@ -60,11 +49,10 @@ def as_float_matrix(values, name: str) -> np.ndarray:
     return array
 
 
-def _check_k(k: int, n: int, what: str = "the corpus") -> int:
+def _check_k(k: int, n: int, what: str = "the corpus") -> None:
     check_int(k, "k")
     if k > n:
         raise ValueError(f"k={k} is larger than {what} ({n} documents): ask for at most {n}")
-    return k
 
 
 def _check_same_dim(queries: np.ndarray, d: int) -> None:
@@ -73,9 +61,7 @@ def _check_same_dim(queries: np.ndarray, d: int) -> None:
                          "embed both with the same encoder")
 
 
-# --------------------------------------------------------------------------------------------
-# indexes
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- indexes
 
 def flat_index(corpus) -> faiss.IndexFlatIP:
     """Exact inner-product index of ``corpus`` [n, d] (unit vectors: cosine similarity)."""
@@ -126,15 +112,20 @@ def hnsw_index(corpus, m: int = 32, ef_construction: int = 64, ef_search: int = 
     return index
 
 
+def _timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), wall-clock seconds it took)``."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def build_index(kind: str, corpus, **options):
     """``(index, seconds)``: a ``kind`` index (:data:`INDEX_KINDS`) of ``corpus`` [n, d] and
     the wall-clock seconds it took to build (training included)."""
     builders: dict[str, Callable] = {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index}
     if kind not in builders:
         raise ValueError(f"unknown index kind {kind!r}; valid: {', '.join(INDEX_KINDS)}")
-    start = time.perf_counter()
-    index = builders[kind](corpus, **options)
-    return index, time.perf_counter() - start
+    return _timed(builders[kind], corpus, **options)
 
 
 def index_bytes(index) -> int:
@@ -144,9 +135,7 @@ def index_bytes(index) -> int:
     return int(faiss.serialize_index(index).nbytes)
 
 
-# --------------------------------------------------------------------------------------------
-# search
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- search
 
 def search(index, queries, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` documents of each query [q, d]: ``(scores [q, k] float32, ids [q, k]
@@ -179,20 +168,14 @@ def search_excluding(index, queries, k: int, exclude: Sequence[int | None]
         raise ValueError(f"exclude has {len(exclude)} entries for {len(queries)} queries")
     _check_k(k, index.ntotal - (1 if any(e is not None for e in exclude) else 0),
              "the corpus without the query itself")
-    wide = min(k + 1, index.ntotal)
-    scores, ids = search(index, queries, wide)
-    keep_scores = torch.empty(len(queries), k, dtype=scores.dtype)
-    keep_ids = torch.empty(len(queries), k, dtype=torch.long)
-    for i, skip in enumerate(exclude):
-        mask = ids[i] != (-2 if skip is None else skip)
-        keep_scores[i] = scores[i][mask][:k]
-        keep_ids[i] = ids[i][mask][:k]
-    return keep_scores, keep_ids
+    scores, ids = search(index, queries, min(k + 1, index.ntotal))
+    skip = torch.tensor([-2 if e is None else e for e in exclude], dtype=torch.long)
+    keep = ids != skip.unsqueeze(1)
+    keep &= keep.cumsum(dim=1) <= k  # the first k ids that are not the query itself
+    return scores[keep].view(-1, k), ids[keep].view(-1, k)
 
 
-# --------------------------------------------------------------------------------------------
-# metrics
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- metrics
 
 def _check_relevant(ids: torch.Tensor, relevant: Sequence) -> list[set[int]]:
     if ids.dim() != 2:
@@ -209,12 +192,9 @@ def _check_relevant(ids: torch.Tensor, relevant: Sequence) -> list[set[int]]:
 def first_relevant_rank(ids: torch.Tensor, relevant: Sequence) -> torch.Tensor:
     """1-based rank [q] (long) of each query's first relevant id in ``ids`` [q, k]; 0 when
     none of the k is relevant. ``relevant``: one id or a set of ids per query."""
-    sets = _check_relevant(ids, relevant)
-    ranks = torch.zeros(ids.shape[0], dtype=torch.long)
-    for i, row in enumerate(ids.tolist()):
-        hit = next((r for r, doc in enumerate(row, start=1) if doc in sets[i]), 0)
-        ranks[i] = hit
-    return ranks
+    ranks = [next((r for r, doc in enumerate(row, start=1) if doc in rel), 0)
+             for row, rel in zip(ids.tolist(), _check_relevant(ids, relevant))]
+    return torch.tensor(ranks, dtype=torch.long)
 
 
 def retrieval_metrics(ids: torch.Tensor, relevant: Sequence, ks: Sequence[int] = (1, 10),
@@ -259,12 +239,10 @@ def _ids_and_scores(result) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def neighbour_recall(approx, exact, tolerance: float = 0.0) -> float:
-    """Share of the exact top-k neighbours that an approximate index also returned in its top k
-    (1.0: the approximate index lost nothing). ``approx`` and ``exact``: ids [q, k], or the
-    ``(scores, ids)`` of :func:`search`. With scores on both sides, ties count: a returned
-    document that is not among the exact ids but scores at least the exact k-th score (less
-    ``tolerance``, e.g. :func:`score_tolerance`) is as good a k-th neighbour (equal embeddings
-    make "the same ids" an arbitrary choice)."""
+    """Share of the exact top-k neighbours that an approximate index also returned in its top k.
+    ``approx`` and ``exact``: ids [q, k], or the ``(scores, ids)`` of :func:`search`; with
+    scores on both sides, a returned id scoring at least the exact k-th score (less
+    ``tolerance``, e.g. :func:`score_tolerance`) counts too: ties make ids arbitrary."""
     approx_ids, approx_scores = _ids_and_scores(approx)
     exact_ids, exact_scores = _ids_and_scores(exact)
     if approx_ids.shape != exact_ids.shape:
@@ -284,17 +262,11 @@ def neighbour_recall(approx, exact, tolerance: float = 0.0) -> float:
 def queries_per_second(index, queries, k: int, repeats: int = 3) -> float:
     """Search throughput: queries [q, d] / the best of ``repeats`` timed searches."""
     q = as_float_matrix(queries, "queries")
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        search(index, q, k)
-        best = min(best, time.perf_counter() - start)
+    best = min(_timed(search, index, q, k)[1] for _ in range(max(1, repeats)))
     return len(q) / max(best, 1e-9)
 
 
-# --------------------------------------------------------------------------------------------
-# the search task: STS-B queries in a corpus of STS-B + NLI sentences
-# --------------------------------------------------------------------------------------------
+# ---------------------------- the search task: STS-B queries in a corpus of STS-B + NLI sentences
 
 @dataclass
 class SearchTask:
@@ -320,44 +292,33 @@ class SearchTask:
                 f"queries, parts {self.parts})")
 
 
-def _nli_sentences(lang: str) -> list[str]:
-    from lacos_helpers import data
-
-    triplets = data.load_nli_triplets(lang, split="devtest")
-    return [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
-
-
 def search_queries(pairs, min_score: float = 4.0) -> dict[str, list[str]]:
     """``{sentence1: [its partners with score >= min_score]}`` over STS pairs (first-seen
     order; pairs whose two sentences are identical are left out)."""
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, None]] = {}
     for p in pairs:
         if p.score >= min_score and p.sentence1 != p.sentence2:
-            out.setdefault(p.sentence1, [])
-            if p.sentence2 not in out[p.sentence1]:
-                out[p.sentence1].append(p.sentence2)
-    return out
+            out.setdefault(p.sentence1, {})[p.sentence2] = None
+    return {query: list(partners) for query, partners in out.items()}
 
 
-def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = True,
-                     corpus_limit: int | None = None, query_limit: int | None = None
-                     ) -> SearchTask:
+def stsb_search_task(lang: str = "en", *, corpus_limit: int | None = None,
+                     query_limit: int | None = None) -> SearchTask:
     """The search task of one language: corpus = distinct sentences of STS-B test, then STS-B
     train and dev, then the NLI triplets of ``lang`` (dev + test: premises, entailment and
     contradiction hypotheses), cut at ``corpus_limit`` (the test sentences always stay);
-    queries = STS-B test sentence1 with a partner of score >= ``min_score`` (first
-    ``query_limit``)."""
+    queries = STS-B test sentence1 with a partner of score >= 4 (first ``query_limit``)."""
     from lacos_helpers import data
 
     test = data.load_sts(lang, "test")
-    queries = search_queries(test, min_score)
+    queries = search_queries(test)
     if query_limit is not None:
         queries = dict(list(queries.items())[:query_limit])
     parts: dict[str, list[str]] = {"stsb-test": data.sts_sentences(test)}
     for split in ("train", "dev"):
         parts[f"stsb-{split}"] = data.sts_sentences(data.load_sts(lang, split))
-    if nli:
-        parts["nli"] = _nli_sentences(lang)
+    triplets = data.load_nli_triplets(lang, split="devtest")
+    parts["nli"] = [s for t in triplets for s in (t.anchor, t.positive, t.hard_negative) if s]
     corpus: dict[str, int] = {}
     counts: dict[str, int] = {}
     for name, sentences in parts.items():
@@ -376,23 +337,17 @@ def stsb_search_task(lang: str = "en", *, min_score: float = 4.0, nli: bool = Tr
 
 
 def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask, *,
-                    kinds: Sequence[str] = ("flat", "ivf", "hnsw"), k: int = 10,
-                    index_options: dict[str, dict] | None = None) -> dict[str, dict]:
+                    kinds: Sequence[str] = ("flat", "ivf", "hnsw"), k: int = 10) -> dict[str, dict]:
     """Run ``task`` with each index kind. ``embed``: sentences -> unit vectors [n, d] (e.g.
     ``EmbeddingCache.embed``). Per kind: recall@1/10 and MRR@10, search queries/s, build
     seconds, index bytes, and (approximate kinds) neighbour recall@k against the exact index.
     Also ``"encode"``: corpus and query embedding seconds and sentences/s."""
-    start = time.perf_counter()
-    corpus = embed(task.corpus)
-    corpus_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    queries = embed(task.queries)
-    query_seconds = time.perf_counter() - start
-    options = index_options or {}
+    corpus, corpus_seconds = _timed(embed, task.corpus)
+    queries, query_seconds = _timed(embed, task.queries)
     results: dict[str, dict] = {}
     exact = None
     for kind in ("flat", *[x for x in kinds if x != "flat"]):
-        index, seconds = build_index(kind, corpus, **options.get(kind, {}))
+        index, seconds = build_index(kind, corpus)
         scores, ids = search_excluding(index, queries, k, task.exclude)
         row = {**retrieval_metrics(ids, task.relevant, ks=(1, k), mrr_at=k),
                "queries_per_s": queries_per_second(index, queries, k),
@@ -411,9 +366,7 @@ def evaluate_search(embed: Callable[[list[str]], torch.Tensor], task: SearchTask
     return results
 
 
-# --------------------------------------------------------------------------------------------
-# bitext mining on the aligned stsb_multi_mt rows
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------ bitext mining on the aligned stsb_multi_mt rows
 
 @dataclass
 class BitextTask:
@@ -464,14 +417,12 @@ def bitext_task(source_lang: str, target_lang: str = "en", split: str = "test",
     pairs = aligned_sentences(data.read_sts(source_lang, split, limit),
                               data.read_sts(target_lang, split, limit),
                               (source_lang, target_lang))
-    source = list(dict.fromkeys(s for s, _ in pairs))
-    target = list(dict.fromkeys(t for _, t in pairs))
-    s_id = {s: i for i, s in enumerate(source)}
-    t_id = {t: i for i, t in enumerate(target)}
-    gold: list[set[int]] = [set() for _ in source]
+    s_id = {s: i for i, s in enumerate(dict.fromkeys(s for s, _ in pairs))}
+    t_id = {t: i for i, t in enumerate(dict.fromkeys(t for _, t in pairs))}
+    gold: list[set[int]] = [set() for _ in s_id]
     for s, t in pairs:
         gold[s_id[s]].add(t_id[t])
-    return BitextTask(source_lang, target_lang, source, target, gold)
+    return BitextTask(source_lang, target_lang, list(s_id), list(t_id), gold)
 
 
 def bitext_accuracy(source_emb, target_emb, gold: Sequence[set[int]]) -> float:
@@ -488,7 +439,7 @@ def bitext_accuracy(source_emb, target_emb, gold: Sequence[set[int]]) -> float:
 
 def bitext_scores(embed: Callable[[list[str]], torch.Tensor], task: BitextTask) -> dict:
     """accuracy@1 in both directions: ``{"pair", "forward" (source -> target),
-    "backward", "rows"}``."""
+    "backward", "sentences" (source, target counts)}``."""
     src, tgt = embed(task.source), embed(task.target)
     back = task.reversed()
     return {"pair": f"{task.source_lang}-{task.target_lang}",

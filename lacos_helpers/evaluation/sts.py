@@ -47,16 +47,6 @@ def _gold_scores(pairs) -> torch.Tensor:
     return torch.tensor(gold, dtype=torch.float64)
 
 
-def _cosine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine similarity of Tensor[n, d] x Tensor[n, d] -> Tensor[n] float64."""
-    a, b = a.double(), b.double()
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    if (norms == 0).any():
-        raise ValueError(f"{int((norms == 0).sum())} pair(s) contain a zero embedding; "
-                         "cosine similarity is undefined")
-    return (a * b).sum(dim=1) / norms
-
-
 def cosine_scores(encoder_or_cache, pairs, *, batch_size: int = 64,
                   show_progress: bool = False) -> torch.Tensor:
     """Cosine similarity of sentence1 and sentence2 embeddings for each pair: Tensor[n] float64,
@@ -65,8 +55,23 @@ def cosine_scores(encoder_or_cache, pairs, *, batch_size: int = 64,
     cache = _as_cache(encoder_or_cache, None, batch_size, show_progress)
     if not first:
         return torch.empty(0, dtype=torch.float64)
-    emb = cache.embed(first + second)
-    return _cosine_rows(emb[: len(first)], emb[len(first):])
+    emb = cache.embed(first + second).double()
+    a, b = emb[: len(first)], emb[len(first):]
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    if (norms == 0).any():
+        raise ValueError(f"{int((norms == 0).sum())} pair(s) contain a zero embedding; "
+                         "cosine similarity is undefined")
+    return (a * b).sum(dim=1) / norms
+
+
+def _scored_pairs(encoder, pairs, cache: EmbeddingCache | None = None, batch_size: int = 64,
+                 show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cosines, gold)`` of at least 2 ``pairs``: Tensor[n] float64 each."""
+    pairs = list(pairs)
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 pairs to evaluate, got {len(pairs)}")
+    gold = _gold_scores(pairs)
+    return cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs), gold
 
 
 def evaluate_sts(encoder, pairs, batch_size: int = 64, cache: EmbeddingCache | None = None, *,
@@ -77,13 +82,7 @@ def evaluate_sts(encoder, pairs, batch_size: int = 64, cache: EmbeddingCache | N
     ``cache``: an :class:`EmbeddingCache` of the same ``encoder`` to reuse embeddings.
     Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``.
     """
-    pairs = list(pairs)
-    if len(pairs) < 2:
-        raise ValueError(f"need at least 2 pairs to evaluate, got {len(pairs)}")
-    gold = _gold_scores(pairs)
-    predicted = cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs)
-    return sts_metrics(predicted, gold)
-
+    return sts_metrics(*_scored_pairs(encoder, pairs, cache, batch_size, show_progress))
 
 
 def _check_langs(langs, valid: Sequence[str]) -> tuple[str, ...]:
@@ -98,17 +97,18 @@ def _check_langs(langs, valid: Sequence[str]) -> tuple[str, ...]:
     return langs
 
 
-def _table_from_pairs(pairs_by_label: Mapping[str, list], cache: EmbeddingCache, title: str,
-                      meta: dict) -> STSTable:
+def _table_from_pairs(pairs_by_label: Mapping[str, list], cache: EmbeddingCache, kind: str,
+                      **meta) -> STSTable:
     """Embed every sentence of every row once (one encode call), then score each row."""
+    meta["source"] = ", ".join(sorted({rows.source for rows in pairs_by_label.values()}))
+    title = f"STS-B {meta['split']}{kind} ({meta['source']} data)"
     all_pairs = [p for pairs in pairs_by_label.values() for p in pairs]
     log.info("[eval] %s: %d rows (%s), %d pairs", title, len(pairs_by_label),
              ", ".join(pairs_by_label), len(all_pairs))
     cache.embed(data.sts_sentences(all_pairs))
     rows, scores = [], {}
     for label, pairs in pairs_by_label.items():
-        gold = _gold_scores(pairs)
-        predicted = cosine_scores(cache, pairs)
+        predicted, gold = _scored_pairs(cache, pairs)
         low, high = bootstrap_spearman(predicted, gold)
         rows.append({"lang": label, **sts_metrics(predicted, gold), "spearman_low": low,
                      "spearman_high": high})
@@ -133,9 +133,7 @@ def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "tes
     cache = _as_cache(encoder, cache, batch_size, show_progress)
     pairs = {lang: data.read_sts(lang, split, limit, source=source, data_dir=data_dir)
              for lang in langs}
-    source_names = ", ".join(sorted({rows.source for rows in pairs.values()}))
-    return _table_from_pairs(pairs, cache, f"STS-B {split} ({source_names} data)",
-                             {"split": split, "limit": limit, "source": source_names})
+    return _table_from_pairs(pairs, cache, "", split=split, limit=limit)
 
 
 def crosslingual_table(encoder, langs: str | Sequence[str] = CROSSLINGUAL_LANGS,
@@ -151,11 +149,8 @@ def crosslingual_table(encoder, langs: str | Sequence[str] = CROSSLINGUAL_LANGS,
     pairs = {f"{lang}-{target}": data.read_sts((lang, target), split, limit, source=source,
                                                data_dir=data_dir)
              for lang in langs}
-    source_names = ", ".join(sorted({rows.source for rows in pairs.values()}))
-    return _table_from_pairs(pairs, cache, f"STS-B {split} cross-lingual X-{target} "
-                             f"({source_names} data)",
-                             {"split": split, "limit": limit, "source": source_names,
-                              "target": target})
+    return _table_from_pairs(pairs, cache, f" cross-lingual X-{target}", split=split,
+                             limit=limit, target=target)
 
 
 def crosslingual_matrix(encoder, langs: str | Sequence[str] = STS_LANGS,
@@ -198,21 +193,14 @@ def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", 
             raise KeyError(f"metric {metric!r} missing; columns: {before.columns}")
         row = {"lang": label, labels[0]: b[metric], labels[1]: a[metric],
                "delta": a[metric] - b[metric]}
-        paired = _paired(before, after, label) if metric == "spearman" else None
-        if paired is not None:
+        if metric == "spearman" and label in before.scores and label in after.scores:
+            (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
+            if not torch.equal(gold_a, gold_b):
+                raise ValueError(f"row {label!r}: the two tables scored different pairs")
+            paired = paired_bootstrap_difference(pred_a, pred_b, gold_a)
             row.update(delta_low=paired["low"], delta_high=paired["high"],
                        decided=paired["decided"])
         rows.append({**row, **({"n": a["n"]} if "n" in a else {})})
     return STSTable(rows, title=title or f"{metric}: {labels[0]} vs {labels[1]}",
                     score_columns=(*labels, "delta"), primary=labels[1],
                     meta={"interval": "95% paired bootstrap, 1000 resamples"})
-
-
-def _paired(before: STSTable, after: STSTable, label: str) -> dict | None:
-    """Paired bootstrap of after - before on the same pairs (None without per-pair scores)."""
-    if label not in before.scores or label not in after.scores:
-        return None
-    (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
-    if not torch.equal(gold_a, gold_b):
-        raise ValueError(f"row {label!r}: the two tables scored different pairs")
-    return paired_bootstrap_difference(pred_a, pred_b, gold_a)

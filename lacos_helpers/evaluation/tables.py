@@ -21,24 +21,11 @@ def _format_cell(value, as_score: bool, signed: bool = False) -> str:
     return str(value)
 
 
-def _parse_cell(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 class STSTable:
-    """Per-language STS results: ``rows`` = list of dicts, first column the row label.
-
-    Typical columns: ``lang`` (e.g. "de" or "de-en"), ``spearman``, ``pearson`` (raw, in
-    [-1, 1]) and ``n`` (pairs). ``score_columns`` are shown x100 with 2 decimals in markdown;
-    CSV and :meth:`to_dict` keep raw floats; a "delta" column is shown with its sign.
-    ``primary`` is the column :meth:`mean` averages.
-    In Jupyter the table displays as markdown.
-    """
+    """Per-language STS results: ``rows`` = list of dicts, first column the row label (e.g.
+    "de" or "de-en"), typically ``spearman``, ``pearson`` (raw, in [-1, 1]) and ``n``.
+    ``score_columns`` are shown x100 in markdown (CSV and :meth:`to_dict` keep raw floats);
+    ``primary`` is the column :meth:`mean` averages."""
 
     def __init__(self, rows: Iterable[Mapping], *, title: str = "",
                  score_columns: Sequence[str] = METRICS, primary: str = "spearman",
@@ -99,20 +86,17 @@ class STSTable:
     def shown_columns(self) -> list[str]:
         """Columns of the markdown: an interval (``<c>_low`` / ``<c>_high``) is shown inside
         its column ``<c>``, not on its own."""
-        return [c for c in self.columns if not self._is_interval_bound(c)]
-
-    def _is_interval_bound(self, column: str) -> bool:
-        base, _, end = column.rpartition("_")
-        return end in ("low", "high") and base in self.columns
+        bounds = {f"{c}_{end}" for c in self.columns for end in ("low", "high")}
+        return [c for c in self.columns if c not in bounds]
 
     def _cell(self, row: Mapping, column: str) -> str:
-        text = _format_cell(row[column], column in self.score_columns, column == "delta")
+        if isinstance(row[column], bool):
+            return "yes" if row[column] else "no"
+        signed = column == "delta"
+        text = _format_cell(row[column], column in self.score_columns, signed)
         low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
         if isinstance(low, float) and isinstance(high, float) and column in self.score_columns:
-            signed = column == "delta"
             text += f" [{_format_cell(low, True, signed)}, {_format_cell(high, True, signed)}]"
-        if isinstance(row[column], bool):
-            text = "yes" if row[column] else "no"
         return text
 
     def _cells(self, with_mean: bool) -> list[list[str]]:
@@ -143,46 +127,21 @@ class STSTable:
         caption = f"**{self.caption()}**\n\n" if self.title else ""
         return caption + table + "\n"
 
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the rows with raw values (full float precision) as CSV; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
+    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``{stem}.csv`` (raw values, full float precision) and ``{stem}.md`` (x100);
+        returns both paths."""
+        stem = Path(path_stem)
+        csv_path, md = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows({c: repr(v) if isinstance(v, float) else v for c, v in r.items()}
                              for r in self.rows)
-        return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike, *, title: str = "",
-                 score_columns: Sequence[str] | None = None,
-                 primary: str | None = None) -> STSTable:
-        """Read a table written by :meth:`to_csv` (ints and floats parsed back). By default every
-        float column counts as a score column and ``primary`` is "spearman" when present."""
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-        if not rows:
-            raise ValueError(f"{path}: no rows")
-        if score_columns is None:
-            score_columns = [c for c, v in rows[0].items() if isinstance(v, float)]
-        if primary is None:
-            primary = "spearman" if "spearman" in rows[0] else (list(score_columns) or [""])[0]
-        return cls(rows, title=title, score_columns=score_columns, primary=primary)
-
-    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``{stem}.csv`` (raw) and ``{stem}.md`` (x100); returns both paths."""
-        stem = Path(path_stem)
-        md = stem.with_name(stem.name + ".md")
-        csv_path = self.to_csv(stem.with_name(stem.name + ".csv"))
         md.write_text(self.to_markdown(), encoding="utf-8")
         return csv_path, md
 
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
+    __str__ = _repr_markdown_ = to_markdown
 
     def __repr__(self) -> str:
         title = f"{self.title!r}, " if self.title else ""

@@ -1,10 +1,5 @@
-"""A trained run as a model other tools load: a sentence-transformers folder with a model card.
-
-``backbone`` (LoRA folded into float weights, 8-bit layers dequantized), ``folder`` (the
-sentence-transformers configuration files, pooling names), ``card`` (the model card),
-``st_model`` (:func:`export_run`: write, load back with sentence-transformers, compare), ``cli``
-(``python -m lacos_helpers export``).
-"""
+"""A trained run as a model other tools load: a sentence-transformers folder with a model card
+(:func:`export_run`; CLI: ``python -m lacos_helpers export``)."""
 
 from lacos_helpers.export.backbone import float_backbone
 from lacos_helpers.export.card import model_card, run_eval_tables
@@ -17,12 +12,9 @@ from lacos_helpers.export.st_model import (
     PROBE_SENTENCES,
     ExportError,
     ExportResult,
-    adapter_export_problem,
     adapter_load_error,
-    check_adapter_export,
     export_encoder,
     export_run,
-    st_encode,
 )
 
 __all__ = [
@@ -34,16 +26,13 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "UnsupportedPoolingError",
-    "adapter_export_problem",
     "adapter_load_error",
     "add_parser",
-    "check_adapter_export",
     "export_encoder",
     "export_run",
     "float_backbone",
     "model_card",
     "run",
     "run_eval_tables",
-    "st_encode",
     "st_pooling_mode",
 ]

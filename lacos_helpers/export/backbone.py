@@ -1,13 +1,10 @@
-"""A plain float copy of a trained backbone, what any transformers user can load: every LoRA
+"""A plain float copy of a trained backbone that any transformers user can load: every LoRA
 layer folded into a float ``nn.Linear`` (``W = dequantize(W8) + (alpha / r) B A``), every
-other 8-bit linear layer dequantized, and nothing left that only this package knows.
+other 8-bit linear layer dequantized, no attribute of this package left.
 
-Why the float weights are the *dequantized* 8-bit ones: the adapters were trained on top of the
-8-bit base, so that base (not the original float checkpoint) is what the trained encoder
-computes with. With weight-only 8-bit compute (``quant.compute = "dequantize"``, the cpu
-profile) the float copy gives the same outputs up to float rounding; LLM.int8 compute also
-rounds the *activations* to int8, which the float copy does not (the export measures the
-difference, :mod:`lacos_helpers.export.st_model`).
+The float weights are the *dequantized* 8-bit ones because the adapters were trained on that
+base. With weight-only 8-bit compute the copy matches up to float rounding; LLM.int8 also
+rounds activations to int8, which the copy does not (the export measures the difference).
 """
 
 from __future__ import annotations
@@ -64,41 +61,31 @@ def _place(module: nn.Module, device: torch.device | None) -> nn.Module:
     return module if device is None else module.to(device)
 
 
-def _replace_with_float(backbone: nn.Module, name: str, build, device) -> None:
-    """Put the float layer ``build()`` makes (on its 8-bit layer's device) at ``name``, moved
-    to ``device`` at once: the source device holds at most this one float layer."""
-    replace_submodule(backbone, name, _place(build(), device))
-
-
 def float_backbone(backbone: nn.Module, *, merge: bool = True,
                    device: torch.device | str | None = "cpu") -> nn.Module:
     """Turn ``backbone`` (8-bit and/or LoRA layers) into a plain float32 model on ``device``,
-    **in place**.
+    **in place**; returns it.
 
     ``merge=True``: each :class:`~lacos_helpers.lora.LoRALinear` becomes one ``nn.Linear``
-    with the adapter folded in; ``merge=False``: it becomes its dequantized base layer (the
-    adapter is dropped: save it first with :func:`lacos_helpers.lora.save_adapter`). Every other
-    8-bit linear layer is dequantized; float parameters are cast to float32.
+    with the adapter folded in; ``merge=False``: its dequantized base layer (the adapter is
+    dropped: save it first with :func:`lacos_helpers.lora.save_adapter`). Every other 8-bit
+    linear layer is dequantized; float parameters are cast to float32.
 
-    Layer by layer: each float32 weight ``(out, in)`` is built where its 8-bit layer is (a GPU
-    dequantizes it) and moved to ``device`` before the next one is built, so a GPU never holds
-    more than one float32 layer (BLOOM-7b1: 0.27 GB, not the 28 GB of the whole float model);
-    the rest (embeddings, norms, biases) is moved to ``device`` before it is cast to float32.
-    ``device=None`` keeps everything where it is. Returns the model.
+    Each float32 layer is built where its 8-bit layer is and moved to ``device`` before the
+    next one is built, so a GPU holds at most one float32 layer (BLOOM-7b1: 0.27 GB, not
+    28 GB); the rest is moved before it is cast. ``device=None`` keeps everything in place.
     """
     target = None if device is None else torch.device(device)
     lora_names = list(lora_layers(backbone))
     for name in lora_names:
         layer = backbone.get_submodule(name)
-        build = (lambda layer=layer: _merged_linear(layer)) if merge else \
-            (lambda layer=layer: dequantized_linear(layer.base_layer))
-        _replace_with_float(backbone, name, build, target)
+        linear = _merged_linear(layer) if merge else dequantized_linear(layer.base_layer)
+        replace_submodule(backbone, name, _place(linear, target))
     quantized = [name for name, module in backbone.named_modules()
                  if name and is_8bit_linear(module)]
     for name in quantized:
-        module = backbone.get_submodule(name)
-        _replace_with_float(backbone, name, lambda module=module: dequantized_linear(module),
-                            target)
+        linear = dequantized_linear(backbone.get_submodule(name))
+        replace_submodule(backbone, name, _place(linear, target))
     _forget_quantization(backbone)
     if target is not None:
         if hasattr(backbone, "hf_device_map"):  # a load_in_8bit placement, now stale

@@ -16,14 +16,11 @@ def run_eval_tables(run_dir: str | os.PathLike | None) -> dict[str, str]:
     (``python -m lacos_helpers evaluate`` and chapter 4), sorted by name; {} when none."""
     if run_dir is None:
         return {}
-    folder = Path(run_dir) / "eval"
-    if not folder.is_dir():
-        return {}
     return {path.stem: path.read_text(encoding="utf-8").strip()
-            for path in sorted(folder.glob("*.md"))}
+            for path in sorted((Path(run_dir) / "eval").glob("*.md"))}
 
 
-def _front_matter(result, cfg) -> str:
+def _front_matter(cfg) -> str:
     base = cfg.model.model_id if cfg is not None and cfg.model.model_id else None
     lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
              "tags:", "- sentence-transformers", "- sentence-similarity", "- feature-extraction",
@@ -97,7 +94,7 @@ def model_card(result, cfg=None, tables: dict[str, str] | None = None,
            "peft integration); `adapter_config.json` names `base/` by its absolute path: edit "
            "`base_model_name_or_path` after moving the folder")
     parts = [
-        _front_matter(result, cfg),
+        _front_matter(cfg),
         f"# {folder}: LACoS-BLOOM sentence embeddings",
         "A decoder language model turned into a sentence-embedding model with the LACoS-BLOOM "
         f"recipe ({PAPER}): frozen 8-bit weights, LoRA adapters, 8-bit Adam, a Siamese network "

@@ -1,5 +1,4 @@
-"""``python -m lacos_helpers export --run R --out D [--merged | --adapter]``.
-"""
+"""``python -m lacos_helpers export --run R --out D [--merged | --adapter]``."""
 
 from __future__ import annotations
 

@@ -59,9 +59,8 @@ def _write_json(path: Path, value) -> None:
 
 
 def pooling_config(dim: int, mode: str) -> dict:
-    """``1_Pooling/config.json``: hidden size ``dim`` and exactly one pooling flag set."""
-    if mode not in _POOLING_FLAGS:
-        raise UnsupportedPoolingError(f"unknown sentence-transformers pooling {mode!r}")
+    """``1_Pooling/config.json``: hidden size ``dim`` and exactly one pooling flag set (``mode``
+    from :func:`st_pooling_mode`)."""
     return {"word_embedding_dimension": int(dim),
             **{flag: name == mode for name, flag in _POOLING_FLAGS.items()}}
 

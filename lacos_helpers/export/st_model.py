@@ -1,33 +1,19 @@
 """A trained run as a sentence-transformers model folder, checked against the run's encoder.
 
 ``export_run(run, out, mode="merged")`` writes a folder that ``SentenceTransformer(out)`` loads
-with nothing of this package installed:
+with nothing of this package installed: the float32 backbone with LoRA folded in
+(:mod:`~lacos_helpers.export.backbone`), ``Pooling`` and ``Normalize`` modules
+(:mod:`~lacos_helpers.export.folder`), the tokenizer with **right padding**, a model card
+(:mod:`~lacos_helpers.export.card`) and ``lacos_export.json``. Right padding because
+sentence-transformers passes no position ids: older versions count the weighted mean from
+position 0 of the padded row and older last-token poolings assume right padding, so only
+there does every version compute what our encoder does. The export loads the folder back and
+records the largest difference from the run's encoder (in float32) on probe sentences, with
+the saved and with left padding.
 
-- the backbone in float32 with LoRA folded into the dequantized 8-bit weights
-  (:func:`lacos_helpers.export.backbone.float_backbone`);
-- a ``Pooling`` module with the run's pooling and a ``Normalize`` module (our ``encode``
-  returns unit vectors, so cosine = dot product);
-- the tokenizer with **right padding**. Our encoder passes decoders position ids counted from
-  the first real token; sentence-transformers passes none, so under left padding the model
-  numbers the padding too. Neither BLOOM's ALiBi (built from the attention mask) nor Gemma's
-  rotary positions (attention sees only position *differences*) change under such a shift, so
-  sentence-transformers 6 agrees with either side; but older versions (Colab ships 5.7) count
-  the weighted mean's weights from position 0 of the padded row, older last-token poolings
-  assume right padding, and decoders with absolute position embeddings do see the shift. With
-  right padding the first real token is position 0 everywhere, and every version computes what
-  ours does. The export also encodes the probes with the tokenizer switched to left padding and
-  records whether that gives the same embeddings with the installed version
-  (``left_padding_safe``); where it does not, the card and a warning say to keep the right
-  padding;
-- a model card (``README.md``) and ``lacos_export.json``: recipe, STS tables of the run, and the
-  largest difference between ``SentenceTransformer(out).encode`` and the run's encoder on
-  probe sentences (measured when sentence-transformers is installed; the encoder computes in
-  float32 for it, as the export does, also where training used bfloat16 matmuls).
-
-``mode="adapter"`` keeps them apart: the float base in ``out/base`` and the peft adapter in
-``out``; sentence-transformers loads it through transformers' peft integration
-(``load_adapter``). The export loads it back the same way and refuses, naming the versions,
-when that fails (:func:`adapter_load_error`).
+``mode="adapter"`` keeps the float base in ``out/base`` and the peft adapter in ``out`` (loaded
+through transformers' peft integration); the export refuses, naming the versions, when
+sentence-transformers cannot load it (:func:`adapter_load_error`).
 """
 
 from __future__ import annotations
@@ -41,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from packaging.version import Version
 
 from lacos_helpers.export.backbone import float_backbone
 from lacos_helpers.export.card import model_card, run_eval_tables
@@ -77,12 +64,10 @@ class ExportError(RuntimeError):
 
 @dataclass
 class ExportResult:
-    """What :func:`export_run` wrote: ``folder``, ``mode``, the pooling (ours and
-    sentence-transformers'), ``max_abs_diff`` between sentence-transformers and the run's
-    encoder on ``probe_count`` sentences (None when sentence-transformers is not installed),
-    how far its tokenizer switched to left padding moves those embeddings
-    (``left_padding_diff``; ``left_padding_safe``: not beyond float rounding), whether
-    ``max_abs_diff`` is expected to be float rounding only (``exact_compute``)."""
+    """What :func:`export_run` wrote and measured: ``max_abs_diff`` from the run's encoder on
+    ``probe_count`` sentences (None without sentence-transformers), ``left_padding_diff`` from
+    switching the tokenizer to left padding (``left_padding_safe``: within float rounding),
+    ``exact_compute``: whether ``max_abs_diff`` should be float rounding only."""
 
     folder: Path
     mode: str
@@ -106,9 +91,7 @@ class ExportResult:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# what can be exported
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- what can be exported
 
 def _version(package: str) -> str | None:
     try:
@@ -118,9 +101,8 @@ def _version(package: str) -> str | None:
 
 
 def integration_peft_version() -> str | None:
-    """The peft version transformers' peft integration names as its minimum
-    (``MIN_PEFT_VERSION``; None if it names none). In transformers 5.25 ``add_adapter`` and
-    ``set_adapter`` check it, ``load_adapter`` (what loading an adapter folder uses) does not."""
+    """``MIN_PEFT_VERSION`` of transformers' peft integration (None if it names none); in
+    transformers 5.25 ``load_adapter`` (which loads an adapter folder) does not check it."""
     try:
         from transformers.integrations import peft as hf_peft
     except ImportError:  # pragma: no cover - transformers without the integration
@@ -128,20 +110,18 @@ def integration_peft_version() -> str | None:
     return getattr(hf_peft, "MIN_PEFT_VERSION", None)
 
 
-def adapter_export_problem() -> str | None:
-    """Why an adapter export cannot work here, known before trying (None: try it; the export
-    then loads the folder with sentence-transformers and refuses if that fails)."""
-    if _version("peft") is None:
-        return "peft is not installed (sentence-transformers loads an adapter folder with peft)"
-    return None
-
-
-def check_adapter_export() -> None:
-    """Raise :class:`ExportError` when :func:`adapter_export_problem` names a problem."""
-    problem = adapter_export_problem()
-    if problem:
-        raise ExportError(f"--adapter export refused: {problem}. Export with --merged (LoRA "
+def _refuse_early(pooling: str, mode: str) -> str:
+    """sentence-transformers' name for ``pooling``; refuses before any work an unknown
+    ``mode``, a pooling it lacks, an adapter export without peft (whether the adapter folder
+    loads is checked after writing it)."""
+    if mode not in EXPORT_MODES:
+        raise ValueError(f"unknown export mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
+    st_mode = st_pooling_mode(pooling)
+    if mode == "adapter" and _version("peft") is None:
+        raise ExportError("--adapter export refused: peft is not installed (sentence-transformers "
+                          "loads an adapter folder with peft). Export with --merged (LoRA "
                           "folded into the float weights: needs no peft) or install peft.")
+    return st_mode
 
 
 def adapter_load_error(exc: Exception) -> ExportError:
@@ -150,8 +130,7 @@ def adapter_load_error(exc: Exception) -> ExportError:
     needed = integration_peft_version()
     peft_version = _version("peft")
     hint = (f"; transformers' peft integration asks for peft >= {needed}"
-            if needed and peft_version and _version_tuple(peft_version) < _version_tuple(needed)
-            else "")
+            if needed and peft_version and Version(peft_version) < Version(needed) else "")
     return ExportError(
         f"--adapter export refused: sentence-transformers {_version('sentence-transformers')} "
         f"could not load the adapter folder with peft {peft_version} and transformers "
@@ -159,26 +138,14 @@ def adapter_load_error(exc: Exception) -> ExportError:
         "(LoRA folded into the float weights: needs no peft) or upgrade peft; nothing was kept.")
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def exact_compute(cfg) -> bool:
-    """Whether the float export computes what the run's encoder computes (up to rounding):
-    a float base, or 8-bit storage with weight-only compute. LLM.int8 (ours with
-    ``compute="int8"``, bitsandbytes) also rounds activations to int8, which a float model
-    does not."""
+    """Whether the float export computes what the run's encoder does (up to rounding): a float
+    base or weight-only 8-bit compute, not LLM.int8 (which also rounds activations)."""
     return cfg.quant.backend == "none" or (cfg.quant.backend == "lacos"
                                           and cfg.quant.compute == "dequantize")
 
 
-# --------------------------------------------------------------------------------------------
-# the export
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- the export
 
 def _export_tokenizer(tokenizer, max_length: int):
     """A copy of ``tokenizer`` that pads on the right and says so in its saved config."""
@@ -211,27 +178,17 @@ def _st_model(folder: str | os.PathLike):
     return SentenceTransformer(str(folder), device="cpu")
 
 
-def _st_embeddings(model, sentences, batch_size: int = 32,
-                   padding_side: str | None = None) -> torch.Tensor:
-    """``model.encode(sentences)`` -> float32 [n, d]; ``padding_side`` switches its tokenizer
-    for this call (restored afterwards)."""
+def _st_embeddings(model, sentences, padding_side: str) -> torch.Tensor:
+    """``model.encode(sentences)`` -> float32 [n, d], its tokenizer padding on
+    ``padding_side`` for this call (restored afterwards)."""
     tokenizer = model.tokenizer
-    saved = tokenizer.padding_side
-    if padding_side is not None:
-        tokenizer.padding_side = padding_side
+    saved, tokenizer.padding_side = tokenizer.padding_side, padding_side
     try:
-        out = model.encode(list(sentences), batch_size=batch_size, convert_to_tensor=True,
+        out = model.encode(list(sentences), batch_size=32, convert_to_tensor=True,
                            show_progress_bar=False)
     finally:
         tokenizer.padding_side = saved
     return out.detach().float().cpu()
-
-
-def st_encode(folder: str | os.PathLike, sentences, batch_size: int = 32,
-              padding_side: str | None = None) -> torch.Tensor:
-    """``SentenceTransformer(folder).encode(sentences)`` on the CPU -> float32 [n, d]
-    (``padding_side``: override the folder's tokenizer padding side)."""
-    return _st_embeddings(_st_model(folder), sentences, batch_size, padding_side)
 
 
 @dataclass
@@ -254,22 +211,23 @@ def _max_diff(theirs: torch.Tensor, reference: torch.Tensor) -> float:
 
 def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
     """Largest |difference| between sentence-transformers' embeddings of ``sentences`` from
-    ``folder`` and ``reference`` [n, d], and what switching the folder's tokenizer to left
-    padding changes (sentences of different lengths share a batch, so both are padded); None
-    when sentence-transformers is missing."""
+    ``folder`` and ``reference`` [n, d], and what switching its tokenizer to left padding
+    changes; None when sentence-transformers is missing."""
     version = _version("sentence-transformers")
     if version is None:
         log.warning("[export] sentence-transformers is not installed: the folder was not "
                     "loaded back to check it (pip install sentence-transformers)")
         return None
     model = _st_model(folder)
-    saved = _st_embeddings(model, sentences)
-    left = _st_embeddings(model, sentences, padding_side="left")
+    saved = _st_embeddings(model, sentences, model.tokenizer.padding_side)
+    left = _st_embeddings(model, sentences, "left")
     return Parity(_max_diff(saved, reference), _max_diff(left, saved),
                   f"sentence-transformers {version}")
 
 
 def _record_parity(result: ExportResult, found: Parity | None) -> None:
+    """Record what :func:`parity` measured in ``result``; refuse a difference beyond float
+    rounding where the export should compute what the run's encoder does."""
     if found is None:
         return
     result.max_abs_diff, result.checked_with = found.max_abs_diff, found.checked_with
@@ -279,11 +237,6 @@ def _record_parity(result: ExportResult, found: Parity | None) -> None:
         log.warning("[export] with %s, a left-padded tokenizer gives other embeddings (max "
                     "|diff| %.2e, pooling %s): keep the folder's right padding (the model card "
                     "says so)", found.checked_with, found.left_padding_diff, result.st_pooling)
-
-
-def _check_parity(result: ExportResult) -> None:
-    if result.max_abs_diff is None:
-        return
     if result.exact_compute and result.max_abs_diff > PARITY_TOLERANCE:
         raise ExportError(
             f"the exported model differs from the run's encoder by up to "
@@ -298,20 +251,20 @@ def _check_parity(result: ExportResult) -> None:
 ADAPTER_BASE_DIR = "base"
 
 
-def write_adapter_folder(encoder, folder: str | os.PathLike) -> Path:
-    """The ``--adapter`` layout: the peft adapter (``adapter_config.json``,
-    ``adapter_model.safetensors``) and the tokenizer in ``folder``, the float32 base (8-bit
-    weights dequantized, no LoRA) in ``folder/base``, which the adapter config names as its
-    ``base_model_name_or_path`` (an absolute path: edit it after moving the folder). Converts
-    the encoder's backbone in place. Returns ``folder``."""
+def write_model_folder(encoder, folder: str | os.PathLike, mode: str = "merged") -> Path:
+    """The transformer and tokenizer (right padding) files of ``folder``; converts the
+    encoder's backbone in place. ``"merged"``: the float32 backbone with LoRA folded in.
+    ``"adapter"``: the peft adapter in ``folder`` and the float32 base (no LoRA) in
+    ``folder/base``, which the adapter config names by its absolute path."""
     from lacos_helpers import lora
 
-    folder = Path(folder)
-    backbone = encoder.backbone
-    lora.save_adapter(backbone, folder)
-    set_adapter_base(folder, folder / ADAPTER_BASE_DIR)
-    float_backbone(backbone, merge=False)
-    backbone.save_pretrained(str(folder / ADAPTER_BASE_DIR), safe_serialization=True)
+    folder = base = Path(folder)
+    if mode == "adapter":
+        base = folder / ADAPTER_BASE_DIR
+        lora.save_adapter(encoder.backbone, folder)
+        set_adapter_base(folder, base)
+    float_backbone(encoder.backbone, merge=mode == "merged")
+    encoder.backbone.save_pretrained(str(base), safe_serialization=True)
     _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
     return folder
 
@@ -326,32 +279,16 @@ def set_adapter_base(folder: str | os.PathLike, base: str | os.PathLike) -> None
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def write_merged_folder(encoder, folder: str | os.PathLike) -> Path:
-    """The ``--merged`` layout: the float32 backbone with LoRA folded in and the tokenizer
-    (right padding) in ``folder``. Converts the encoder's backbone in place."""
-    folder = Path(folder)
-    float_backbone(encoder.backbone, merge=True)
-    encoder.backbone.save_pretrained(str(folder), safe_serialization=True)
-    _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
-    return folder
-
-
 def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
                    mode: str = "merged", normalize: bool = True, overwrite: bool = False,
                    probe_sentences=PROBE_SENTENCES, run_record: dict | None = None
                    ) -> ExportResult:
     """Write ``encoder`` (a trained :class:`~lacos_helpers.encoder.SiameseEncoder`; its
-    backbone is converted **in place**, so do not use it afterwards) as a sentence-transformers
-    folder ``out`` and check it (see the module docstring). ``cfg`` (its RunConfig) and
-    ``run_dir`` feed the model card. Raises :class:`ExportError` (folder not empty, adapter
-    mode unsupported here, parity check failed) or
-    :class:`~lacos_helpers.export.folder.UnsupportedPoolingError`; nothing is left in ``out``
-    when it fails."""
-    if mode not in EXPORT_MODES:
-        raise ValueError(f"unknown export mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
-    st_mode = st_pooling_mode(encoder.pooling)  # refuse before any work
-    if mode == "adapter":
-        check_adapter_export()
+    backbone is converted **in place**: do not use it afterwards) as a sentence-transformers
+    folder ``out`` and check it. ``cfg`` (its RunConfig) and ``run_dir`` feed the model card.
+    Raises :class:`ExportError` or :class:`~lacos_helpers.export.folder.UnsupportedPoolingError`
+    and leaves nothing in ``out`` when it fails."""
+    st_mode = _refuse_early(encoder.pooling, mode)
     out = Path(out)
     _prepare_target(out, overwrite)
     probes = list(probe_sentences)
@@ -363,25 +300,25 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
         padding_side=EXPORT_PADDING_SIDE, probe_count=len(probes), versions=_versions(),
         exact_compute=True if cfg is None else exact_compute(cfg))
     with atomic_folder(out) as tmp:  # nothing is left in out when a step fails
-        (write_merged_folder if mode == "merged" else write_adapter_folder)(encoder, tmp)
+        write_model_folder(encoder, tmp, mode)
         write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
                        max_seq_length=encoder.max_length, normalize=normalize,
                        versions=result.versions)
+        found = None
         if probes:
             try:
-                _record_parity(result, parity(tmp, reference, probes))
+                found = parity(tmp, reference, probes)
             except Exception as exc:  # loading failed: say why, in the export's terms
                 if mode == "adapter":
                     raise adapter_load_error(exc) from exc
                 raise
-        _check_parity(result)
+        _record_parity(result, found)
         if mode == "adapter":  # checked in the temporary folder: now name the final one
             set_adapter_base(tmp, out / ADAPTER_BASE_DIR)
-        tables = run_eval_tables(run_dir) if run_dir is not None else {}
-        (tmp / "README.md").write_text(model_card(result, cfg, tables, run_record),
+        (tmp / "README.md").write_text(model_card(result, cfg, run_eval_tables(run_dir),
+                                                  run_record), encoding="utf-8")
+        (tmp / RECORD_FILE).write_text(json.dumps(result.to_dict(), indent=1) + "\n",
                                        encoding="utf-8")
-        record = {**result.to_dict(), "folder": str(out)}
-        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     log.info("[export] %s model written to %s (pooling %s%s; parity %s)", mode, out,
              result.st_pooling, " + normalize" if normalize else "",
              "not checked" if result.max_abs_diff is None else
@@ -397,9 +334,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, mode: str 
     from lacos_helpers import training
 
     cfg = training.load_run_config(run_dir)
-    st_pooling_mode(cfg.encoder.pooling)  # refuse before loading the model
-    if mode == "adapter":
-        check_adapter_export()
+    _refuse_early(cfg.encoder.pooling, mode)  # before loading the model
     encoder = training.load_encoder(run_dir)
     return export_encoder(encoder, out, cfg=cfg, run_dir=run_dir, mode=mode,
                           normalize=normalize, overwrite=overwrite,

@@ -13,10 +13,9 @@ from lacos_helpers.lora.io import (
     save_adapter,
     set_lora_state_dict,
 )
-from lacos_helpers.lora.layer import LoRALinear, dequantized_linear, is_linear
+from lacos_helpers.lora.layer import LoRALinear, dequantized_linear
 from lacos_helpers.lora.model import (
     inject_lora,
-    linear_layer_names,
     lora_layers,
     merge_lora,
     prepare_for_kbit_training,
@@ -42,8 +41,6 @@ __all__ = [
     "format_lora_table",
     "format_trainable_report",
     "inject_lora",
-    "is_linear",
-    "linear_layer_names",
     "load_adapter",
     "lora_layers",
     "lora_param_count",

@@ -18,9 +18,7 @@ ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_KEY_PREFIX = "base_model.model."
 
-# --------------------------------------------------------------------------------------------
-# Adapter I/O in peft's format
-# --------------------------------------------------------------------------------------------
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter weights under peft's saved names:
     ``base_model.model.<module path>.lora_A.weight`` (r, in) and ``...lora_B.weight``
@@ -120,15 +118,6 @@ def _read_adapter_config(folder: Path) -> dict:
     return config
 
 
-def _check_same_settings(model: nn.Module, config: dict) -> None:
-    settings = model.lacos_lora
-    ours = (settings["r"], float(settings["lora_alpha"]), sorted(settings["target_modules"]))
-    theirs = (config["r"], float(config["lora_alpha"]), sorted(config["target_modules"]))
-    if ours != theirs:
-        raise ValueError(f"the model's LoRA (r, alpha, targets) = {ours} differs from the "
-                         f"adapter's {theirs}")
-
-
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a LoRA adapter saved by :func:`save_adapter` or by peft's ``save_pretrained``.
 
@@ -144,7 +133,11 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     if not weights_path.is_file():
         raise FileNotFoundError(f"no {ADAPTER_WEIGHTS_NAME} in {folder}")
     if lora_layers(model):
-        _check_same_settings(model, config)
+        ours, theirs = ((s["r"], float(s["lora_alpha"]), sorted(s["target_modules"]))
+                        for s in (model.lacos_lora, config))
+        if ours != theirs:
+            raise ValueError(f"the model's LoRA (r, alpha, targets) = {ours} differs from the "
+                             f"adapter's {theirs}")
         if any(layer.merged for layer in lora_layers(model).values()):
             raise RuntimeError("unmerge_lora(model) before loading new adapter weights")
     else:

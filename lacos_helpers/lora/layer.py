@@ -7,14 +7,9 @@ A frozen linear layer ``y = W x + b`` (``W``: (out, in)) gets a trainable low-ra
 ``A`` starts Kaiming-uniform (``a = sqrt(5)``, as ``nn.Linear`` and peft), ``B`` starts at zero,
 so an injected model computes exactly what the base model computes until training moves ``B``.
 The base layer may be a float ``nn.Linear``, the package's 8-bit
-:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt``.
-
-Merging into an 8-bit base cannot be exact: :meth:`LoRALinear.merge` adds the update to the
-dequantized weights and rounds the sum back onto each row's int8 grid (the step grows only
-where a row would overflow), so every merged weight is within half a quantization step of its
-row (``absmax_row / 254``) of the exact sum, and update entries below half a step are lost.
-The original codes and scales are kept and :meth:`LoRALinear.unmerge` restores them bit for
-bit.
+:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt``; merging into
+an 8-bit base is exact only up to re-quantization (:meth:`LoRALinear.merge`), and
+:meth:`LoRALinear.unmerge` restores its codes and scales bit for bit.
 """
 
 from __future__ import annotations
@@ -29,9 +24,6 @@ from lacos_helpers.checks import check_int
 from lacos_helpers.quantization import Int8Linear, bnb, eight_bit_backend, is_8bit_linear
 
 LORA_PARAMETER_NAMES = ("lora_A", "lora_B")
-
-def _check_rank(r) -> int:
-    return check_int(r, "LoRA rank r")
 
 
 def _check_alpha(alpha) -> float:
@@ -57,23 +49,16 @@ def is_linear(module: nn.Module) -> bool:
         module, LoRALinear)
 
 
-# --------------------------------------------------------------------------------------------
-# The layer
-# --------------------------------------------------------------------------------------------
 class LoRALinear(nn.Module):
     """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
 
-    Args:
-        base: ``nn.Linear``, :class:`~lacos_helpers.quantization.Int8Linear` or
-            ``bitsandbytes.nn.Linear8bitLt``; its parameters are frozen.
-        r: rank (positive int). alpha: scaling numerator (``scaling = alpha / r``).
-        dropout: probability in [0, 1) applied to the input of ``lora_A`` only.
-
-    Submodules: ``base_layer``; ``lora_A`` = ``nn.Linear(in, r, bias=False)`` (weight (r, in),
-    Kaiming-uniform); ``lora_B`` = ``nn.Linear(r, out, bias=False)`` (weight (out, r), zeros).
-    The adapter lives on the base weight's device, in its dtype when that is a float dtype and
-    in float32 for 8-bit bases (as peft). Input (..., in) -> output (..., out) in the dtype of
-    ``base(x)``.
+    ``base`` (kept as ``base_layer``, frozen): ``nn.Linear``,
+    :class:`~lacos_helpers.quantization.Int8Linear` or ``bitsandbytes.nn.Linear8bitLt``; ``r``:
+    rank; ``alpha``: scaling numerator (``scaling = alpha / r``); ``dropout``: probability in
+    [0, 1) on the input of ``lora_A`` only. ``lora_A`` = ``nn.Linear(in, r, bias=False)`` and
+    ``lora_B`` = ``nn.Linear(r, out, bias=False)`` live on the base weight's device, in its dtype
+    when that is a float dtype and in float32 for 8-bit bases (as peft). Input (..., in) ->
+    output (..., out) in the dtype of ``base(x)``.
     """
 
     def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0):
@@ -83,7 +68,7 @@ class LoRALinear(nn.Module):
         if not is_linear(base):
             raise TypeError(f"LoRALinear wraps nn.Linear, Int8Linear or Linear8bitLt, got "
                             f"{type(base).__name__}")
-        self.r = _check_rank(r)
+        self.r = check_int(r, "LoRA rank r")
         self.alpha = _check_alpha(alpha)
         self.dropout_p = _check_dropout(dropout)
         self.scaling = self.alpha / self.r
@@ -97,14 +82,10 @@ class LoRALinear(nn.Module):
         self.lora_dropout = nn.Dropout(self.dropout_p) if self.dropout_p > 0 else nn.Identity()
         self.lora_A = nn.Linear(self.in_features, self.r, bias=False, **factory)
         self.lora_B = nn.Linear(self.r, self.out_features, bias=False, **factory)
-        self.reset_lora_parameters()
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # peft's default
+        nn.init.zeros_(self.lora_B.weight)
         self.merged = False
         self._saved_int8: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def reset_lora_parameters(self) -> None:
-        """``A`` Kaiming-uniform with ``a = sqrt(5)`` (peft's default), ``B`` zeros."""
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
@@ -136,10 +117,10 @@ class LoRALinear(nn.Module):
         with torch.no_grad():
             delta = self.delta_weight()
             base = self.base_layer
-            if _is_float_linear(base):
-                base.weight.add_(delta.to(base.weight.dtype))
-            else:
+            if is_8bit_linear(base):
                 self._saved_int8 = _merge_into_int8(base, delta)
+            else:
+                base.weight.add_(delta.to(base.weight.dtype))
         self.merged = True
 
     def unmerge(self) -> None:
@@ -149,7 +130,9 @@ class LoRALinear(nn.Module):
             raise RuntimeError("LoRA layer is not merged")
         with torch.no_grad():
             if self._saved_int8 is not None:
-                _restore_int8(self.base_layer, *self._saved_int8)
+                codes, scales, _ = _int8_storage(self.base_layer)
+                codes.copy_(self._saved_int8[0])
+                scales.copy_(self._saved_int8[1])
                 self._saved_int8 = None
             else:
                 self.base_layer.weight.sub_(self.delta_weight().to(self.base_layer.weight.dtype))
@@ -159,10 +142,6 @@ class LoRALinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
                 f"alpha={self.alpha}, scaling={self.scaling:g}, dropout={self.dropout_p}, "
                 f"merged={self.merged}")
-
-
-def _is_float_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and not is_8bit_linear(module)
 
 
 def _dequantized_weight(layer: nn.Module) -> torch.Tensor:
@@ -175,22 +154,18 @@ def _dequantized_weight(layer: nn.Module) -> torch.Tensor:
     return layer.weight.detach().float()
 
 
-def _float_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    out_features, in_features = weight.shape
-    linear = nn.utils.skip_init(nn.Linear, in_features, out_features, bias=bias is not None,
-                                device=weight.device)
-    linear.weight.data = weight.detach().to(torch.float32, copy=True)
-    if bias is not None:
-        linear.bias.data = bias.detach().to(torch.float32, copy=True)
-    return linear
-
-
 def dequantized_linear(layer: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Linear:
     """A float ``nn.Linear`` copy of a float, Int8Linear or Linear8bitLt layer (weights
     dequantized), on the same device: e.g. to fine-tune one layer of an 8-bit model in full."""
     if not is_linear(layer):
         raise TypeError(f"expected a linear layer, got {type(layer).__name__}")
-    return _float_linear(_dequantized_weight(layer), layer.bias).to(dtype)
+    weight, bias = _dequantized_weight(layer), layer.bias
+    linear = nn.utils.skip_init(nn.Linear, layer.in_features, layer.out_features,
+                                bias=bias is not None, device=weight.device)
+    linear.weight.data = weight.detach().to(torch.float32, copy=True)
+    if bias is not None:
+        linear.bias.data = bias.detach().to(torch.float32, copy=True)
+    return linear.to(dtype)
 
 
 def _int8_storage(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -207,7 +182,7 @@ def _int8_storage(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, float]:
 
 def _merge_into_int8(layer: nn.Module, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Add ``delta`` (float32, (out, in)) to an 8-bit layer in place; returns copies of the
-    original codes and scales for :func:`_restore_int8`."""
+    original codes and scales for :meth:`LoRALinear.unmerge`."""
     codes, scales, divisor = _int8_storage(layer)
     saved = (codes.clone(), scales.clone())
     step = scales.float() / divisor
@@ -218,13 +193,3 @@ def _merge_into_int8(layer: nn.Module, delta: torch.Tensor) -> tuple[torch.Tenso
     codes.copy_(new_codes.to(torch.int8))
     scales.copy_((new_step * divisor).to(scales.dtype))
     return saved
-
-
-def _restore_int8(layer: nn.Module, codes: torch.Tensor, scales: torch.Tensor) -> None:
-    live_codes, live_scales, _ = _int8_storage(layer)
-    live_codes.copy_(codes)
-    live_scales.copy_(scales)
-
-
-# --------------------------------------------------------------------------------------------
-# Injection

@@ -9,14 +9,7 @@ import torch
 from torch import nn
 
 from lacos_helpers import bloom
-from lacos_helpers.lora.layer import (
-    LORA_PARAMETER_NAMES,
-    LoRALinear,
-    _check_alpha,
-    _check_dropout,
-    _check_rank,
-    is_linear,
-)
+from lacos_helpers.lora.layer import LORA_PARAMETER_NAMES, LoRALinear, is_linear
 from lacos_helpers.modules import matches_any, name_matches, replace_submodule
 from lacos_helpers.quantization import eight_bit_backend
 
@@ -44,12 +37,10 @@ def normalize_targets(target_modules) -> tuple[str, ...]:
     return targets
 
 
-
 def _base_model_name(model: nn.Module) -> str | None:
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     return str(name) if name else None
-
 
 
 def _matching_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
@@ -72,30 +63,26 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
                 r: int = 8, alpha: float = 16, dropout: float = 0.0) -> nn.Module:
     """Wrap every linear layer whose name ends with one of ``target_modules`` (its last
     component, or a dotted suffix such as ``self_attention.dense``: peft's rule) in a
-    :class:`LoRALinear` (in place) and freeze every other parameter.
+    :class:`LoRALinear` (in place) and freeze every other parameter; the settings are
+    recorded in ``model.lacos_lora`` (used by :func:`save_adapter`). Default target: BLOOM's
+    fused ``query_key_value``.
 
-    ``target_modules``: BLOOM's fused ``query_key_value`` by default; ``dense``,
-    ``dense_h_to_4h``, ``dense_4h_to_h``, or other architectures' names (``q_proj`` ...).
-    The settings are recorded in ``model.lacos_lora`` (used by :func:`save_adapter`).
-
-    Raises:
-        ValueError: unknown target (the message lists the model's linear layer names), bad
-            ``r`` / ``alpha`` / ``dropout``, or a model that already has LoRA layers.
-        TypeError: a target that is not a linear layer.
+    Raises ValueError for an unknown target (the message lists the model's linear layer
+    names), a bad ``r`` / ``alpha`` / ``dropout`` or a model that already has LoRA layers;
+    TypeError for a target that is not a linear layer.
     """
     if lora_layers(model) or hasattr(model, "lacos_lora"):
         raise ValueError("model already has LoRA layers: inject once (remove_lora() first to "
                          "start over)")
     targets = normalize_targets(target_modules)
-    r, alpha, dropout = _check_rank(r), _check_alpha(alpha), _check_dropout(dropout)
     matches = _matching_modules(model, targets)
-    for name, module in matches:
+    for name, module in matches:  # the first LoRALinear checks r, alpha and dropout
         layer = LoRALinear(module, r=r, alpha=alpha, dropout=dropout)
         layer.train(module.training)  # a model in eval mode gets no active LoRA dropout
         replace_submodule(model, name, layer)
     for name, param in model.named_parameters():
         param.requires_grad_(_is_lora_parameter(name))
-    model.lacos_lora = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout,
+    model.lacos_lora = {"r": layer.r, "lora_alpha": layer.alpha, "lora_dropout": layer.dropout_p,
                         "target_modules": list(targets),
                         "modules": [name for name, _ in matches],
                         "base_model_name_or_path": _base_model_name(model)}
@@ -125,10 +112,6 @@ def _require_lora(model: nn.Module) -> dict[str, LoRALinear]:
     return layers
 
 
-# --------------------------------------------------------------------------------------------
-
-# Merge
-# --------------------------------------------------------------------------------------------
 def merge_lora(model: nn.Module) -> nn.Module:
     """Merge every LoRA layer (see :meth:`LoRALinear.merge`; exact up to float rounding for
     float bases, re-quantized within half a step per weight for 8-bit bases)."""
@@ -144,43 +127,21 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-
-# --------------------------------------------------------------------------------------------
-# Training an 8-bit base
-# --------------------------------------------------------------------------------------------
-def _enable_input_require_grads(model: nn.Module) -> None:
-    """Make the embedding output require grad, so that gradients reach LoRA layers even
-    through re-entrant checkpointing of a fully frozen network."""
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-        return
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if embeddings is None:
-        raise TypeError(f"{type(model).__name__} has no input embeddings to hook")
-    embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_(True))
-
-
 def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = False,
                               upcast_frozen: bool = True) -> nn.Module:
     """What matters of peft's ``prepare_model_for_kbit_training``, before or after injection:
 
     1. freeze every parameter except the LoRA weights (``lora_A`` / ``lora_B``);
     2. cast float16 / bfloat16 parameters to float32 (8-bit weights are untouched): with
-       ``upcast_frozen`` (peft's recipe) every one of them, the frozen embedding matrix
-       included (a float32 copy of 250,880 x h at BLOOM: +2 GB at 7b1); without it (the lean
-       recipe) all but the input embedding matrix, which keeps its 16 bits while its *output*
-       is cast to float32: the lookups are the same numbers, so the forward and backward pass
-       are unchanged, only the matrix is half the size (norms and biases are upcast either
-       way: a few MB, and 16-bit activations on a CPU are slow);
+       ``upcast_frozen`` (peft's recipe) all of them; without it (the lean recipe) all but the
+       input embedding matrix (250,880 x h at BLOOM: +2 GB in float32 at 7b1), which keeps its
+       16 bits while its *output* is cast to float32: the same numbers, half the memory;
     3. make the input embeddings' output require grad (gradients reach the adapters under
        re-entrant checkpointing too);
-    4. if ``gradient_checkpointing``: ``gradient_checkpointing_enable`` (activations recomputed
-       in the backward pass; takes effect in ``model.train()``), re-entrant when the model has
-       bitsandbytes 8-bit layers: their matmul keeps its input as an attribute of the autograd
-       context (``ctx.A`` / ``ctx.tensors``), out of reach of non-re-entrant checkpointing's
-       saved-tensor hooks, so every layer's inputs would stay alive (measured at BLOOM-560m,
-       96 sentences of 64 tokens: 9.6 GB instead of the 3.3 GB the memory model counts);
-       non-re-entrant otherwise.
+    4. if ``gradient_checkpointing``: ``gradient_checkpointing_enable`` (takes effect in
+       ``model.train()``), re-entrant when the model has bitsandbytes 8-bit layers (their matmul
+       keeps its input in the autograd context, out of reach of non-re-entrant checkpointing's
+       saved-tensor hooks: 9.6 GB instead of 3.3 GB measured at BLOOM-560m), else non-re-entrant.
 
     Returns the model (changed in place).
     """
@@ -193,7 +154,12 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = F
             param.data = param.data.float()
     if kept_16bit:
         embeddings.register_forward_hook(lambda module, inputs, output: output.float())
-    _enable_input_require_grads(model)
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    elif embeddings is not None:  # a module that is not a transformers model
+        embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_())
+    else:
+        raise TypeError(f"{type(model).__name__} has no input embeddings to hook")
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")

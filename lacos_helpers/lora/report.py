@@ -10,13 +10,10 @@ from torch import nn
 
 from lacos_helpers import bloom
 from lacos_helpers.checks import check_int, markdown_table
-from lacos_helpers.lora.layer import _check_rank
 from lacos_helpers.lora.model import lora_layers, normalize_targets
 from lacos_helpers.quantization import Int8Linear
 
 
-# Parameter counts
-# --------------------------------------------------------------------------------------------
 def _stored_weights(model: nn.Module) -> list[torch.Tensor]:
     """Parameters plus Int8Linear's int8 weights (buffers), each tensor once."""
     tensors = {id(p): p for p in model.parameters()}
@@ -27,17 +24,11 @@ def _stored_weights(model: nn.Module) -> list[torch.Tensor]:
 
 
 def trainable_report(model: nn.Module) -> dict:
-    """Trainable vs total parameters.
-
-    ``total`` counts every parameter plus the int8 weights of Int8Linear layers (stored as
-    buffers) so that it is the model's real parameter count whatever the base precision
-    (Linear8bitLt keeps its int8 weights as parameters already; row scales are not counted).
-
-    Returns ``{"trainable": int, "total": int, "frozen": int, "percent": float,
-    "lora_layers": int}`` with ``percent = 100 * trainable / total``.
-    """
-    params = list(model.parameters())
-    trainable = sum(p.numel() for p in params if p.requires_grad)
+    """Trainable vs total parameters: ``{"trainable", "total", "frozen", "percent",
+    "lora_layers"}`` (``percent = 100 * trainable / total``). ``total`` also counts the int8
+    weights Int8Linear stores as buffers (Linear8bitLt's are parameters already; row scales are
+    not counted): the real parameter count whatever the base precision."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(t.numel() for t in _stored_weights(model))
     return {"trainable": trainable, "total": total, "frozen": total - trainable,
             "percent": 100.0 * trainable / total if total else 0.0,
@@ -59,7 +50,7 @@ def lora_param_count(hidden_size: int, n_layer: int, r: int,
     """LoRA parameters of a BLOOM (``hidden_size`` h, ``n_layer`` blocks) at rank ``r``:
     ``r * (in + out)`` per targeted layer and block; e.g. ``4 h r`` per block for
     ``query_key_value`` (h -> 3h). Targets: keys of :data:`lacos_helpers.bloom.LINEAR_SHAPES`."""
-    r = _check_rank(r)
+    r = check_int(r, "LoRA rank r")
     check_int(hidden_size, "hidden_size")
     check_int(n_layer, "n_layer")
     targets = normalize_targets(targets)
@@ -74,11 +65,9 @@ def lora_param_count(hidden_size: int, n_layer: int, r: int,
 def bloom_lora_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
                      ranks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
                      targets: Iterable[str] = bloom.LORA_TARGETS) -> list[dict]:
-    """LoRA parameters of the public BLOOM sizes versus rank (from their configs, no download).
-
-    Returns one dict per (size, rank): model, r, lora_params, base_params (BloomModel),
-    percent (``100 * lora / base``), adapter_mb (float32 file size, 1 MB = 1e6 bytes).
-    """
+    """LoRA parameters of the public BLOOM sizes versus rank (from their configs, no download):
+    one dict per (size, rank): model, r, lora_params, base_params (BloomModel), percent
+    (``100 * lora / base``), adapter_mb (float32 file size, 1 MB = 1e6 bytes)."""
     targets = normalize_targets(targets)
     rows = []
     for size in sizes:

@@ -13,10 +13,7 @@ from lacos_helpers.memory.step import (
     activation_bytes,
     activation_dtypes,
     bloom_training_table,
-    bnb_cpu_load_heap,
     estimate_training_memory,
-    lora_parameters,
-    step_activations,
 )
 from lacos_helpers.memory.weights import bloom_memory_table, footprint, format_memory_table
 from lacos_helpers.memory.zero3 import (
@@ -28,6 +25,6 @@ from lacos_helpers.memory.zero3 import (
 
 __all__ = ["CUDA_CONTEXT_BYTES", "GB", "ActivationDtypes", "MemoryEstimate", "PeakMemory",
            "Zero3Memory", "activation_bytes", "activation_dtypes", "bloom_memory_table",
-           "bloom_training_table", "bnb_cpu_load_heap", "estimate_training_memory",
-           "footprint", "format_memory_table", "lora_parameters", "process_memory",
-           "single_device_gb", "step_activations", "zero3_memory", "zero3_table"]
+           "bloom_training_table", "estimate_training_memory", "footprint",
+           "format_memory_table", "process_memory", "single_device_gb", "zero3_memory",
+           "zero3_table"]

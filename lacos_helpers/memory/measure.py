@@ -1,7 +1,6 @@
 """Peak memory of a piece of work: on the CPU the process's anonymous resident memory
-(``RssAnon``: what the process allocated itself; memory-mapped checkpoint pages count in RSS but
-can be dropped by the kernel at any time, so they are reported apart), sampled by a separate
-process; on a GPU ``torch.cuda.max_memory_allocated``."""
+(``RssAnon``; memory-mapped checkpoint pages, which the kernel can drop, are reported apart),
+sampled by a separate process; on a GPU ``torch.cuda.max_memory_allocated``."""
 
 from __future__ import annotations
 
@@ -18,18 +17,17 @@ STATUS = Path("/proc/self/status")
 
 def process_memory() -> dict[str, int]:
     """``{"rss_anon": bytes, "rss": bytes, "rss_file": bytes}`` of this process (Linux)."""
-    values = {}
+    names = {"RssAnon": "rss_anon", "VmRSS": "rss", "RssFile": "rss_file"}
+    values = dict.fromkeys(names.values(), 0)
     for line in STATUS.read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("RssAnon", "VmRSS", "RssFile"):
-            values[key] = int(rest.split()[0]) * 1024
-    return {"rss_anon": values.get("RssAnon", 0), "rss": values.get("VmRSS", 0),
-            "rss_file": values.get("RssFile", 0)}
+        if key in names:
+            values[names[key]] = int(rest.split()[0]) * 1024
+    return values
 
 
-# A separate process samples this one's /proc status: a sampling *thread* needs the GIL, and a
-# transient allocated and freed inside one long GIL-holding call (a checkpoint load) was missed
-# in some runs (the same 560m load measured 0.70 and 1.41 GB).
+# A separate process samples this one's /proc status: a sampling *thread* needs the GIL and
+# missed transients inside one long GIL-holding call (the same 560m load read 0.70 and 1.41 GB).
 _SAMPLER = """
 import select, sys
 path, interval = sys.argv[1], float(sys.argv[2])
@@ -63,9 +61,8 @@ while True:
 class PeakMemory:
     """Context manager: the peaks of :func:`process_memory` while it is open (``peak_anon``,
     ``peak_rss`` in bytes), sampled every ``interval`` seconds by a separate process;
-    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` when ``cuda`` (the
-    measured work runs on the GPU; a CPU rehearsal in a process that also holds a model on the
-    GPU must not report that model's peak as its own)."""
+    :meth:`phase_peak` gives the anonymous peak of each phase. ``cuda_peak`` only when ``cuda``
+    (a CPU rehearsal must not report the peak of a model the process holds on the GPU)."""
 
     interval: float = 0.005
     cuda: bool = False
@@ -76,19 +73,19 @@ class PeakMemory:
     _sampler: subprocess.Popen | None = field(default=None, repr=False)
     _phase_anon: int = field(default=0, repr=False)
 
+    def _record(self, anon: int, rss: int) -> None:
+        self.peak_anon, self.peak_rss = max(self.peak_anon, anon), max(self.peak_rss, rss)
+        self._phase_anon = max(self._phase_anon, anon)
+
     def sample(self) -> None:
         """Take one sample in this process (the sampler process takes the others)."""
         now = process_memory()
-        self.peak_anon = max(self.peak_anon, now["rss_anon"])
-        self._phase_anon = max(self._phase_anon, now["rss_anon"])
-        self.peak_rss = max(self.peak_rss, now["rss"])
+        self._record(now["rss_anon"], now["rss"])
 
     def _ask(self, command: str) -> None:
         self._sampler.stdin.write(command + "\n")
         self._sampler.stdin.flush()
-        anon, rss = (int(v) for v in self._sampler.stdout.readline().split())
-        self.peak_anon, self.peak_rss = max(self.peak_anon, anon), max(self.peak_rss, rss)
-        self._phase_anon = max(self._phase_anon, anon)
+        self._record(*(int(v) for v in self._sampler.stdout.readline().split()))
 
     def phase_peak(self) -> int:
         """Anonymous peak (bytes) since the previous call (or the start); starts a new phase."""

@@ -1,33 +1,27 @@
 """A memory model of one LACoS training step on a BLOOM: every part that holds memory at the
 peak, from the configuration alone (no model needed), checked against the peaks measured by
-``python -m lacos_helpers rehearse`` (README: within 15% at 560m and 1b1; the 7b1 point is
-reported beside its prediction).
+``python -m lacos_helpers rehearse`` (README: within 15% at 560m and 1b1).
 
 What is counted: on a GPU, CUDA allocations (``max_memory_allocated``) plus the CUDA context
-(outside the allocator: what ``nvidia-smi`` adds); on a CPU, the process's *anonymous*
-resident memory. bitsandbytes' loader leaves the float16 tensors it does not quantize
-memory-mapped from the checkpoint: file pages the kernel can drop and re-read, not anonymous
-memory, until the standard k-bit preparation copies them to float32.
+(what ``nvidia-smi`` adds); on a CPU, the process's *anonymous* resident memory.
+bitsandbytes' loader leaves the float16 tensors it does not quantize memory-mapped from the
+checkpoint (file pages, not anonymous memory) until the standard k-bit preparation copies
+them to float32.
 
 Parts (bytes; GB = 1e9):
 
 ``weights_int8``, ``weights_scales``
-    the quantized linear weights (:data:`lacos_helpers.bloom.LINEAR_SHAPES`: ``12 h^2`` per
-    block, one byte each) and their float32 row scales;
+    the quantized linear weights (one byte each) and their float32 row scales;
 ``weights_float``
-    what stays in floating point: the embedding matrix (``V x h``: BLOOM's 250,880-token
-    vocabulary is half of BLOOM-560m), LayerNorms and biases. The *standard* k-bit preparation
-    (peft's) holds them all in float32; the *lean* one keeps the embedding matrix in its
-    16 bits (memory-mapped with bitsandbytes on a CPU) and upcasts only norms and biases;
+    what stays in floating point: the embedding matrix (``V x h``: half of BLOOM-560m),
+    LayerNorms and biases. The *standard* k-bit preparation (peft's) holds them all in float32;
+    the *lean* one keeps the embedding matrix in its 16 bits and upcasts only norms and biases;
 ``upcast_transient``
     the standard preparation casts the embedding matrix while its 16-bit copy still exists;
 ``load_transient``
-    what loading leaves behind: bitsandbytes' CPU quantization allocates float16 temporaries
-    per weight; glibc keeps those below its 32 MiB mmap threshold in the heap, ~0.75 GB
-    (measured at 560m and 1b1, where every temporary is that small; scaled by the share of
-    weights whose temporary is, e.g. a third at 1b7, none at 7b1). The standard recipe keeps
-    that heap (later allocations reuse it); the lean recipe returns it (``malloc_trim``)
-    after loading;
+    bitsandbytes' CPU quantization allocates float16 temporaries per weight; glibc keeps those
+    below its mmap threshold in its heap (:func:`bnb_cpu_load_heap`). The standard recipe keeps
+    that heap, the lean recipe returns it (``malloc_trim``) after loading;
 ``lora``, ``gradients``, ``optimizer``
     the adapters (float32), their gradients, Adam's moments (8-bit: ~2.03 bytes per
     parameter; 32-bit: 8);
@@ -35,32 +29,23 @@ Parts (bytes; GB = 1e9):
     with gradient checkpointing each block keeps its input (``tokens x h``) and one block at a
     time is recomputed in full; without it every block keeps everything. Attention scores are
     ``sequences x heads x T x T``. Sentences per forward = triplets x 3 (anchor, positive, hard
-    negative in one forward); with GradCache (``train.cache_chunk``) the triplets of one chunk,
-    plus the cached embeddings of the whole batch. Each tensor is counted in its real dtype
-    (:func:`activation_dtypes`);
+    negative); with GradCache (``train.cache_chunk``) the triplets of one chunk, plus the
+    cached embeddings of the whole batch. Each tensor in its real dtype (:func:`activation_dtypes`);
 ``matmul_transient``
-    bitsandbytes' CPU training matmul (``MatMul8bitFp``) dequantizes the weight it multiplies
-    to float32, in the forward and again in the backward (the largest: ``4h x h``); the
-    package's weight-only ``Int8Linear`` does it in chunks of 8M weights; on a GPU
-    bitsandbytes' int8 kernels do not dequantize in the forward, but its backward dequantizes
-    the weight in the dtype of the layer's input (float32 here) to compute the input gradient;
+    the largest weight an 8-bit matmul dequantizes at once: bitsandbytes on a CPU to float32 in
+    the forward and again in the backward; the package's weight-only ``Int8Linear`` in chunks
+    of 8M weights; bitsandbytes on a GPU in its backward only (for the input gradient);
 ``step_overhead``, ``runtime``
-    on a CPU: autograd's bookkeeping and heap growth during a step (~0.4 GB measured at every
-    size) and the Python process with torch, transformers and the data (~0.3 GB). On a GPU:
-    no step overhead; ``runtime`` is the CUDA context (:data:`CUDA_CONTEXT_BYTES`).
+    on a CPU, autograd's bookkeeping and heap growth during a step and the Python process with
+    its libraries and data (both measured); on a GPU, none and the CUDA context.
 
-**Dtypes of the activations.** The residual stream is float32 under both recipes: the
-standard preparation upcasts the embeddings (and every other non-int8 parameter) to float32;
-the lean one keeps the embedding matrix 16-bit but its forward hook hands the first LayerNorm
-float32, and the LayerNorms are float32 in both (CUDA autocast runs ``layer_norm`` in float32
-anyway). An 8-bit layer with int8 compute (bitsandbytes' ``MatMul8bitLt`` on a GPU, our
-``Int8Linear(compute="int8")``) returns its *input's* dtype, so what the stream feeds (qkv, the
-MLP's 4h before and after GELU, its output) stays float32 even under autocast; float matmuls
-(weight-only ``Int8Linear``, bitsandbytes on a CPU, float layers) return the autocast dtype:
-float16 / bfloat16 on a GPU, bfloat16 on a CPU with ``encoder.cpu_bf16`` where the CPU has it,
-else float32. The attention matmuls (scores, context) run in the autocast dtype; BLOOM's
-softmax is float32, and so is the score after adding the float32 mask. Under autocast, matmuls
-fed float32 keep 16-bit copies of their inputs (q, k, v, the adapter's input).
+**Dtypes of the activations.** The residual stream and the LayerNorms are float32 under both
+recipes. An 8-bit layer with int8 compute (bitsandbytes on a GPU, ``Int8Linear(compute="int8")``)
+returns its *input's* dtype, so the outputs of the stream-fed linears stay float32 even under
+autocast; float matmuls return the autocast dtype (16-bit on a GPU, bfloat16 on a CPU with
+``encoder.cpu_bf16`` where the CPU has it, else float32). The attention matmuls run in the
+autocast dtype; BLOOM's softmax is float32. Under autocast, matmuls fed float32 keep 16-bit
+copies of their inputs (q, k, v, the adapter's input).
 
 The peak is the resident part (weights, adapters, process) plus the largest of the transients
 that never overlap: the load and upcast transients before training, one step's memory during
@@ -73,39 +58,31 @@ from dataclasses import dataclass, fields
 
 from lacos_helpers import bloom
 from lacos_helpers.config import RunConfig
+from lacos_helpers.quantization.int8_linear import DEQUANT_CHUNK_NUMEL
 
 GB = 1e9
-MIB = 1 << 20
 FLOAT32_BYTES, HALF_BYTES = 4, 2
 # Measured on the reference machine (python -m lacos_helpers rehearse, README):
 CPU_RUNTIME_BYTES = 0.30e9  # anonymous RSS once torch, transformers, bitsandbytes and data load
 CPU_STEP_OVERHEAD_BYTES = 0.40e9  # a step's autograd and heap growth beyond its tensors
 CPU_RESIDUAL_BYTES = 0.06e9  # small allocations that stay after loading (tokenizer, hooks ...)
 BNB_CPU_LOAD_HEAP_BYTES = 0.75e9  # glibc heap kept after bitsandbytes' CPU quantization
-# The CUDA context torch creates on first use, outside its caching allocator (so not in
-# max_memory_allocated, but in nvidia-smi and missing from mem_get_info's free): 287 MB with
-# lazy module loading (CUDA_MODULE_LOADING=LAZY, torch's default since 1.13; measured in
-# pytorch/pytorch PR #86509; 667 MB eager), plus the cuBLAS / cuBLASLt handles and the kernels of
-# bitsandbytes as they load. Counted as 0.5 GB: the upper end, not measured here (no GPU).
+# The CUDA context, outside torch's caching allocator: 287 MB with lazy module loading (torch's
+# default; pytorch/pytorch PR #86509) plus the cuBLAS handles and bitsandbytes' kernels as they
+# load. 0.5 GB is the upper end, not measured here (no GPU).
 CUDA_CONTEXT_BYTES = 0.5e9
-GLIBC_MMAP_THRESHOLD = 32 * MIB  # allocations this large go to mmap and are returned at once
-LACOS_DEQUANT_CHUNK = 1 << 23  # quantization.int8_linear.DEQUANT_CHUNK_NUMEL
+GLIBC_MMAP_THRESHOLD = 32 << 20  # allocations this large go to mmap and are returned at once
 ADAM8BIT_BYTES_PER_PARAM = 2 + 2 * 4 / 256  # two uint8 moments + a float32 absmax per 256
 ADAM32_BYTES_PER_PARAM = 8
-# Values one BLOOM block holds per token and hidden unit at the peak of its forward +
-# backward: its saved tensors (~28: LayerNorm outputs, qkv and its head-split copies, context
-# and its merge, dense and residual outputs, the MLP's 4h before and after GELU, LoRA's dropout
-# and low-rank outputs) and the gradients alive while its backward runs (~17); 45 in all,
-# fitted to the measured peak of BLOOM-560m at 96 sentences x 64 tokens on a CPU (float32,
-# README). Split by the op that makes each tensor, which sets its dtype:
+# Values one BLOOM block holds per token and hidden unit at the peak of its forward + backward:
+# ~28 saved tensors and ~17 gradients, 45 in all, fitted to the measured peak of BLOOM-560m at
+# 96 sentences x 64 tokens on a CPU (float32, README). Split by the op that makes each tensor,
+# which sets its dtype:
 BLOCK_STREAM_VALUES = 9  # residual stream, LayerNorm outputs, the adapter's input (+ grads)
 BLOCK_LINEAR_VALUES = 31  # outputs of the stream-fed linears: qkv (+ the LoRA update, heads
 #                           split), the MLP's 4h before and after GELU, its output (+ grads)
 BLOCK_ATTENTION_VALUES = 5  # attention matmul outputs: context, merged heads, dense (+ grads)
-BLOCK_ACTIVATIONS_PER_TOKEN_H = (BLOCK_STREAM_VALUES + BLOCK_LINEAR_VALUES
-                                 + BLOCK_ATTENTION_VALUES)
-# autocast's 16-bit copies of float32 matmul inputs: q, k, v (when the linears return float32)
-# and the adapter's input
+# autocast's 16-bit copies of float32 matmul inputs: q, k, v (if float32) and the adapter's input
 AUTOCAST_QKV_COPIES, AUTOCAST_ADAPTER_COPIES = 3, 1
 # per attention-score element: scores (attention dtype), scores + float32 mask, softmax
 # (float32: BLOOM's code) and its gradient; under autocast a 16-bit copy of the
@@ -148,10 +125,8 @@ def activation_dtypes(cfg: RunConfig, device: str = "cpu",
     q = cfg.quant
     keeps_input = (q.backend == "bitsandbytes" and device != "cpu") or \
         (q.backend == "lacos" and q.compute == "int8")
-    stream = FLOAT32_BYTES
-    linear = stream if keeps_input or amp is None else amp
-    return ActivationDtypes(stream=stream, linear=linear, attention=amp or linear,
-                            autocast=amp)
+    linear = FLOAT32_BYTES if keeps_input or amp is None else amp  # the stream: float32
+    return ActivationDtypes(linear=linear, attention=amp or linear, autocast=amp)
 
 
 def _block_bytes(n: int, h: int, scores: int, d: ActivationDtypes) -> float:
@@ -217,14 +192,8 @@ class MemoryEstimate:
 
     @property
     def total(self) -> float:
-        """The peak (see the module docstring)."""
-        if self.lean:  # the load heap is returned before training
-            return self.resident + max(self.load_transient + self.upcast_transient, self.step)
-        # the standard recipe keeps the load heap: a step's small allocations reuse it, its
-        # activations (large tensors, mapped afresh) do not
-        small = self.step - self.activations
-        return self.resident + self.load_transient + max(
-            self.upcast_transient, self.activations + max(small - self.load_transient, 0.0))
+        """The peak: loading and preparing (load and upcast transients), or training."""
+        return max(self.resident + self.load_transient + self.upcast_transient, self.training)
 
     @property
     def total_gb(self) -> float:
@@ -240,11 +209,13 @@ class MemoryEstimate:
     def training(self) -> float:
         """The peak once the model is loaded and prepared (the load and upcast transients are
         over): what a run about to train still has to meet."""
-        if self.lean:
+        if self.lean:  # the load heap is returned before training
             return self.resident + self.step
+        # the standard recipe keeps the load heap: a step's small allocations reuse it, its
+        # activations (large tensors, mapped afresh) do not
         small = self.step - self.activations
-        return self.resident + self.load_transient + self.activations + max(
-            small - self.load_transient, 0.0)
+        return self.resident + self.load_transient + (
+            self.activations + max(small - self.load_transient, 0.0))
 
     def components_gb(self) -> dict[str, float]:
         """``{part: GB}`` rounded to 3 decimals."""
@@ -252,15 +223,9 @@ class MemoryEstimate:
                 if f.name not in ("lean", "cuda")}
 
 
-def lora_parameters(shape: bloom.BloomShape, r: int, targets) -> int:
-    """LoRA parameters of a BLOOM shape (``r * (in + out)`` per targeted layer and block)."""
-    from lacos_helpers.lora.report import lora_param_count
-
-    return lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
-
-
 def bnb_cpu_load_heap(h: int) -> float:
-    """The heap bitsandbytes' CPU loader leaves behind (see ``load_transient``)."""
+    """The heap bitsandbytes' CPU loader leaves behind: 0.75 GB (measured at 560m and 1b1) times
+    the share of weights whose float16 temporary stays below glibc's mmap threshold."""
     sizes = bloom.linear_sizes(h)
     small = sum(n for n in sizes if 2 * n < GLIBC_MMAP_THRESHOLD)
     return BNB_CPU_LOAD_HEAP_BYTES * small / sum(sizes)
@@ -282,12 +247,14 @@ def step_activations(cfg: RunConfig, shape: bloom.BloomShape, triplets: int, tok
 
 def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
                              batch: int | None = None, max_length: int | None = None,
-                             device: str = "cpu", vocab_size: int = bloom.VOCAB_SIZE,
-                             cpu_native_bf16: bool | None = None) -> MemoryEstimate:
+                             device: str = "cpu",
+                             vocab_size: int = bloom.VOCAB_SIZE) -> MemoryEstimate:
     """Peak memory of one training step of ``cfg`` (8-bit backend and load, LoRA, optimizer,
     gradient checkpointing, GradCache chunk, k-bit preparation, batch and length; ``batch`` /
     ``max_length`` override the configuration's) on a BLOOM of ``shape``, on ``device``
-    ("cpu" or "cuda"); ``cpu_native_bf16``: see :func:`activation_dtypes`."""
+    ("cpu" or "cuda")."""
+    from lacos_helpers.lora.report import lora_param_count
+
     s = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
     h, L = s.hidden_size, s.n_layer
     counts = bloom.param_count(h, L, vocab_size)
@@ -312,10 +279,10 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
         weights_float = (small_float + embeddings) * 4
         upcast = embeddings * stored if stored < 4 and not mapped else 0.0
     load = bnb_cpu_load_heap(h) if mapped else 0.0
-    n_lora = lora_parameters(s, cfg.lora.r, cfg.lora.targets)
+    n_lora = lora_param_count(h, L, cfg.lora.r, cfg.lora.targets)
     optimizer = n_lora * (ADAM8BIT_BYTES_PER_PARAM if "8bit" in cfg.train.optimizer
                           else ADAM32_BYTES_PER_PARAM)
-    dtypes = activation_dtypes(cfg, device, cpu_native_bf16)
+    dtypes = activation_dtypes(cfg, device)
     activations = step_activations(cfg, s, batch or cfg.train.batch_size,
                                    max_length or cfg.encoder.max_length, dtypes)
     return MemoryEstimate(
@@ -336,7 +303,7 @@ def _matmul_transient(cfg: RunConfig, h: int, device: str, dtypes: ActivationDty
         return 2 * 4 * largest if device == "cpu" else dtypes.linear * largest  # GPU: backward
     if q.backend == "lacos" and q.compute == "dequantize":
         compute = dtypes.autocast or dtypes.stream
-        return 2 * compute * min(largest, LACOS_DEQUANT_CHUNK)
+        return 2 * compute * min(largest, DEQUANT_CHUNK_NUMEL)
     return 0.0
 
 
@@ -352,8 +319,3 @@ def bloom_training_table(cfg: RunConfig, sizes=("560m", "1b1", "1b7", "3b", "7b1
         rows.append({"model": f"bloom-{size}", "total_gb": round(est.total_gb, 3),
                      **est.components_gb()})
     return rows
-
-
-__all__ = ["CUDA_CONTEXT_BYTES", "ActivationDtypes", "MemoryEstimate", "activation_bytes",
-           "activation_dtypes", "bloom_training_table", "bnb_cpu_load_heap",
-           "estimate_training_memory", "lora_parameters", "step_activations"]

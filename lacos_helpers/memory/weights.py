@@ -7,8 +7,8 @@ Units: bytes unless the name says ``gb`` (:data:`~lacos_helpers.memory.step.GB`)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 
-import torch
 from torch import nn
 
 from lacos_helpers import bloom
@@ -18,64 +18,38 @@ from lacos_helpers.quantization import bnb
 from lacos_helpers.quantization.blockwise import DEFAULT_BLOCK_SIZE
 
 
-def _stored_tensors(model: nn.Module) -> Iterable[torch.Tensor]:
-    """Parameters, buffers and bitsandbytes' row scales (``SCB``, kept outside both)."""
-    yield from model.parameters()
-    yield from model.buffers()
-    for module in model.modules():
-        yield from bnb.scale_tensors(module)
-
-
 def footprint(model: nn.Module) -> dict[str, int]:
-    """Bytes held by ``model`` per dtype (parameters + buffers, shared tensors counted once).
+    """Bytes held by ``model`` per dtype (parameters, buffers and bitsandbytes' row scales
+    ``SCB``, kept outside both; shared tensors counted once).
 
     Returns e.g. ``{"torch.float32": 1234, "torch.int8": 567, "total": 1801}``.
     """
-    seen: set[tuple] = set()
+    scales = (scb for module in model.modules() for scb in bnb.scale_tensors(module))
+    tensors = chain(model.parameters(), model.buffers(), scales)
+    unique = {(t.data_ptr(), t.numel(), t.dtype) if t.data_ptr() else id(t): t for t in tensors}
     sizes: dict[str, int] = {}
-    for tensor in _stored_tensors(model):
-        key = (tensor.data_ptr(), tensor.numel(), tensor.dtype) if tensor.data_ptr() else id(tensor)
-        if key in seen:
-            continue
-        seen.add(key)
-        sizes[str(tensor.dtype)] = sizes.get(str(tensor.dtype), 0) + (
-            tensor.numel() * tensor.element_size())
+    for t in unique.values():
+        sizes[str(t.dtype)] = sizes.get(str(t.dtype), 0) + t.numel() * t.element_size()
     sizes = dict(sorted(sizes.items()))
     sizes["total"] = sum(sizes.values())
     return sizes
 
 
-# --------------------------------------------------------------------------------------------
-# BLOOM weight memory from configurations
-# --------------------------------------------------------------------------------------------
-
-def _blockwise_absmax_count(hidden_size: int, n_layer: int, block_size: int) -> int:
-    """Number of absmax values when each block's 4 weight matrices are quantized blockwise."""
-    per_block = sum(-(-numel // block_size) for numel in bloom.linear_sizes(hidden_size))
-    return n_layer * per_block
-
-
 def bloom_memory_table(sizes: Iterable[str] = tuple(bloom.SHAPES),
                        block_size: int = DEFAULT_BLOCK_SIZE) -> list[dict]:
-    """Weight memory of the public BLOOM checkpoints, from their configs (no download).
-
-    int8 rule (LLM.int8 / ``load_in_8bit``): Linear weights int8 + one float32 scale per output
-    row; embeddings (= tied lm_head), LayerNorms and biases stay float16. For comparison,
+    """Weight memory of the public BLOOM checkpoints, from their configs (no download), one
+    row per size (GB = 1e9 bytes). int8 (LLM.int8 / ``load_in_8bit``): linear weights int8 plus
+    a float32 scale per output row, embeddings (= tied lm_head), LayerNorms and biases float16;
     ``int8_blockwise_gb`` stores the same weights blockwise (one float32 absmax per
-    ``block_size`` values). Weights only: no activations, KV cache or optimizer state.
-
-    Returns one dict per size: model, hidden_size, n_layer, n_head, params,
-    params_int8 (quantized weights), fp32_gb, fp16_gb, int8_gb, int8_blockwise_gb,
-    int8_bytes_per_param (GB = 1e9 bytes).
-    """
+    ``block_size`` values). Weights only: no activations, KV cache or optimizer state."""
     rows = []
     for size in sizes:
         hidden, n_layer, n_head = bloom.shape(size)
         counts = bloom.param_count(hidden, n_layer)
         fp16_rest = 2 * counts["other"]
         int8_bytes = counts["linear_weights"] + 4 * counts["linear_rows"] + fp16_rest
-        blockwise_bytes = (counts["linear_weights"]
-                           + 4 * _blockwise_absmax_count(hidden, n_layer, block_size) + fp16_rest)
+        absmax = n_layer * sum(-(-n // block_size) for n in bloom.linear_sizes(hidden))
+        blockwise_bytes = counts["linear_weights"] + 4 * absmax + fp16_rest
         rows.append({
             "model": f"bloom-{size}",
             "hidden_size": hidden,

@@ -1,31 +1,22 @@
 """Memory per GPU of LACoS training under DeepSpeed ZeRO stage 3 on N GPUs (BLOOM-176B: the
-paper's future work), from the single-device memory model (:mod:`lacos_helpers.memory.step`)
-applied to the recipe ZeRO-3 trains with (:func:`lacos_helpers.training.zero_recipe.zero3_recipe`
-on a GPU: the same function the training calls).
-
-ZeRO-3 partitions every parameter tensor across the N processes (GB = 1e9 bytes):
+paper's future work): the single-device memory model (:mod:`lacos_helpers.memory.step`) applied
+to the recipe ZeRO-3 trains with (:func:`lacos_helpers.training.zero_recipe.zero3_recipe`), with
+the offload and bucket settings of the DeepSpeed configuration. Per GPU (GB = 1e9 bytes):
 
 ``weights``
-    the frozen base in the recipe's 16 bits (ZeRO-3 does not partition the 8-bit buffers, see
-    :mod:`lacos_helpers.training.zero`): ``2 x parameters / N`` per GPU, or nothing on the GPU
-    when the DeepSpeed configuration offloads parameters (then in the node's CPU RAM);
+    the frozen base in the recipe's 16 bits, ``/ N`` (ZeRO-3 does not partition 8-bit buffers,
+    see :mod:`lacos_helpers.training.zero`); nothing when parameters are offloaded (then they
+    are in the node's CPU RAM);
 ``trainable``
-    LoRA weights, gradients and Adam's two fp32 moments (DeepSpeed's Adam): ``/ N``; with the
-    optimizer offloaded the moments live in CPU RAM;
+    LoRA weights, gradients and Adam's two fp32 moments, ``/ N``; offloaded moments live in
+    CPU RAM;
 ``live``
     what ZeRO-3 gathers to compute: a module is gathered whole, so at least the largest one
-    (BLOOM's word embeddings, ``V x h``), up to ``stage3_max_live_parameters``, plus the
-    prefetch bucket (``stage3_prefetch_bucket_size``);
-
-The offload and bucket settings are read from the DeepSpeed configuration the training uses
-(:func:`lacos_helpers.training.zero_recipe.zero3_template` by default).
+    (BLOOM's word embeddings), up to ``stage3_max_live_parameters``, plus the prefetch bucket;
 ``activations``
-    those of the process's own share of the global batch (``batch / N`` triplets), not
-    partitioned (:func:`lacos_helpers.memory.activation_bytes` through
-    :func:`~lacos_helpers.memory.estimate_training_memory`).
+    those of the process's own ``batch / N`` triplets, not partitioned.
 
-Everything else the memory model counts for one step (temporaries) and the CUDA context stay
-per GPU.
+Temporaries and the CUDA context stay per GPU.
 """
 
 from __future__ import annotations
@@ -56,8 +47,7 @@ class Zero3Memory:
         return self.weights + self.trainable + self.live + self.activations + self.other
 
     def row(self) -> dict:
-        """``{"GPUs", "triplets per GPU", <part> GB ..., "GPU total GB", "CPU RAM per node
-        GB"}`` rounded to 0.01 GB."""
+        """A row of :func:`zero3_table`: GPUs, triplets per GPU, the parts and totals in GB."""
         r = lambda x: round(x / GB, 2)  # noqa: E731
         return {"GPUs": self.n_gpus, "triplets per GPU": self.local_batch,
                 "weights GB": r(self.weights), "LoRA + Adam GB": r(self.trainable),
@@ -65,26 +55,20 @@ class Zero3Memory:
                 "GPU total GB": r(self.gpu_total), "CPU RAM per node GB": r(self.cpu_per_node)}
 
 
-def _offloaded(zero: dict, part: str) -> bool:
-    return (zero.get(part) or {}).get("device") == "cpu"
-
-
 def zero3_memory(n_gpus: int, *, size: str = "176b", cfg: RunConfig | None = None,
                  ds_config: dict | None = None, global_batch: int | None = None,
                  max_length: int | None = None, gpus_per_node: int = 8) -> Zero3Memory:
-    """Memory per GPU of one training step of ``cfg`` (default: the ``paper`` profile: batch
-    64, 75 tokens, gradient checkpointing, LoRA r=8 on query_key_value) on BLOOM-``size``
-    with ZeRO-3 over ``n_gpus`` GPUs, ``gpus_per_node`` per node, under the DeepSpeed
-    configuration ``ds_config`` (default:
-    :func:`~lacos_helpers.training.zero_recipe.zero3_template`, offloading parameters and
-    optimizer). ``global_batch`` (default ``cfg.train.batch_size``) must split evenly over the
-    GPUs."""
+    """Memory per GPU of one training step of ``cfg`` (default: the ``paper`` profile) on
+    BLOOM-``size`` with ZeRO-3 over ``n_gpus`` GPUs, ``gpus_per_node`` per node, under
+    ``ds_config`` (default :func:`~lacos_helpers.training.zero_recipe.zero3_template`:
+    parameters and optimizer offloaded). ``global_batch`` (default ``cfg.train.batch_size``)
+    must split evenly over the GPUs."""
     from lacos_helpers.training.zero_recipe import zero3_recipe as recipe
     from lacos_helpers.training.zero_recipe import zero3_template
 
     zero = (ds_config or zero3_template())["zero_optimization"]
-    offload_params, offload_optimizer = (_offloaded(zero, "offload_param"),
-                                         _offloaded(zero, "offload_optimizer"))
+    offload_params, offload_optimizer = ((zero.get(part) or {}).get("device") == "cpu"
+                                         for part in ("offload_param", "offload_optimizer"))
     check_int(n_gpus, "n_gpus")
     check_int(gpus_per_node, "gpus_per_node")
     trained = recipe(cfg or load_profile("paper"), "cuda")
@@ -128,6 +112,3 @@ def single_device_gb(size: str = "176b", cfg: RunConfig | None = None) -> float:
 def markdown(rows: list[dict]) -> str:
     """A markdown table of :func:`zero3_table` rows."""
     return markdown_table(rows, align="right")
-
-
-__all__ = ["Zero3Memory", "markdown", "single_device_gb", "zero3_memory", "zero3_table"]

@@ -1,11 +1,7 @@
-"""8-bit Adam from scratch, next to the bitsandbytes one and torch's 32-bit Adam/AdamW.
-
-LACoS-BLOOM trains its LoRA adapters with 8-bit Adam (Dettmers et al. 2022, "8-bit Optimizers
-via Block-wise Quantization", arXiv:2110.02861): both Adam moments live in 8 bits between
-steps, quantized blockwise with the dynamic map, which shrinks the optimizer state from 8 to
-about 2 bytes per trainable parameter. :class:`Adam8bit` re-implements
-``bitsandbytes.optim.Adam8bit`` (bitsandbytes 0.50) on top of
-:func:`lacos_helpers.quantization.quantize_blockwise`:
+"""8-bit Adam from scratch (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
+Quantization", arXiv:2110.02861): :class:`Adam8bit` re-implements ``bitsandbytes.optim.Adam8bit``
+(bitsandbytes 0.50) on top of :func:`lacos_helpers.quantization.quantize_blockwise`. Both Adam
+moments live in 8 bits between steps, about 2 bytes per trainable parameter instead of 8:
 
 * first moment ``m``: signed dynamic map; second moment ``v``: unsigned dynamic map
   (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]);
@@ -13,23 +9,14 @@ about 2 bytes per trainable parameter. :class:`Adam8bit` re-implements
 * tensors with fewer than ``min_8bit_size`` (4096) elements keep float32 moments;
 * each step: dequantize -> Adam update in float32 from the *fresh* moments -> requantize, so
   quantization error only reaches the next step (the first step equals fp32 Adam's);
-* bias correction and ``eps`` as bitsandbytes:
-  ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``;
-* weight decay is *decoupled* (AdamW form, ``p *= 1 - lr * weight_decay``), as in every
-  bitsandbytes backend for its ``"adam"`` kernels: its ``Adam8bit`` and ``AdamW8bit`` differ
-  only in the default ``weight_decay``.
+* weight decay is *decoupled* (AdamW form), as in every bitsandbytes backend for its
+  ``"adam"`` kernels: its ``Adam8bit`` and ``AdamW8bit`` differ only in the default.
 
 Rounding is to the nearest code (bitsandbytes' CPU kernel goes through a coarser lookup
-table; its CUDA kernels search the nearest code). One visible consequence: a second moment below
-``1.6e-7 * block absmax`` (an element whose gradient is ~2500x smaller than the largest of its
-block) is stored as 0, so that element's next step rests on ``g**2`` alone and is larger than
-fp32 Adam's, up to ``1 / sqrt(1 - beta2)`` (32x) after many steps. bitsandbytes' CPU table
-rounds such values up to ``1.6e-5``, which damps this; it is the main source of the (small)
-differences between the two.
-
-``lacos_helpers.optim.factory`` builds ours, bitsandbytes' or torch's optimizer by name and
-measures what their state really holds (about 8 B/param for AdamW, 2 + 8/256 B/param for the
-8-bit ones).
+table). So a second moment below ``1.6e-7 * block absmax`` is stored as 0 and that element's
+next step, resting on ``g**2`` alone, is larger than fp32 Adam's (up to ``1 / sqrt(1 - beta2)``
+= 32x after many steps); bitsandbytes' table rounds it up to ``1.6e-5``, which damps this. It
+is the main source of the (small) differences between the two.
 """
 
 from __future__ import annotations
@@ -44,10 +31,10 @@ import torch
 from lacos_helpers.checks import check_int
 from lacos_helpers.quantization import (
     BlockwiseQuantState,
-    create_dynamic_map,
     dequantize_blockwise,
     quantize_blockwise,
 )
+from lacos_helpers.quantization.maps import dynamic_map_on
 
 DEFAULT_OPTIM_BLOCK_SIZE = 256  # bitsandbytes 0.50, Optimizer2State.init_state: blocksize = 256
 DEFAULT_MIN_8BIT_SIZE = 4096  # bitsandbytes' default min_8bit_size
@@ -59,9 +46,6 @@ _8BIT_KEYS = tuple(f"{name}_{part}" for name, _ in _MOMENTS for part in ("codes"
 _FP32_KEYS = tuple(name for name, _ in _MOMENTS)
 
 
-# --------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------
 def _check_real(name: str, value, low: float, high: float = math.inf,
                 high_inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -109,9 +93,6 @@ def _check_gradient(param: torch.Tensor) -> None:
                          f"precision, torch.amp.GradScaler skips such steps for you")
 
 
-# --------------------------------------------------------------------------------------------
-# The optimizer
-# --------------------------------------------------------------------------------------------
 class Adam8bit(torch.optim.Optimizer):
     """Adam whose two moments are stored blockwise in 8 bits (bitsandbytes' ``Adam8bit``).
 
@@ -123,17 +104,16 @@ class Adam8bit(torch.optim.Optimizer):
     * ``exp_avg_sq_codes``, ``exp_avg_sq_absmax``: second moment, unsigned dynamic map;
 
     or, for smaller tensors, float32 ``exp_avg`` and ``exp_avg_sq`` shaped like ``p``. Codes
-    are flat in ``p.reshape(-1)`` (row-major) order. All are plain tensors, so
-    ``state_dict()`` / ``load_state_dict()`` (and ``torch.save``) resume training exactly.
+    are in ``p.reshape(-1)`` order. ``state_dict()`` / ``load_state_dict()`` resume exactly.
 
     Update at step ``t`` (float32, from gradient ``g``):
     ``m = beta1 m + (1 - beta1) g``; ``v = beta2 v + (1 - beta2) g**2``;
     ``p *= 1 - lr * weight_decay`` (decoupled); ``p -= lr / (1 - beta1**t) * m /
     (sqrt(v) / sqrt(1 - beta2**t) + eps)``; then ``m`` and ``v`` are requantized.
 
-    Parameters without a gradient are skipped. Sparse gradients raise ``RuntimeError``; a
-    NaN/inf gradient raises ``ValueError`` before any parameter of the step is touched.
-    Hyperparameters can differ per param group (``block_size`` and ``min_8bit_size`` too).
+    Parameters without a gradient are skipped; a sparse (``RuntimeError``) or NaN/inf
+    (``ValueError``) gradient raises before any parameter is touched. Settings may differ per
+    param group.
     """
 
     def __init__(
@@ -148,14 +128,8 @@ class Adam8bit(torch.optim.Optimizer):
     ):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "block_size": block_size, "min_8bit_size": min_8bit_size}
-        self._maps: dict[tuple[bool, str], torch.Tensor] = {}
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict) -> None:  # unpickling, deepcopy, load_state_dict
-        super().__setstate__(state)
-        self._maps = {}
-
-    # -- param groups ---------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
         """torch's ``add_param_group`` plus validation of the group's settings (an invalid
         group raises and is not added)."""
@@ -166,7 +140,6 @@ class Adam8bit(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
-    # -- stepping -------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
         """One Adam step for every parameter that has a gradient; returns ``closure()``."""
@@ -210,11 +183,10 @@ class Adam8bit(torch.optim.Optimizer):
             param.detach().copy_(flat.view(param.shape))
         self._write_moments(state, exp_avg, exp_avg_sq, group["block_size"])
 
-    # -- state ----------------------------------------------------------------------------
     def _init_state(self, group: dict, param: torch.Tensor, state: dict) -> None:
         state["step"] = 0
         numel, device = param.numel(), param.device
-        if _uses_8bit(numel, group["min_8bit_size"]):
+        if numel >= max(group["min_8bit_size"], 1):
             n_blocks = -(-numel // group["block_size"])
             for name, _ in _MOMENTS:  # zero codes with zero absmax dequantize to 0
                 state[f"{name}_codes"] = torch.zeros(numel, dtype=torch.uint8, device=device)
@@ -223,12 +195,6 @@ class Adam8bit(torch.optim.Optimizer):
         else:
             for name, _ in _MOMENTS:
                 state[name] = torch.zeros(param.shape, dtype=torch.float32, device=device)
-
-    def _code(self, signed: bool, device: torch.device) -> torch.Tensor:
-        key = (signed, str(device))
-        if key not in self._maps:
-            self._maps[key] = create_dynamic_map(signed=signed).to(device)
-        return self._maps[key]
 
     def _read_moments(self, state: dict, param: torch.Tensor,
                       block_size: int) -> list[torch.Tensor]:
@@ -241,7 +207,7 @@ class Adam8bit(torch.optim.Optimizer):
             codes = state[f"{name}_codes"]
             quantized = BlockwiseQuantState(
                 codes, state[f"{name}_absmax"], codes.shape, torch.float32, block_size,
-                self._code(signed, codes.device))
+                dynamic_map_on(str(codes.device), signed))
             moments.append(dequantize_blockwise(quantized))
         return moments
 
@@ -251,7 +217,8 @@ class Adam8bit(torch.optim.Optimizer):
         if "exp_avg_codes" not in state:
             return
         for (name, signed), values in zip(_MOMENTS, (exp_avg, exp_avg_sq)):
-            quantized = quantize_blockwise(values, block_size, self._code(signed, values.device))
+            quantized = quantize_blockwise(values, block_size,
+                                           dynamic_map_on(str(values.device), signed))
             state[f"{name}_codes"].copy_(quantized.codes)
             state[f"{name}_absmax"].copy_(quantized.absmax)
 
@@ -272,14 +239,9 @@ class Adam8bit(torch.optim.Optimizer):
                 return group
         raise KeyError("parameter is not managed by this optimizer")
 
-    # -- checkpoints ----------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a ``state_dict()``; 8-bit codes stay uint8 and moments/absmax float32.
-
-        (``torch.optim.Optimizer.load_state_dict`` would cast every state tensor to the
-        parameter's dtype: codes to float32, absmax of bfloat16 parameters to bfloat16.)
-        Raises ``ValueError`` when the saved state does not fit the parameters.
-        """
+        """Load a ``state_dict()`` keeping codes uint8 and moments/absmax float32 (torch's
+        would cast them to the parameter's dtype); ``ValueError`` when it does not fit."""
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
             raise ValueError("expected an optimizer state_dict with 'state' and 'param_groups'")
         super().load_state_dict({**state_dict, "state": {}})  # groups: checks and settings
@@ -297,10 +259,6 @@ class Adam8bit(torch.optim.Optimizer):
             self.state[param] = _restored_state(saved, param, block_size, key)
 
 
-def _uses_8bit(numel: int, min_8bit_size: int) -> bool:
-    return numel >= max(min_8bit_size, 1)
-
-
 def _float32_flat(param: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``param`` as a flat float32 tensor: a view when possible (float32, contiguous),
     else a copy. Returns ``(flat, is_view)``."""
@@ -316,29 +274,24 @@ def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> d
     if not isinstance(saved, dict) or "step" not in saved:
         raise ValueError(f"{where}: no 'step' entry")
     step = saved["step"]
-    step = int(step.item()) if isinstance(step, torch.Tensor) else step
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"{where}: step must be a non-negative int, got {saved['step']!r}")
-    numel = param.numel()
-    if all(k in saved for k in _8BIT_KEYS):
-        expected = {"codes": (numel,), "absmax": (-(-numel // block_size),)}
-        dtypes = {"codes": torch.uint8, "absmax": torch.float32}
-        keys = _8BIT_KEYS
-    elif all(k in saved for k in _FP32_KEYS):
-        expected, dtypes, keys = {}, {}, _FP32_KEYS
-    else:
+    step = check_int(int(step.item()) if isinstance(step, torch.Tensor) else step,
+                     f"{where}: step", 0)
+    keys = next((keys for keys in (_8BIT_KEYS, _FP32_KEYS) if all(k in saved for k in keys)),
+                None)
+    if keys is None:
         raise ValueError(f"{where}: expected the keys {list(_8BIT_KEYS)} or "
                          f"{list(_FP32_KEYS)}, got {sorted(saved)}")
-    state: dict = {"step": int(step)}
-    for name in keys:
-        part = name.rsplit("_", 1)[-1]
-        shape = expected.get(part, tuple(param.shape))
+    numel = param.numel()
+    layout = {"codes": ((numel,), torch.uint8),
+              "absmax": ((-(-numel // block_size),), torch.float32)}
+    state: dict = {"step": step}
+    for name in keys:  # float32 moments (exp_avg, exp_avg_sq) are shaped like the parameter
+        shape, dtype = layout.get(name.rsplit("_", 1)[-1], (tuple(param.shape), torch.float32))
         value = saved[name]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"{where}: {name} should have shape {shape} (block_size "
                              f"{block_size}), got {got}")
-        dtype = dtypes.get(part, torch.float32)
         if dtype == torch.uint8 and value.dtype != torch.uint8:
             raise ValueError(f"{where}: {name} must be uint8, got {value.dtype}")
         state[name] = value.to(device=param.device, dtype=dtype, copy=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
@@ -50,20 +48,11 @@ def make_optimizer(
     eps: float = 1e-8,
     **options,
 ) -> torch.optim.Optimizer:
-    """Optimizer by name, over the *trainable* tensors of ``params``.
-
-    Args:
-        name: ``"adam8bit"`` (:class:`Adam8bit`), ``"bnb-adam8bit"``
-            (``bitsandbytes.optim.Adam8bit``), ``"adamw"`` (``torch.optim.AdamW``) or
-            ``"adam"`` (``torch.optim.Adam``). Weight decay is decoupled (``p *= 1 - lr *
-            wd``) for all but ``"adam"``, which adds ``wd * p`` to the gradient (L2).
-        params: an ``nn.Module``, tensors or param groups; frozen tensors
-            (``requires_grad=False``) are dropped.
-        options: passed on (e.g. ``min_8bit_size``, ``block_size`` for ``"adam8bit"``).
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones) or no trainable tensor.
-    """
+    """Optimizer ``name`` (``"adam8bit"``: :class:`Adam8bit`, ``"bnb-adam8bit"``:
+    bitsandbytes', ``"adamw"`` / ``"adam"``: torch's) over the *trainable* tensors of
+    ``params`` (an ``nn.Module``, tensors or param groups); ``options`` are passed on. Weight
+    decay is decoupled for all but ``"adam"``, which adds ``wd * p`` to the gradient (L2).
+    ``ValueError`` for an unknown name or no trainable tensor."""
     if name not in OPTIMIZER_NAMES:
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZER_NAMES)}")
     trainable = _trainable_params(params)
@@ -90,25 +79,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for tensor in _state_tensors(optimizer.state.values()):
-        storage = tensor.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if key not in seen:
-            seen.add(key)
-            total += storage.nbytes()
-    return total
-
-
-def _state_tensors(values) -> Iterable[torch.Tensor]:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            yield value
-        elif isinstance(value, dict):
-            yield from _state_tensors(value.values())
-        elif isinstance(value, (list, tuple)):
-            yield from _state_tensors(value)
+    storages = {(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+                for state in optimizer.state.values() for t in state.values()
+                if isinstance(t, torch.Tensor)}
+    return sum(nbytes for _, nbytes in storages)
 
 
 def state_bytes_per_param(optimizer: torch.optim.Optimizer) -> float:

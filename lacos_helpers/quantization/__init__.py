@@ -1,15 +1,11 @@
-"""8-bit quantization in plain PyTorch: the two schemes LACoS-BLOOM relies on, each where it
-belongs.
+"""8-bit quantization in plain PyTorch, checked against bitsandbytes in the tests:
 
-* **LLM.int8()** for the frozen *weights* (``int8_linear``): row-wise (vector-wise) absmax int8
-  with outlier feature columns in higher precision, what ``load_in_8bit`` does.
-  :func:`quantize_model` (``convert``) casts a whole model.
-* **Blockwise dynamic quantization** for 8-bit Adam's *optimizer states* (``blockwise``, with the
-  dynamic map of ``maps``).
+* **LLM.int8()** for the frozen *weights* (``int8_linear``; :func:`quantize_model` in
+  ``convert`` casts a whole model, :func:`load_quantized` loads a checkpoint into 8 bits);
+* **blockwise dynamic quantization** for 8-bit Adam's *optimizer states* (``blockwise``, with
+  the maps of ``maps``).
 
-``bnb`` is the one place that knows bitsandbytes' 8-bit layers; what a model holds and
-BLOOM's weight memory are counted in :mod:`lacos_helpers.memory`. Every piece is checked
-against bitsandbytes in the tests.
+``bnb`` is the one place that knows bitsandbytes' 8-bit layers.
 """
 
 from lacos_helpers.quantization.blockwise import (

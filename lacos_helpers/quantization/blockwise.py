@@ -1,9 +1,6 @@
 """Blockwise dynamic quantization (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
-Quantization"): a flat tensor is cut into blocks of ``block_size`` values; each block is divided
-by its absolute maximum and every value becomes the index (``uint8``) of the nearest entry of a
-fixed 256-value map. This is what 8-bit Adam does to its *optimizer states*;
-:func:`quantize_blockwise` / :func:`dequantize_blockwise` reproduce
-``bitsandbytes.functional.quantize_blockwise`` / ``dequantize_blockwise``.
+Quantization"), what 8-bit Adam does to its *optimizer states*: :func:`quantize_blockwise` /
+:func:`dequantize_blockwise` reproduce ``bitsandbytes.functional``'s functions of those names.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from lacos_helpers.checks import check_int
-from lacos_helpers.quantization.maps import _default_code, _rounding_tables, _RoundingTables
+from lacos_helpers.quantization.maps import _rounding_tables, _RoundingTables, dynamic_map_on
 
 DEFAULT_BLOCK_SIZE = 4096
 # Elements processed per step on CPU: the temporaries of one chunk stay in cache (L2/L3),
@@ -26,8 +23,7 @@ _CPU_DEQUANT_CHUNK_NUMEL = 1 << 20
 _GPU_CHUNK_NUMEL = 1 << 24
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-# Blockwise quantization
-# --------------------------------------------------------------------------------------------
+
 @dataclass
 class BlockwiseQuantState:
     """Result of :func:`quantize_blockwise`.
@@ -51,12 +47,6 @@ class BlockwiseQuantState:
     def nbytes(self) -> int:
         """Bytes of the quantized data: codes plus absmax (the shared map not counted)."""
         return self.codes.numel() * self.codes.element_size() + self.absmax.numel() * 4
-
-
-def _check_block_size(block_size) -> int:
-    """Any positive Python/NumPy integer; powers of two are *not* required (bitsandbytes'
-    CUDA kernels only take 64..4096 powers of two, this implementation takes any size)."""
-    return check_int(block_size, "block_size")
 
 
 def _check_float_input(x) -> None:
@@ -91,38 +81,30 @@ def _block_chunks(numel: int, block_size: int, chunk_numel: int):
 
 
 def _chunk_numel(device: torch.device, block_size: int, cpu_numel: int) -> int:
-    base = _GPU_CHUNK_NUMEL if device.type != "cpu" else cpu_numel
-    return max(base, block_size)
+    return max(_GPU_CHUNK_NUMEL if device.type != "cpu" else cpu_numel, block_size)
 
 
 def quantize_blockwise(
     x: torch.Tensor, block_size: int = DEFAULT_BLOCK_SIZE, code: torch.Tensor | None = None
 ) -> BlockwiseQuantState:
-    """Blockwise 8-bit quantization of ``x`` (any shape; float32, float16 or bfloat16).
+    """Blockwise 8-bit quantization of ``x`` (any shape; float32, float16 or bfloat16; finite).
 
-    For each block ``b`` of ``block_size`` consecutive elements of ``x.reshape(-1)`` (the last
-    block may be shorter): ``absmax[b] = max |x|`` (float32) and every element ``v`` becomes
-    the index of the code nearest to its normalized value ``u = float32(v) / absmax[b]``
-    (float32 division, so ``|u| <= 1``).
+    For each block ``b`` of ``block_size`` consecutive elements of ``x.reshape(-1)`` (any
+    positive size; the last block may be shorter): ``absmax[b] = max |x|`` (float32) and every
+    element ``v`` becomes the index of the code nearest to ``u = float32(v) / absmax[b]``
+    (``code``: a sorted map of 2..256 values, default :func:`create_dynamic_map`).
 
-    Rounding rule: the nearest code in exact real arithmetic; an exact tie (``u`` on the
-    midpoint of two codes) goes to the lower code. An all-zero block has ``absmax = 0`` and
-    codes of the value nearest 0 (no NaN; bitsandbytes stores code 0 there, both dequantize
-    to 0). Elements match bitsandbytes' CPU kernel for ~99.8% of elements (it rounds through
-    a coarse lookup table and sometimes misses the nearest code) with identical ``absmax``.
+    Rounding: the nearest code in exact real arithmetic, an exact tie goes to the lower code.
+    An all-zero block has ``absmax = 0`` and the codes of the value nearest 0. bitsandbytes'
+    CPU kernel rounds through a coarse lookup table and agrees on ~99.8% of the elements, with
+    identical ``absmax``.
 
-    Args:
-        x: tensor to quantize; must be finite.
-        block_size: positive int, any value (powers of two are not required).
-        code: sorted map of 2..256 values (default :func:`create_dynamic_map`).
-
-    Raises:
-        ValueError: non-float dtype, NaN/inf values, bad ``code`` or non-positive block size.
-        TypeError: ``block_size`` not an int.
+    Raises ``ValueError`` for a non-float dtype, NaN/inf values, a bad ``code`` or a
+    non-positive block size; ``TypeError`` for a non-int ``block_size``.
     """
-    block_size = _check_block_size(block_size)
+    block_size = check_int(block_size, "block_size")
     _check_float_input(x)
-    code = _default_code(x.device) if code is None else _check_code(code, x.device)
+    code = dynamic_map_on(str(x.device)) if code is None else _check_code(code, x.device)
     tables = _rounding_tables(code)
 
     flat = x.detach().reshape(-1)
@@ -189,11 +171,8 @@ def _quantize_chunk(
     numel = blocks.numel()
     normalized = scratch.normalized[:numel].view_as(blocks)
     threshold = scratch.threshold[:numel]
-    if blocks.dtype == torch.float32:
-        values = blocks
-    else:
-        normalized.copy_(blocks)  # exact upcast; normalized in place below
-        values = normalized
+    # float32 blocks are read as they are, others upcast (exactly) into the normalized buffer
+    values = blocks if blocks.dtype == torch.float32 else normalized.copy_(blocks)
     torch.abs(values, out=threshold.view_as(blocks))  # scratch use of the threshold buffer
     torch.amax(threshold.view_as(blocks), dim=1, out=absmax_out)
     divisor = torch.where(absmax_out > 0, absmax_out, torch.ones_like(absmax_out))
@@ -229,13 +208,10 @@ _PAIR_CACHE: dict[tuple[str, bytes], torch.Tensor] = {}
 
 
 def dequantize_blockwise(state: BlockwiseQuantState) -> torch.Tensor:
-    """Inverse of :func:`quantize_blockwise`: ``code[codes] * absmax`` per block.
-
-    Computed in float32 and cast to ``state.dtype`` (bit-identical to bitsandbytes for the
-    same codes). The gather reads two codes at a time (a uint16) from a 65536-entry table of
-    value pairs, which halves the number of gathered elements. Returns a tensor of
-    ``state.shape`` and ``state.dtype``.
-    """
+    """Inverse of :func:`quantize_blockwise`: ``code[codes] * absmax`` per block, computed in
+    float32 (bit-identical to bitsandbytes for the same codes), of ``state.shape`` and
+    ``state.dtype``. The gather reads two codes at a time (a uint16) from a 65536-entry table
+    of value pairs, which halves the number of gathered elements."""
     if not isinstance(state, BlockwiseQuantState):
         raise TypeError(f"expected a BlockwiseQuantState, got {type(state).__name__}")
     codes, absmax = state.codes.reshape(-1), state.absmax

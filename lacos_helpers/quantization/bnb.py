@@ -11,40 +11,29 @@ import torch
 from torch import nn
 
 
-def linear8bit_type() -> type | None:
-    """``bitsandbytes.nn.Linear8bitLt``, or None when bitsandbytes does not import."""
+def is_linear8bit(module: nn.Module) -> bool:
+    """Whether ``module`` is a bitsandbytes ``Linear8bitLt`` (False without bitsandbytes)."""
     try:
         import bitsandbytes as bnb
     except ImportError:  # pragma: no cover - bitsandbytes is a dependency of the course
-        return None
-    return bnb.nn.Linear8bitLt
-
-
-def is_linear8bit(module: nn.Module) -> bool:
-    """Whether ``module`` is a bitsandbytes ``Linear8bitLt``."""
-    layer_type = linear8bit_type()
-    return layer_type is not None and isinstance(module, layer_type)
-
-
-def row_scales(layer: nn.Module) -> torch.Tensor:
-    """The per-row absmax ``SCB`` (out,) of a ``Linear8bitLt``: ``W ~= int8 * SCB / 127``."""
-    scb = getattr(layer.weight, "SCB", None)
-    if scb is None:
-        scb = getattr(getattr(layer, "state", None), "SCB", None)
-    if scb is None:
-        raise RuntimeError("Linear8bitLt holds no row scales (SCB): are its weights quantized?")
-    return scb
+        return False
+    return isinstance(module, bnb.nn.Linear8bitLt)
 
 
 def scale_tensors(module: nn.Module) -> list[torch.Tensor]:
     """The ``SCB`` tensors a module holds outside its parameters and buffers (for memory
     accounting; empty for anything but bitsandbytes layers)."""
-    found = []
-    for holder in (getattr(module, "weight", None), getattr(module, "state", None)):
-        scb = getattr(holder, "SCB", None)
-        if isinstance(scb, torch.Tensor):
-            found.append(scb)
-    return found
+    holders = (getattr(module, "weight", None), getattr(module, "state", None))
+    return [scb for scb in (getattr(h, "SCB", None) for h in holders)
+            if isinstance(scb, torch.Tensor)]
+
+
+def row_scales(layer: nn.Module) -> torch.Tensor:
+    """The per-row absmax ``SCB`` (out,) of a ``Linear8bitLt``: ``W ~= int8 * SCB / 127``."""
+    scales = scale_tensors(layer)
+    if not scales:
+        raise RuntimeError("Linear8bitLt holds no row scales (SCB): are its weights quantized?")
+    return scales[0]
 
 
 def dequantized_weight(layer: nn.Module) -> torch.Tensor:

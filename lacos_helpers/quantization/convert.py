@@ -13,19 +13,14 @@ from lacos_helpers.modules import matches_any, replace_submodule
 from lacos_helpers.quantization import bnb
 from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
 
-# The 8-bit layer of each backend, tried in order (peft's dispatch style: one test per layer
-# type, the first that claims the module answers).
-EIGHT_BIT_LAYERS = {
-    "lacos": lambda module: isinstance(module, Int8Linear),
-    "bitsandbytes": bnb.is_linear8bit,
-}
-
 
 def eight_bit_backend(module: nn.Module) -> str | None:
     """The backend whose 8-bit linear layer ``module`` is (``"lacos"``: ``Int8Linear``,
     ``"bitsandbytes"``: ``Linear8bitLt``, e.g. after ``load_in_8bit``), None for anything
     else."""
-    return next((name for name, claims in EIGHT_BIT_LAYERS.items() if claims(module)), None)
+    if isinstance(module, Int8Linear):
+        return "lacos"
+    return "bitsandbytes" if bnb.is_linear8bit(module) else None
 
 
 def is_8bit_linear(module: nn.Module) -> bool:
@@ -35,20 +30,12 @@ def is_8bit_linear(module: nn.Module) -> bool:
 
 def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str] = ("lm_head",),
                    threshold: float = DEFAULT_THRESHOLD, compute: str = "int8") -> nn.Module:
-    """Replace every ``nn.Linear`` of ``model`` in place by an 8-bit LLM.int8() layer.
-
-    Args:
-        backend: ``"lacos"`` (:class:`Int8Linear`) or ``"bitsandbytes"`` (``Linear8bitLt``).
-        skip: module names kept as is (the full dotted name or its ending after a dot, e.g.
-            ``"lm_head"``: :func:`lacos_helpers.modules.name_matches`).
-        threshold: outlier threshold for activations (0 disables the outlier path).
-        compute: ``"int8"`` (LLM.int8 matmul) or ``"dequantize"`` (weight-only: same int8
-            storage, float matmul; ``lacos`` backend only).
-
-    Returns the same model; the replaced names are listed in
-    ``model.lacos_quantization["replaced"]`` (BLOOM: query_key_value, dense, dense_h_to_4h,
-    dense_4h_to_h of every block).
-    """
+    """Replace every ``nn.Linear`` of ``model`` (but ``skip``: full dotted names or their
+    endings, :func:`lacos_helpers.modules.name_matches`) in place by an 8-bit LLM.int8() layer
+    of ``backend`` (``"lacos"``: :class:`Int8Linear`, ``"bitsandbytes"``: ``Linear8bitLt``).
+    ``threshold``: the activations' outlier threshold (0: none); ``compute``: ``"int8"`` or
+    ``"dequantize"`` (weight-only, ``lacos`` only). Returns the same model, the replaced names
+    in ``model.lacos_quantization["replaced"]``."""
     if backend not in QUANT_BACKENDS:
         raise ValueError(f"unknown quantization backend {backend!r}; choose one of "
                          f"{QUANT_BACKENDS}")

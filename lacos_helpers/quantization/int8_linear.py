@@ -14,9 +14,6 @@ from torch import nn
 DEFAULT_THRESHOLD = 6.0
 
 
-# --------------------------------------------------------------------------------------------
-# LLM.int8() linear layer
-# --------------------------------------------------------------------------------------------
 def _rowwise_int8(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per row: ``q = round(m * 127 / absmax_row)``; returns (q int8 of
     ``matrix``'s shape, scale float32 (rows,) with ``m ~= q * scale``, ``scale = absmax / 127``).
@@ -31,15 +28,14 @@ def _rowwise_int8(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b`` of int8 matrices (m, k) @ (k, n) -> int32 (m, n).
 
-    Uses ``torch._int_mm`` (VNNI on CPU, IMMA on GPU); otherwise float32 matmuls over slices
-    of k <= 1024, each exact since |partial sum| <= 1024 * 127**2 < 2**24.
+    Uses ``torch._int_mm`` (VNNI on CPU, IMMA on GPU) where it takes the shapes; otherwise
+    float32 matmuls over slices of k <= 1024, each exact since |partial sum| <= 1024 * 127**2
+    < 2**24.
     """
-    int_mm = getattr(torch, "_int_mm", None)
-    if int_mm is not None:
-        try:
-            return int_mm(a, b)
-        except (RuntimeError, NotImplementedError):
-            pass
+    try:
+        return torch._int_mm(a, b)
+    except (RuntimeError, NotImplementedError):  # shapes or a device it does not take
+        pass
     out = torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32, device=a.device)
     for start in range(0, a.shape[1], 1024):
         part = a[:, start:start + 1024].float() @ b[start:start + 1024].float()
@@ -101,9 +97,8 @@ class _Int8LinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias, None
 
 
-# Weight-only layers dequantize at most this many weights at a time: a BLOOM-7b1 MLP matrix
-# (67M weights) would otherwise need a 268 MB float32 copy per call; smaller layers (every
-# layer of the cpu profile's Gemma) take one chunk, so their speed is unchanged.
+# Weight-only layers dequantize at most this many weights at a time (a BLOOM-7b1 MLP matrix
+# would need 268 MB in float32); smaller layers take one chunk, at unchanged speed.
 DEQUANT_CHUNK_NUMEL = 1 << 23
 
 
@@ -117,27 +112,17 @@ def _dequantized_rows(weight_int8, weight_scale, start, stop, dtype):
     return weight_int8[start:stop].to(dtype) * weight_scale[start:stop, None].to(dtype)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a matmul with ``x`` runs in: the autocast dtype where autocast is on for
-    ``x``'s device, else ``x``'s own."""
-    kind = x.device.type
-    if torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return x.dtype
-
-
 class _DequantLinearFunction(torch.autograd.Function):
     """Weight-only 8-bit: ``y = x @ (weight * scale).T + bias`` with the int8 rows dequantized
-    to the compute dtype (the input's, or autocast's: bfloat16 rows are then made directly,
-    not float32 rows cast again) for this call only, in chunks of output rows (at most
-    ``DEQUANT_CHUNK_NUMEL`` weights in float at once); backward re-dequantizes instead of
-    keeping the float weight alive."""
+    straight to the compute dtype (the input's or autocast's) for this call only, in chunks of
+    output rows; backward re-dequantizes instead of keeping the float weight alive."""
 
     @staticmethod
     def forward(ctx, x, weight_int8, weight_scale, bias):
         ctx.save_for_backward(weight_int8, weight_scale)
         ctx.has_bias = bias is not None
-        dtype = _compute_dtype(x)
+        kind = x.device.type  # compute in autocast's dtype where it is on, else in x's
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         x = x.to(dtype)
         bias = None if bias is None else bias.to(dtype)
         rows, cols = weight_int8.shape
@@ -173,24 +158,19 @@ class Int8Linear(nn.Module):
     """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
 
     Stored (frozen buffers): ``weight`` int8 (out, in) and ``weight_scale`` float32 (out,),
-    ``W ~= weight * weight_scale[:, None]`` with ``weight_scale = absmax_row / 127``. ``bias``
-    stays a frozen parameter in the original dtype.
+    ``W ~= weight * weight_scale[:, None]``; ``bias`` stays a frozen parameter in the original
+    dtype.
 
     Forward (any leading dims, output in the input's dtype): feature columns where any token
-    has ``|x| >= threshold`` are multiplied in float32 with the *dequantized* weight columns
-    (like bitsandbytes, only int8 weights are kept), the rest as int8 x int8 -> int32 with
-    per-token activation scales. ``threshold = 0`` disables the outlier path.
+    has ``|x| >= threshold`` are multiplied in float32 with the dequantized weight columns, the
+    rest as int8 x int8 -> int32 with per-token activation scales (``threshold = 0``: no
+    outlier path). Unlike bitsandbytes, quantization is from float32 (not float16) and outlier
+    columns are left out of the per-token absmax: outputs differ by rounding only (see tests).
 
-    Differences from ``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)``: bitsandbytes
-    rounds weights and activations to float16 before quantizing and lets the below-threshold
-    values of outlier columns enter the per-token absmax; here quantization is from float32
-    and outlier columns are excluded entirely. Outputs differ by rounding only (see tests).
-
-    ``compute="dequantize"`` keeps the same int8 storage but computes weight-only: each call
-    dequantizes the rows to the input's dtype and runs one float matmul (no activation
-    quantization). On CPUs, which have no fast int8 GEMM path for the outlier decomposition,
-    this runs at float speed; it is what the ``cpu`` profile uses. Under CPU autocast (the
-    ``cpu`` profile's ``encoder.cpu_bf16``) the rows are dequantized straight to bfloat16.
+    ``compute="dequantize"`` keeps the same storage but computes weight-only: the rows are
+    dequantized to the compute dtype (bfloat16 under CPU autocast) for one float matmul. CPUs
+    have no fast int8 GEMM path for the outlier decomposition, so this runs at float speed; the
+    ``cpu`` profile uses it.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -223,9 +203,7 @@ class Int8Linear(nn.Module):
                     threshold=threshold, device=weight.device,
                     bias_dtype=bias.dtype if bias is not None else torch.float32,
                     compute=compute)
-        weight_int8, weight_scale = _rowwise_int8(weight)
-        layer.weight.copy_(weight_int8)
-        layer.weight_scale.copy_(weight_scale)
+        layer.weight, layer.weight_scale = _rowwise_int8(weight)  # replaces the zero buffers
         if bias is not None:
             layer.bias.data.copy_(bias.detach())
         return layer

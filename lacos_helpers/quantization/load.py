@@ -1,9 +1,7 @@
-"""Load a checkpoint straight into 8 bits with the package's own :class:`Int8Linear` (what
-``load_in_8bit`` does with bitsandbytes): the model is built on the meta device with
-``Int8Linear`` in place of every ``nn.Linear``, its storage allocated once (int8 weights, float
-rest), and the safetensors shards are streamed tensor by tensor, each linear weight quantized
-row-wise as it arrives. The float model never exists: the peak is the 8-bit model plus one
-tensor.
+"""Load a checkpoint straight into 8 bits with :class:`Int8Linear` (what ``load_in_8bit`` does
+with bitsandbytes): the model is built on the meta device, its storage allocated once, and the
+safetensors shards are streamed tensor by tensor, each linear weight quantized as it arrives.
+The float model never exists: the peak is the 8-bit model plus one tensor.
 """
 
 from __future__ import annotations
@@ -54,15 +52,14 @@ def load_quantized(folder: str | Path, *, dtype: torch.dtype = torch.float16,
             linear.in_features, linear.out_features, bias=linear.bias is not None,
             threshold=threshold, device="meta", bias_dtype=dtype, compute=compute))
     model.to_empty(device="cpu")
-    targets = dict(model.named_parameters())
-    targets.update(model.named_buffers())
+    targets = dict(model.named_parameters()) | dict(model.named_buffers())
     quantized = {f"{name}.weight" for name, _ in linears}
     loaded: set[str] = set()
     for shard in _shard_files(folder):
         with safe_open(str(shard), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has keys(), no iteration
                 name = key.removeprefix("transformer.")
-                if name not in targets and name not in quantized:
+                if name not in targets:
                     raise KeyError(f"{shard.name}: unexpected tensor {key!r} for "
                                    f"{type(model).__name__}")
                 tensor = f.get_tensor(key)
@@ -76,9 +73,7 @@ def load_quantized(folder: str | Path, *, dtype: torch.dtype = torch.float16,
                         targets[name].copy_(tensor.to(targets[name].dtype))
                 loaded.add(name)
                 del tensor
-    expected = (set(dict(model.named_parameters())) - {f"{n}.weight" for n, _ in linears}) | \
-        quantized
-    missing = sorted(expected - loaded)
+    missing = sorted((set(dict(model.named_parameters())) | quantized) - loaded)
     if missing:
         raise KeyError(f"{folder}: the checkpoint lacks {missing[:5]}"
                        f"{' ...' if len(missing) > 5 else ''}")

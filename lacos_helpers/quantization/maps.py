@@ -3,6 +3,7 @@ comparison, and exact nearest-code rounding tables for any sorted map."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -15,15 +16,10 @@ def create_dynamic_map(signed: bool = True) -> torch.Tensor:
     """The 256-value dynamic (tree) quantization map of bitsandbytes, sorted ascending.
 
     Re-implements ``bitsandbytes.functional.create_dynamic_map(signed, max_exponent_bits=7,
-    total_bits=8)`` (bitsandbytes 0.50, ``functional.py``), the data type of Dettmers 2015,
-    "8-Bit Approximations for Parallelism in Deep Learning" (arXiv:1511.04561): decade
-    ``i = 0..6`` spans ``[0.1, 1] * 10**(i - 6)`` and holds ``2**i`` (signed) or ``2**(i+1)``
-    (unsigned) evenly spaced bin centres, so precision is relative rather than absolute;
-    ``0`` and ``1`` are added, and the signed map mirrors every centre to negative values.
-    The arithmetic (float32 ``linspace`` and centres, float32 scaling) follows bitsandbytes
-    step by step, so the two maps are bit-identical.
-
-    Returns: float32 tensor of shape (256,); signed range [-0.993, 1], unsigned [0, 1].
+    total_bits=8)`` (Dettmers 2015, arXiv:1511.04561) bit for bit: decade ``i = 0..6`` spans
+    ``[0.1, 1] * 10**(i - 6)`` with ``2**i`` (signed) or ``2**(i+1)`` (unsigned) evenly spaced
+    bin centres, so precision is relative; ``0`` and ``1`` are added and the signed map mirrors
+    every centre. Returns float32 (256,); signed range [-0.993, 1], unsigned [0, 1].
     """
     values: list[float] = [0.0, 1.0]
     for decade in range(7):
@@ -38,24 +34,15 @@ def create_dynamic_map(signed: bool = True) -> torch.Tensor:
 
 
 def create_linear_map(signed: bool = True) -> torch.Tensor:
-    """Evenly spaced map (plain absmax quantization), for comparison with the dynamic map.
-
-    Signed: the 255 values ``k / 127`` for ``k = -127..127`` (symmetric, exact 0; the int8
-    grid of LLM.int8), so codes use 0..254. Unsigned: the 256 values ``k / 255``.
-    bitsandbytes' ``create_linear_map(signed=True)`` instead pads ``linspace(-1, 1, 255)``
-    with a second (near-)zero to reach 256 entries; the unsigned maps agree within 6e-8
-    (bitsandbytes uses a float32 ``linspace``).
-
-    Returns a float32 tensor of shape (255,) (signed) or (256,) (unsigned).
-    """
+    """Evenly spaced map (plain absmax quantization), for comparison with the dynamic map:
+    signed, the 255 values ``k / 127`` for ``k = -127..127`` (the int8 grid of LLM.int8, exact
+    0; bitsandbytes pads ``linspace(-1, 1, 255)`` with a second near-zero to 256); unsigned,
+    the 256 values ``k / 255``. Float32."""
     if signed:
         return torch.arange(-127, 128, dtype=torch.float64).div(127).float()
     return torch.arange(0, 256, dtype=torch.float64).div(255).float()
 
 
-# --------------------------------------------------------------------------------------------
-# Exact nearest-code rounding
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _RoundingTables:
     """Exact nearest-code rounding for one sorted code map (see :func:`_build_rounding_tables`).
@@ -73,7 +60,6 @@ class _RoundingTables:
 
 
 _TABLE_CACHE: dict[tuple[str, bytes], _RoundingTables] = {}
-_DYNAMIC_MAP_CACHE: dict[str, torch.Tensor] = {}
 
 
 def _decision_thresholds(code: torch.Tensor) -> torch.Tensor:
@@ -101,62 +87,44 @@ def _float32_cell_bounds() -> tuple[torch.Tensor, torch.Tensor]:
 
     Cells of NaN/inf bit patterns get bounds 0 (normalized values never land there).
     """
-    cells = torch.arange(65536, dtype=torch.int64)
-    low_bits = cells << 16
-    high_bits = low_bits | 0xFFFF
-    negative = cells >= 0x8000  # sign bit set: the magnitude grows with the bit pattern
-    smallest = torch.where(negative, high_bits, low_bits)
-    largest = torch.where(negative, low_bits, high_bits)
-
-    def as_float32(bits: torch.Tensor) -> torch.Tensor:
-        signed_bits = ((bits + 2**31) % 2**32 - 2**31).to(torch.int32)
-        return signed_bits.view(torch.float32).clone()
-
-    smallest, largest = as_float32(smallest), as_float32(largest)
-    invalid = ~(torch.isfinite(smallest) & torch.isfinite(largest))
-    smallest[invalid] = 0.0
-    largest[invalid] = 0.0
-    return smallest, largest
+    bits = torch.arange(65536, dtype=torch.int64) << 16
+    ends = torch.stack([bits, bits | 0xFFFF])  # the cell's two end bit patterns
+    ends = ((ends + 2**31) % 2**32 - 2**31).to(torch.int32).view(torch.float32)
+    ends = torch.where(torch.isfinite(ends).all(dim=0), ends, 0.0)
+    return ends.amin(dim=0), ends.amax(dim=0)
 
 
 def _build_rounding_tables(code: torch.Tensor) -> _RoundingTables:
-    """Two-level lookup for exact nearest-code rounding of float32 values.
-
-    Level 1: the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of
-    65536 cells, each a contiguous interval of relative width 2**-7; the logarithmic cells suit
-    the logarithmic dynamic map. If a cell contains at most one decision threshold, then
-    level 2 is one comparison: ``base + (v >= threshold)``. Both levels are gathers, which is
-    what makes this faster than a binary search (``torch.bucketize``).
-    """
-    code = code.detach().to("cpu", torch.float32)
-    thresholds = _decision_thresholds(code)
+    """Two-level lookup for exact nearest-code rounding of float32 values, on ``code``'s device:
+    the top 16 bits of a float32 (sign, exponent, 7 mantissa bits) select one of 65536 cells of
+    relative width 2**-7 (logarithmic, like the dynamic map); a cell holding at most one decision
+    threshold then needs one comparison, ``base + (v >= threshold)``. Two gathers are faster
+    than a binary search (``torch.bucketize``)."""
+    device = code.device
+    thresholds = _decision_thresholds(code.detach().to("cpu", torch.float32))
     smallest, largest = _float32_cell_bounds()
     count_at_smallest = torch.searchsorted(thresholds, smallest, right=True)
     count_at_largest = torch.searchsorted(thresholds, largest, right=True)
     thresholds_inside = count_at_largest - count_at_smallest
     if int(thresholds_inside.max()) > 1:
-        return _RoundingTables(thresholds, None, None)
+        return _RoundingTables(thresholds.to(device), None, None)
     inside_index = count_at_smallest.clamp(max=len(thresholds) - 1)
     cell_threshold = torch.where(
         thresholds_inside > 0, thresholds[inside_index], torch.tensor(math.inf)
     )
-    return _RoundingTables(thresholds, count_at_smallest.to(torch.uint8), cell_threshold)
+    return _RoundingTables(thresholds.to(device), count_at_smallest.to(device, torch.uint8),
+                           cell_threshold.to(device))
 
 
 def _rounding_tables(code: torch.Tensor) -> _RoundingTables:
-    """Cached :func:`_build_rounding_tables`, moved to ``code``'s device."""
+    """Cached :func:`_build_rounding_tables`."""
     key = (str(code.device), code.detach().cpu().numpy().tobytes())
     if key not in _TABLE_CACHE:
-        tables = _build_rounding_tables(code)
-        _TABLE_CACHE[key] = _RoundingTables(
-            *(None if t is None else t.to(code.device) for t in
-              (tables.thresholds, tables.cell_base, tables.cell_threshold))
-        )
+        _TABLE_CACHE[key] = _build_rounding_tables(code)
     return _TABLE_CACHE[key]
 
 
-def _default_code(device: torch.device) -> torch.Tensor:
-    key = str(device)
-    if key not in _DYNAMIC_MAP_CACHE:
-        _DYNAMIC_MAP_CACHE[key] = create_dynamic_map(signed=True).to(device)
-    return _DYNAMIC_MAP_CACHE[key]
+@functools.cache
+def dynamic_map_on(device: str, signed: bool = True) -> torch.Tensor:
+    """Cached :func:`create_dynamic_map` on ``device`` (blockwise quantization, 8-bit Adam)."""
+    return create_dynamic_map(signed).to(device)

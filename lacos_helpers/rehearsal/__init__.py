@@ -2,9 +2,7 @@
 shapes (``checkpoint``) and the rehearsal run (``run``), measured by
 :mod:`lacos_helpers.memory.measure`."""
 
-from lacos_helpers.memory.measure import PeakMemory, process_memory
 from lacos_helpers.rehearsal.checkpoint import write_random_bloom
 from lacos_helpers.rehearsal.run import reference_records, rehearse, summary_line
 
-__all__ = ["PeakMemory", "process_memory", "reference_records", "rehearse", "summary_line",
-           "write_random_bloom"]
+__all__ = ["reference_records", "rehearse", "summary_line", "write_random_bloom"]

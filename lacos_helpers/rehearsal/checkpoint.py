@@ -1,25 +1,23 @@
 """Random-weight BLOOM checkpoints of the real shapes, written without ever holding the float
 model in memory: the architecture is built on the meta device, and its tensors are created,
-written to sharded safetensors and freed a few at a time (one block, or the embedding matrix,
-is the most that exists at once).
+written to sharded safetensors and freed one block (or the embedding matrix) at a time.
 
-The folder looks like a Hub snapshot of ``bigscience/bloom-<size>`` (``config.json``,
-``model-0000i-of-0000n.safetensors``, ``model.safetensors.index.json``, a tokenizer), so the
-``colab`` / ``paper`` profiles load it through their own code by pointing ``LACOS_MODEL_ID`` (or
-``model.model_id``) at it. The weights are random (normal, std 0.02, as BLOOM's initializer),
-so a rehearsal measures memory and time, not quality. The tokenizer is a byte-level BPE with
-BLOOM's special tokens trained on the given texts; the embedding matrix keeps BLOOM's
-250,880 rows whatever the tokenizer's size.
+The folder looks like a Hub snapshot of ``bigscience/bloom-<size>`` (config, shards and their
+index, a tokenizer), so the ``colab`` / ``paper`` profiles load it through their own code with
+``LACOS_MODEL_ID`` (or ``model.model_id``) pointing at it. The weights are random (normal, std
+0.02, as BLOOM's initializer): a rehearsal measures memory and time, not quality. The tokenizer
+is a byte-level BPE trained on the given texts; the embedding matrix keeps BLOOM's 250,880 rows.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -36,20 +34,10 @@ DEFAULT_SHARD_BYTES = 2 * 10**9
 INITIALIZER_RANGE = 0.02
 
 
-def _groups(names: list[str]) -> Iterator[list[str]]:
-    """Parameter names in writing order, one group per block (``h.<i>.``), the embeddings
-    and the final norm."""
-    group: list[str] = []
-    current = None
-    for name in names:
-        key = ".".join(name.split(".")[:2]) if name.startswith("h.") else name.split(".")[0]
-        if key != current and group:
-            yield group
-            group = []
-        current = key
-        group.append(name)
-    if group:
-        yield group
+def _group(name: str) -> str:
+    """What a parameter is written with: its block (``h.<i>``), else its first component
+    (the embeddings, the final norm)."""
+    return ".".join(name.split(".")[:2]) if name.startswith("h.") else name.split(".")[0]
 
 
 def _tensor(name: str, shape: torch.Size, dtype: torch.dtype, generator) -> torch.Tensor:
@@ -111,30 +99,19 @@ def write_random_bloom(folder: str | os.PathLike, shape: bloom.BloomShape | str,
         meta = BloomModel(config)
     shapes = {name: p.shape for name, p in meta.named_parameters()}
     generator = torch.Generator().manual_seed(seed)
-    shards: list[list[str]] = [[]]
+    groups = [list(names) for _, names in itertools.groupby(shapes, key=_group)]
+    shards: list[list[str]] = []  # the names in each shard, written as shard-<i>.tmp
     pending: dict[str, torch.Tensor] = {}
-    pending_bytes, total = 0, 0
-
-    def flush() -> None:
-        nonlocal pending, pending_bytes
-        if not pending:
-            return
-        tmp = folder / f"shard-{len(shards) - 1:05d}.tmp"
-        save_file(pending, str(tmp), metadata={"format": "pt"})
-        shards[-1] = list(pending)
-        shards.append([])
-        pending, pending_bytes = {}, 0
-
-    for group in _groups(list(shapes)):
+    total = 0
+    for group in groups:
         for name in group:
-            tensor = _tensor(name, shapes[name], dtype, generator)
-            pending[name] = tensor
-            pending_bytes += tensor.numel() * tensor.element_size()
-            total += tensor.numel() * tensor.element_size()
-        if pending_bytes >= shard_bytes:
-            flush()
-    flush()
-    shards = [s for s in shards if s]
+            pending[name] = _tensor(name, shapes[name], dtype, generator)
+            total += pending[name].nbytes
+        if sum(t.nbytes for t in pending.values()) >= shard_bytes or group is groups[-1]:
+            save_file(pending, str(folder / f"shard-{len(shards):05d}.tmp"),
+                      metadata={"format": "pt"})
+            shards.append(list(pending))
+            pending = {}
     weight_map = {}
     for i, names in enumerate(shards):
         final = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"

@@ -1,9 +1,7 @@
-"""Rehearse BLOOM at the paper's sizes without its weights: write a random checkpoint of the
-exact architecture (:mod:`.checkpoint`), point the ``colab`` / ``paper`` profile at it and run
-the profile's own code, unchanged: 8-bit load, k-bit preparation, LoRA, 8-bit Adam, gradient
-checkpointing, N MNR steps on real NLI triplets, save the adapter, reload it, encode. Records
-seconds per step and peak memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory
-model's prediction (:mod:`lacos_helpers.memory`).
+"""Rehearse BLOOM at the paper's sizes without its weights: point the ``colab`` / ``paper``
+profile at a random checkpoint of the exact architecture (:mod:`.checkpoint`) and run the
+profile's own code, unchanged (8-bit load to adapter reload). Records seconds per step and peak
+memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction.
 
     python -m lacos_helpers rehearse --shape bloom-7b1 --steps 1 --batch 2 --max-length 16
 """
@@ -21,7 +19,7 @@ import torch
 
 from lacos_helpers import bloom, config, data, lora, memory, runtime, training
 from lacos_helpers.memory.measure import PeakMemory, gb, process_memory
-from lacos_helpers.rehearsal.checkpoint import folder_for, write_random_bloom
+from lacos_helpers.rehearsal.checkpoint import folder_for, is_complete, marker, write_random_bloom
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +78,8 @@ def rehearse(shape: str = "560m", *, steps: int = 1, batch: int = 2, max_length:
                            batch=batch, max_length=max_length, checkpointing=checkpointing,
                            device=device)
     baseline_anon = process_memory()["rss_anon"]
-    on_gpu = device_type(cfg) == "cuda"
-    with PeakMemory(cuda=on_gpu) as peak, \
+    device_kind = runtime.pick_device(cfg.model.device)
+    with PeakMemory(cuda=device_kind == "cuda") as peak, \
             tempfile.TemporaryDirectory(prefix="lacos-rehearsal-") as out:
         t0 = time.perf_counter()
         encoder = training.build_encoder(cfg)
@@ -98,7 +96,7 @@ def rehearse(shape: str = "560m", *, steps: int = 1, batch: int = 2, max_length:
     record = {
         "shape": f"bloom-h{bloom_shape.hidden_size}-L{bloom_shape.n_layer}",
         "size": shape, "backend": backend, "recipe": recipe, "profile": profile,
-        "device": device_type(cfg), "batch": result.config.train.batch_size,
+        "device": device_kind, "batch": result.config.train.batch_size,
         "cache_chunk": result.config.train.cache_chunk, "max_length": max_length,
         "checkpointing": checkpointing, "steps": steps,
         "seconds_per_step": round(sum(timed) / len(timed), 2),
@@ -113,21 +111,16 @@ def rehearse(shape: str = "560m", *, steps: int = 1, batch: int = 2, max_length:
     return with_prediction(record)
 
 
-def _write_checkpoint_process(shape, texts) -> None:
-    shape = bloom.BloomShape(*shape)
-    write_random_bloom(folder_for(shape, bloom.VOCAB_SIZE, torch.float16, 0), shape,
-                       tokenizer_texts=texts)
-
-
 def _ensure_checkpoint(shape: bloom.BloomShape, texts: list[str]) -> Path:
     """The random checkpoint of ``shape``, written in a child process when missing: writing
     leaves freed buffers in this process's heap, which would blur the measurement."""
     import multiprocessing
 
-    folder = folder_for(shape, bloom.VOCAB_SIZE, torch.float16, 0)
+    folder = folder_for(shape, bloom.VOCAB_SIZE, torch.float16, 0)  # write_random_bloom's defaults
     if not checkpoint_is_complete(folder, shape):
         child = multiprocessing.get_context("spawn").Process(
-            target=_write_checkpoint_process, args=(tuple(shape), texts))
+            target=write_random_bloom, args=(folder, tuple(shape)),
+            kwargs={"tokenizer_texts": texts})
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -137,14 +130,7 @@ def _ensure_checkpoint(shape: bloom.BloomShape, texts: list[str]) -> Path:
 
 
 def checkpoint_is_complete(folder: Path, shape: bloom.BloomShape) -> bool:
-    from lacos_helpers.rehearsal.checkpoint import is_complete, marker
-
-    return is_complete(folder, marker(bloom.BloomShape(*shape), bloom.VOCAB_SIZE,
-                                      torch.float16, 0))
-
-
-def device_type(cfg: config.RunConfig) -> str:
-    return runtime.pick_device(cfg.model.device)
+    return is_complete(folder, marker(shape, bloom.VOCAB_SIZE, torch.float16, 0))
 
 
 def summary_line(record: dict) -> str:
@@ -187,21 +173,27 @@ def run(args) -> int:
     if args.recipe is None:
         args.recipe = [config.load_profile(args.profile).quant.preparation]
     if len(args.recipe) > 1:
-        return _compare_recipes(args)
-    record = rehearse(args.shape, steps=args.steps, batch=args.batch,
-                      max_length=args.max_length, backend=args.backend, recipe=args.recipe[0],
-                      checkpointing=not args.no_checkpointing, profile=args.profile,
-                      device=args.device)
-    print(json.dumps(record))
-    print(summary_line(record))
+        records = _records_of_each_recipe(args)
+    else:
+        records = [rehearse(args.shape, steps=args.steps, batch=args.batch,
+                            max_length=args.max_length, backend=args.backend,
+                            recipe=args.recipe[0], checkpointing=not args.no_checkpointing,
+                            profile=args.profile, device=args.device)]
+        print(json.dumps(records[0]))
     if args.json:
         with open(args.json, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    print("\n".join(summary_line(r) for r in records))
+    base = records[0]
+    for r in records[1:]:
+        key = "peak_cuda_gb" if r["peak_cuda_gb"] is not None else "peak_anon_gb"
+        print(f"{r['recipe']} vs {base['recipe']}: {r[key] - base[key]:+.2f} GB, "
+              f"{r['seconds_per_step'] / base['seconds_per_step']:.2f}x the time per step")
     return 0
 
 
-def _compare_recipes(args) -> int:
-    """One process per recipe (a clean measurement each), then the comparison."""
+def _records_of_each_recipe(args) -> list[dict]:
+    """One process per recipe: a clean measurement each."""
     import subprocess
     import sys
 
@@ -217,16 +209,7 @@ def _compare_recipes(args) -> int:
                 cmd.append("--no-checkpointing")
             subprocess.run(cmd, check=True)
             records.append(json.loads(out.read_text().splitlines()[-1]))
-    if args.json:
-        with open(args.json, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-    print("\n".join(summary_line(r) for r in records))
-    base = records[0]
-    for r in records[1:]:
-        key = "peak_cuda_gb" if r["peak_cuda_gb"] is not None else "peak_anon_gb"
-        print(f"{r['recipe']} vs {base['recipe']}: {r[key] - base[key]:+.2f} GB, "
-              f"{r['seconds_per_step'] / base['seconds_per_step']:.2f}x the time per step")
-    return 0
+    return records
 
 
 REFERENCE_RECORDS = Path(__file__).with_name("reference_records.jsonl")

@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lacos_helpers.encoder.losses.triplet_mnr import mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 from lacos_helpers.training.loop import LocalEngine, Trainer, TrainerOptions
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class DistributedTrainer(Trainer):
             if key in kwargs:
                 raise TypeError(f"DistributedTrainer takes {key} from the process group")
         options = dataclasses.replace(options or TrainerOptions(), **kwargs)
-        objective = options.objective or mnr_objective(cfg.train, gather=all_gather_with_grad)
+        objective = options.objective or MNRLoss(cfg.train.cache_chunk, gather=all_gather_with_grad)
         engine = options.engine or DataParallelEngine(objective.gradient_reduction)
         super().__init__(cfg, encoder, triplets, out_dir, dataclasses.replace(
             options, objective=objective, engine=engine, rank=dist.get_rank(),

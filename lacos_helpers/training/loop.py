@@ -29,7 +29,7 @@ from torch import nn
 
 from lacos_helpers.config import RunConfig, TrainConfig
 from lacos_helpers.data.sampling import BatchPlan
-from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss, mnr_objective
+from lacos_helpers.encoder.losses.triplet_mnr import MNRLoss
 from lacos_helpers.optim import make_optimizer
 from lacos_helpers.training import checkpoints, runs
 from lacos_helpers.training.build import save_run_tokenizer
@@ -193,7 +193,7 @@ class Trainer:
     ``dev_pairs``: STS pairs evaluated every ``train.eval_every`` steps and at the end.
     ``resume``: continue from ``out_dir``'s latest checkpoint if there is one (the run's recipe
     must match, else :class:`~lacos_helpers.training.runs.RunMismatchError`); False starts over.
-    ``objective``: the loss of a micro-batch (default: ``mnr_objective(train)``, the one
+    ``objective``: the loss of a micro-batch (default: ``MNRLoss(train.cache_chunk)``, the one
     :class:`MNRLoss`, in GradCache chunks when ``train.cache_chunk`` is set).
     ``rank`` / ``world_size``: this process's place among data-parallel processes: every
     process walks the same global batches and takes its share (:meth:`local_batch`); only rank
@@ -219,7 +219,7 @@ class Trainer:
                              f"be divisible by the {world_size} processes")
         self.dev_pairs, self.resume = options.dev_pairs, options.resume
         self.show_progress, self.callbacks = options.show_progress, list(options.callbacks)
-        self.objective = options.objective or mnr_objective(cfg.train)
+        self.objective = options.objective or MNRLoss(cfg.train.cache_chunk)
         self.rank, self.world_size, self.is_main = rank, world_size, rank == 0
         self.out_dir = Path(out_dir)
         self.device = next(encoder.parameters()).device

@@ -40,22 +40,17 @@ def _check_embeddings(name: str, x, dim: int | None = None) -> None:
         raise ValueError(f"{name} holds NaN or inf values")
 
 
-def _check_scale(scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-            or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    return float(scale)
-
-
 def similarity_matrix(a: Tensor, b: Tensor, scale: float = 1.0) -> Tensor:
     """Cosine similarities ``scale * cos(a_i, b_j)``: [n, d], [m, d] -> [n, m] (float32).
     A zero vector has similarity 0 with everything (never NaN)."""
     _check_embeddings("a", a)
     _check_embeddings("b", b, a.shape[1])
-    scale = _check_scale(scale)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+            or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     a_unit = F.normalize(a.float(), p=2, dim=-1)
     b_unit = F.normalize(b.float(), p=2, dim=-1)
-    return a_unit @ b_unit.T * scale
+    return a_unit @ b_unit.T * float(scale)
 
 
 def mnr_loss(anchor: Tensor, positive: Tensor, hard_negative: Tensor | None = None,

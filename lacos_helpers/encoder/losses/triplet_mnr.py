@@ -1,35 +1,28 @@
-"""The one MNR loss of a batch of triplets (as sentence-transformers'
-``CachedMultipleNegativesRankingLoss``: one loss with ``mini_batch_size`` and
-``gather_across_devices`` options): :class:`MNRLoss` returns a loss tensor and the trainer only
-calls ``backward`` on it, whatever the options.
+"""The one MNR loss of a batch of triplets, as sentence-transformers'
+``CachedMultipleNegativesRankingLoss``: :class:`MNRLoss` returns a loss tensor and the trainer
+only calls ``backward`` on it, whatever the options.
 
 ``MNRLoss()``: plain MNR, the batch embedded in one forward pass with its graph.
-``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), the MNR loss of a batch larger than
-fits in memory with exactly the gradients of plain MNR. The MNR loss couples every anchor with
-every candidate of the batch, so a batch cannot simply be split into micro-batches (gradient
-accumulation gives each anchor only the negatives of its own micro-batch). GradCache splits the
-*encoder* work instead, in chunks of ``k`` triplets:
+``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), exactly the gradients of plain MNR
+for a batch larger than fits in memory (accumulating micro-batches would give each anchor only
+the negatives of its own micro-batch). It splits the *encoder* work in chunks of ``k`` triplets:
 
-1. embed every chunk **without** an autograd graph (activations are freed at once) and keep the
-   embeddings ``[roles, b, d]`` (roles: anchor, positive, hard negative);
+1. embed every chunk **without** an autograd graph and keep the embeddings ``[roles, b, d]``
+   (roles: anchor, positive, hard negative);
 2. compute the loss on the full ``b x roles*b`` similarity matrix from those embeddings made
    leaves, and its gradient with respect to every embedding (cheap: ``roles x b x d`` numbers);
-3. when the returned loss is back-propagated (a hook on it, as sentence-transformers does),
-   embed each chunk again, this time **with** its graph, and back-propagate the cached gradient
-   of its embeddings times the incoming gradient (the trainer's accumulation and loss scale),
-   one chunk at a time.
+3. when the returned loss is back-propagated (a hook on it), embed each chunk again **with** its
+   graph and back-propagate the cached gradient of its embeddings times the incoming gradient
+   (the trainer's accumulation and loss scale), one chunk at a time.
 
-By the chain rule the parameter gradients are those of plain MNR on the whole batch; the peak
-memory is that of one chunk; the price is one extra forward pass. Random layers (LoRA dropout)
-replay the same random numbers in step 3 as in step 1 (the RNG state of each chunk is saved).
+By the chain rule the gradients are plain MNR's; the peak memory is one chunk's; the price is one
+extra forward pass. Step 3 replays step 1's random numbers (LoRA dropout) from saved RNG states.
 
-``MNRLoss(gather=...)`` (sentence-transformers' ``gather_across_devices``): the embeddings of
-every data-parallel process are gathered before the loss (:func:`lacos_helpers.training.
-distributed.all_gather_with_grad`); every process computes the loss of the whole batch and
-back-propagates into its own shard, so the processes' gradients are **summed**
-(:attr:`MNRLoss.gradient_reduction`). Embeddings are grouped by *role* (``[roles, b, d]``), so
-concatenating shards along the batch dimension keeps every positive and hard negative in its
-own column.
+``MNRLoss(gather=...)`` (``gather_across_devices``): the embeddings of every data-parallel process
+are gathered before the loss (:func:`lacos_helpers.training.distributed.all_gather_with_grad`);
+every process computes the loss of the whole batch and back-propagates into its own shard, so the
+processes' gradients are **summed** (:attr:`MNRLoss.gradient_reduction`). Grouping by role
+(``[roles, b, d]``) keeps every positive and hard negative in its column when shards are joined.
 """
 
 from __future__ import annotations
@@ -56,16 +49,6 @@ def no_gather(local: Tensor) -> tuple[Tensor, slice]:
     return local, slice(0, local.shape[1])
 
 
-def check_chunk_size(chunk_size) -> int:
-    """``chunk_size`` (triplets per GradCache chunk) as an int >= 1, else a ValueError."""
-    return check_int(chunk_size, "cache_chunk", why="triplets per GradCache chunk")
-
-
-def triplet_roles(hard_negatives: bool) -> int:
-    """Sentences per triplet that are embedded: anchor, positive (+ hard negative)."""
-    return 3 if hard_negatives else 2
-
-
 def embed_triplets(encoder, batch: Sequence, hard_negatives: bool) -> Tensor:
     """Embed the anchors, positives (and hard negatives) of ``batch`` (b triplets) in one
     forward pass of the shared encoder -> ``[roles, b, d]`` float32 (role 0 anchors, 1
@@ -80,7 +63,7 @@ def embed_triplets(encoder, batch: Sequence, hard_negatives: bool) -> Tensor:
                              "no hard negative")
         texts += [t[2] for t in batch]
     emb = encoder.embed(texts)
-    return emb.view(triplet_roles(hard_negatives), len(batch), emb.shape[-1])
+    return emb.view(3 if hard_negatives else 2, len(batch), emb.shape[-1])
 
 
 def triplet_mnr_loss(embeddings: Tensor, scale: float, symmetric: bool = False) -> Tensor:
@@ -120,16 +103,15 @@ class MNRLoss:
     """MNR of a batch of triplets, called ``loss(encoder, batch, train)`` -> a scalar tensor
     whose ``backward()`` accumulates the gradients into the encoder's trainable parameters
     (``train``: a ``TrainConfig``: ``scale``, ``symmetric``, ``hard_negatives``).
-
-    ``mini_batch_size``: GradCache chunks of that many triplets (None: one forward pass with
-    its graph; a batch that fits in one chunk is embedded once, with its graph).
-    ``gather``: the processes' embeddings gathered before the loss (:data:`Gather`; None: one
-    process). A non-finite loss (the embeddings of any process not finite) is returned as NaN
-    with nothing to back-propagate (the trainer stops)."""
+    ``mini_batch_size``: GradCache chunks of that many triplets (None, or a batch that fits in
+    one chunk: one forward pass with its graph). ``gather``: the processes' embeddings gathered
+    before the loss (:data:`Gather`; None: one process). A non-finite loss (any process's
+    embeddings not finite) is returned as NaN with nothing to back-propagate (the trainer
+    stops)."""
 
     def __init__(self, mini_batch_size: int | None = None, gather: Gather | None = None):
-        self.mini_batch_size = None if mini_batch_size is None else \
-            check_chunk_size(mini_batch_size)
+        self.mini_batch_size = check_int(mini_batch_size, "cache_chunk", allow_none=True,
+                                         why="triplets per GradCache chunk")
         self.gather = gather or no_gather
         # Across processes every process computes the loss of the whole gathered batch and
         # back-propagates into its own shard only: the processes' gradients must be summed.
@@ -208,11 +190,5 @@ class MNRLoss:
         after.restore()  # the random stream continues as after one pass over the batch
 
 
-def mnr_objective(train, gather: Gather | None = None) -> MNRLoss:
-    """The loss of ``train`` (a ``TrainConfig``): GradCache chunks of ``train.cache_chunk``
-    triplets when set; ``gather``: across processes."""
-    return MNRLoss(train.cache_chunk, gather)
-
-
-__all__ = ["Gather", "MNRLoss", "RandomState", "check_chunk_size", "chunked", "embed_triplets",
-           "mnr_objective", "no_gather", "triplet_mnr_loss", "triplet_roles"]
+__all__ = ["Gather", "MNRLoss", "RandomState", "chunked", "embed_triplets", "no_gather",
+           "triplet_mnr_loss"]
