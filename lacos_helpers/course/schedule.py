@@ -14,11 +14,9 @@ from lacos_helpers.config import RunConfig
 
 @dataclass(frozen=True)
 class CourseSchedule:
-    """``steps``: training steps of the notebooks' run (None: the profile's ``train.steps``);
-    ``sts_limit``: STS pairs per language the notebooks evaluate (None: ``eval.sts_limit``);
-    ``experiment_steps``: steps of one chapter-5 experiment (None: half of ``steps``, >= 5);
-    ``experiment_batch_size``: triplets per step of one chapter-5 experiment (None: the
-    profile's ``train.batch_size``)."""
+    """The notebooks' lengths, None for the profile's: ``steps`` (``train.steps``), STS pairs per
+    language ``sts_limit`` (``eval.sts_limit``), ``experiment_steps`` (half of ``steps``, >= 5)
+    and ``experiment_batch_size`` (``train.batch_size``) of one chapter-5 experiment."""
 
     steps: int | None = None
     sts_limit: int | None = None
