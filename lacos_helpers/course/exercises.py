@@ -277,15 +277,9 @@ def _mrr_cases(seed: int = 6):
         ids = torch.stack([torch.randperm(60, generator=g)[:k] for _ in range(q)])
         relevant = []
         for i, row in enumerate(ids.tolist()):
-            kind = i % 4
-            if kind == 0:
-                relevant.append({row[0]})                       # found first
-            elif kind == 1:
-                relevant.append({row[-1]})                      # found last
-            elif kind == 2:
-                relevant.append({100 + i})                      # not found
-            else:
-                relevant.append({row[min(2, k - 1)], 100 + i})  # two relevant, one found
+            # in turn: found first, found last, not found, two relevant of which one is found
+            kinds = ({row[0]}, {row[-1]}, {100 + i}, {row[min(2, k - 1)], 100 + i})
+            relevant.append(kinds[i % 4])
         yield ids, relevant, k
 
 

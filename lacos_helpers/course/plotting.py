@@ -156,10 +156,9 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
               if lang in by_lang]
         ys = [100 * by_lang[lang] for lang in langs if lang in by_lang]
         ax.bar(xs, ys, width=width, label=name)
-    if reference:
-        ref = [(j, reference[lang]) for j, lang in enumerate(langs) if lang in reference]
-        if ref:
-            ax.scatter(*zip(*ref), marker="D", color="black", zorder=3, label=reference_label)
+    ref = [(j, reference[lang]) for j, lang in enumerate(langs) if lang in (reference or {})]
+    if ref:
+        ax.scatter(*zip(*ref), marker="D", color="black", zorder=3, label=reference_label)
     ax.set_xticks(range(len(langs)), langs)
     ax.set_ylabel(f"{metric} x100")
     ax.axhline(0, color="#333333", lw=0.8)
@@ -429,7 +428,6 @@ def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
     size = max(len(labels) for labels, _ in grids.values())
     fig, axes = plt.subplots(1, len(grids), squeeze=False, layout="constrained",
                              figsize=(len(grids) * (1.5 + 0.55 * size) + 1.2, 1.6 + 0.5 * size))
-    image = None
     for ax, (name, (labels, grid)) in zip(axes[0], grids.items()):
         image = _annotated_heatmap(ax, labels, labels, 100 * np.array(grid, dtype=float),
                                    "searched language", "query language", digits=0,
