@@ -304,9 +304,8 @@ def check_mrr(fn: Callable) -> Callable:
 
 
 def check_bitext_accuracy(fn: Callable) -> Callable:
-    """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
-    accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
-    in ``gold[i]``."""
+    """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``, the
+    share of source rows whose highest-scoring target row (inner product) is in ``gold[i]``."""
     def checks(answer):
         g = torch.Generator().manual_seed(7)
         for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
@@ -340,9 +339,8 @@ def _spearman_cases(seed: int = 4):
 
 
 def check_spearman(fn: Callable) -> Callable:
-    """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
-    ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
-    ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
+    """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman with ties (Pearson of the
+    *average* ranks) as :func:`lacos_helpers.evaluation.metrics.spearman`."""
     def ordinal(v):
         return v.argsort(stable=True).argsort().double() + 1
 

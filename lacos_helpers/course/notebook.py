@@ -148,10 +148,9 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
 
 
 def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") -> str:
-    """The "What is running" box of the notebooks' header, from the profile ``cfg``: the model,
-    how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
-    terms that bind, the training and evaluation data with their size and licences.
-    ``source_kind``: local | hub | generated (None: unknown; "resolve": ask the data layer)."""
+    """The "What is running" box under the notebooks' header: ``cfg``'s model and how it differs
+    from the paper's BLOOM, licences, training and evaluation data. ``source_kind``: local |
+    hub | generated (None: unknown; "resolve": ask the data layer)."""
     if source_kind == "resolve":
         try:
             source_kind = data.sources.pick_source(cfg.data.source, None)[0]

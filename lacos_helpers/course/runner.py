@@ -1,9 +1,7 @@
 """Run the whole course headless: every ``notebooks/NN_*.ipynb`` in order, in one profile.
 
-``python -m lacos_helpers.course --profile cpu --out build`` (``make course``) writes the executed
-copies to ``build/executed/``, each notebook's key figures to ``build/reports/`` and a summary
-(seconds, status, key figures per notebook) to ``build/summary.md`` and ``build/summary.json``.
-"""
+``make course``: executed copies to ``build/executed/``, key figures to ``build/reports/``, a
+summary (seconds, status, key figures per notebook) to ``build/summary.md`` and ``.json``."""
 
 from __future__ import annotations
 

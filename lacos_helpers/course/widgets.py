@@ -61,9 +61,8 @@ def explore(fn: Callable, **sliders):
 
 
 class LiveLossPlot:
-    """Training callback (``train(..., callbacks=[LiveLossPlot()])``) that redraws
-    :func:`~lacos_helpers.course.plotting.plot_training_log` in place every ``every`` steps;
-    headless (see :func:`static_mode`) it draws nothing."""
+    """Training callback (``train(..., callbacks=[LiveLossPlot()])``): redraws the run's
+    :func:`~lacos_helpers.course.plotting.plot_training_log` every ``every`` steps, not headless."""
 
     def __init__(self, every: int = 5):
         self.every = every
