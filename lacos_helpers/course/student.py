@@ -6,7 +6,6 @@ become ``raise NotImplementedError``; the checker calls that follow stay."""
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import sys
 from pathlib import Path
@@ -40,32 +39,25 @@ def stub_solution(source: str) -> str:
     return "\n".join(out)
 
 
-def student_notebook(nb):
-    """A stripped copy of ``nb`` with every ``solution`` cell stubbed."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.outputs, cell.execution_count = [], None
-        if "solution" in cell.metadata.get("tags", []):
-            cell.source = stub_solution(cell.source)
-            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + \
-                ["exercise"]
-    return nb
-
-
 def student_copies(src: Path, dst_folder: str = "student") -> dict[str, str]:
     """{name: text} of the student copies of the notebooks in ``src`` that hold a ``solution``
-    cell; their badges open the copy in ``dst_folder``."""
+    cell: outputs cleared, each ``solution`` cell stubbed and tagged ``exercise`` instead,
+    badges that open the copy in ``dst_folder``."""
     import nbformat
 
     pub, copies = publish.publication(), {}
     for path in publish.course_notebooks(src):
         nb = nbformat.read(path, as_version=4)
-        if any("solution" in c.metadata.get("tags", []) for c in nb.cells):
-            nb = student_notebook(nb)
-            publish.apply(nb, f"{dst_folder}/{path.name}", pub)
-            copies[path.name] = nbformat.writes(nb) + "\n"
+        if not any("solution" in c.metadata.get("tags", []) for c in nb.cells):
+            continue
+        for cell in (c for c in nb.cells if c.cell_type == "code"):
+            cell.outputs, cell.execution_count = [], None
+            tags = cell.metadata.get("tags", [])
+            if "solution" in tags:
+                cell.source = stub_solution(cell.source)
+                cell.metadata["tags"] = [t for t in tags if t != "solution"] + ["exercise"]
+        publish.apply(nb, f"{dst_folder}/{path.name}", pub)
+        copies[path.name] = nbformat.writes(nb) + "\n"
     return copies
 
 
