@@ -20,7 +20,7 @@ MIN_PYTHON = (3, 11)
 DISTRIBUTION = "lacos-helpers"
 OPTIONAL_EXTRAS = ("offline-model", "jupyter", "search", "deepspeed", "dev")
 # Where a distribution's import name differs from its name with "-" -> "_".
-IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss", "pyyaml": "yaml"}
+IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss"}
 # What needs a package (shown next to it); packages not listed show their extra.
 USED_BY = {
     "torch": "every notebook", "transformers": "backbones (00-06)",
