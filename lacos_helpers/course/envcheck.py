@@ -1,7 +1,6 @@
 """Environment check (``python -m lacos_helpers env``): one ``[OK]`` / ``[FAIL]`` line per
-requirement (``[--]``: optional and missing), exit status 1 when a required one fails. The
-requirements come from the installed package's metadata: core dependencies required, those of
-:data:`OPTIONAL_EXTRAS` optional."""
+requirement of the installed package's metadata (``[--]``: optional and missing), exit status 1
+when a required one fails."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ MIN_PYTHON = (3, 11)
 DISTRIBUTION = "lacos-helpers"
 OPTIONAL_EXTRAS = ("offline-model", "jupyter", "search", "deepspeed", "dev")
 # Where a distribution's import name differs from its name with "-" -> "_".
-IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss", "pyyaml": "yaml"}
+IMPORT_NAMES = {"scikit-learn": "sklearn", "faiss-cpu": "faiss"}
 # What needs a package (shown next to it); packages not listed show their extra.
 USED_BY = {
     "torch": "every notebook", "transformers": "backbones (00-06)",
@@ -55,14 +54,6 @@ class Requirement:
     required: bool
     extra: str | None = None
 
-    @property
-    def module(self) -> str:
-        return IMPORT_NAMES.get(self.name, self.name.replace("-", "_"))
-
-    @property
-    def used_by(self) -> str:
-        return USED_BY.get(self.name, f"extra '{self.extra}'" if self.extra else "core")
-
 
 def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
     """The package's dependencies from its installed metadata: core ones required, those of
@@ -72,8 +63,9 @@ def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
         req = PEP508(text)
         if req.name.lower() == distribution:  # an extra that includes other extras
             continue
-        extra = _extra_of(req)
-        if extra is not None and extra not in OPTIONAL_EXTRAS:
+        extra = None if req.marker is None else next(
+            (e for e in OPTIONAL_EXTRAS if req.marker.evaluate({"extra": e})), "other")
+        if extra == "other":  # asked for by none of OPTIONAL_EXTRAS
             continue
         minimum = next((s.version for s in req.specifier if s.operator in (">=", "==", "~=")),
                        "0")
@@ -81,14 +73,6 @@ def requirements(distribution: str = DISTRIBUTION) -> list[Requirement]:
         if name not in found or (found[name].extra and extra is None):
             found[name] = Requirement(name, minimum, extra is None, extra)
     return list(found.values())
-
-
-def _extra_of(req) -> str | None:
-    """None for a core dependency, else the first of :data:`OPTIONAL_EXTRAS` that asks for it
-    ("other": none of them)."""
-    if req.marker is None:
-        return None
-    return next((e for e in OPTIONAL_EXTRAS if req.marker.evaluate({"extra": e})), "other")
 
 
 def check_package(module: str, pip_name: str, minimum: str, required: bool, used_by: str) -> Check:
@@ -118,8 +102,10 @@ def run_checks() -> list[Check]:
     """All checks: Python, packages, device, data folder, profile."""
     checks = [Check("python", sys.version_info[:2] >= MIN_PYTHON,
                     f"{platform.python_version()} (>= {'.'.join(map(str, MIN_PYTHON))})")]
-    checks += [check_package(r.module, r.name, r.minimum, r.required, r.used_by)
-               for r in requirements()]
+    for r in requirements():
+        used_by = USED_BY.get(r.name, f"extra '{r.extra}'" if r.extra else "core")
+        checks.append(check_package(IMPORT_NAMES.get(r.name, r.name.replace("-", "_")), r.name,
+                                    r.minimum, r.required, used_by))
     try:
         checks.append(Check("device", True, runtime.device_summary()))
     except Exception as exc:

@@ -1,9 +1,7 @@
-"""Checkers for the notebook exercises: each runs a learner's function on several inputs and
-compares it with the package's implementation: ``[OK]`` on success, a hint on failure. While
-the answer runs, the package functions it is checked against raise (:func:`_forbidden`): it
-must do the computation. A stub still raising ``NotImplementedError`` does not stop the
-notebook: the checker returns the package's reference, with a note (the notebook rebinds
-``my_fn = exercises.check_x(my_fn)``); a correct answer is returned as it is."""
+"""Checkers for the notebook exercises (``my_fn = exercises.check_x(my_fn)``): each compares a
+learner's function with the package's on several inputs, ``[OK]`` or a hint; the package
+functions it is checked against raise meanwhile (:func:`_forbidden`). A stub still raising
+``NotImplementedError`` gives back the package's reference, so the notebook goes on."""
 
 from __future__ import annotations
 
@@ -110,11 +108,10 @@ def check_dequantize_blockwise(fn: Callable) -> Callable:
 
 
 def check_quantize_blockwise(fn: Callable) -> Callable:
-    """Exercise 1.1: ``fn(x, code, block_size) -> (codes, absmax)``: blockwise quantization
-    with a code map: ``absmax`` (float32, one per block of the flattened ``x``) and ``codes``
-    (uint8, flat): for each element the index of the code nearest to ``x / absmax``. Checked
-    against :func:`lacos_helpers.quantization.quantize_blockwise` (a code at the same distance
-    as the package's is accepted: the two may round a near-tie differently)."""
+    """Exercise 1.1: ``fn(x, code, block_size) -> (codes, absmax)`` as
+    :func:`lacos_helpers.quantization.quantize_blockwise`: ``absmax`` (float32, one per block of
+    the flattened ``x``), ``codes`` (uint8, flat) the index of the code nearest to ``x / absmax``
+    (a code as near as the package's is accepted: a near-tie may round either way)."""
     def reference(x, code, block_size):
         state = quantization.quantize_blockwise(x, block_size, code)
         return state.codes, state.absmax
@@ -155,11 +152,10 @@ def _lora_cases(seed: int = 0):
                                                          (32, 8, 2, 16, (2, 3)),
                                                          (12, 12, 1, 1, (7,))):
         linear = nn.Linear(in_features, out_features)
+        layer = lora.LoRALinear(linear, r=r, alpha=alpha)
         with torch.no_grad():
             linear.weight.copy_(torch.randn(out_features, in_features, generator=g))
             linear.bias.copy_(torch.randn(out_features, generator=g))
-        layer = lora.LoRALinear(linear, r=r, alpha=alpha)
-        with torch.no_grad():
             layer.lora_A.weight.copy_(torch.randn(r, in_features, generator=g))
             layer.lora_B.weight.copy_(torch.randn(out_features, r, generator=g))
         cases.append((layer, torch.randn(*leading, in_features, generator=g)))
@@ -197,10 +193,8 @@ def check_lora_merge(fn: Callable) -> Callable:
 
 
 def check_lora_param_count(fn: Callable) -> Callable:
-    """Exercise 2.1: ``fn(shape, r, targets) -> int``: the LoRA parameters of a BLOOM of
-    ``shape`` (:class:`~lacos_helpers.bloom.BloomShape`) at rank ``r`` on the linear layers
-    ``targets`` (names of :data:`~lacos_helpers.bloom.LINEAR_SHAPES`), as
-    :func:`~lacos_helpers.lora.report.lora_param_count` counts them."""
+    """Exercise 2.1: ``fn(shape: BloomShape, r, targets) -> int``, the LoRA parameters at rank
+    ``r`` on the linear layers ``targets`` (names of :data:`~lacos_helpers.bloom.LINEAR_SHAPES`)."""
     def reference(shape, r, targets):
         return lora.report.lora_param_count(shape.hidden_size, shape.n_layer, r, targets)
 
@@ -283,15 +277,9 @@ def _mrr_cases(seed: int = 6):
         ids = torch.stack([torch.randperm(60, generator=g)[:k] for _ in range(q)])
         relevant = []
         for i, row in enumerate(ids.tolist()):
-            kind = i % 4
-            if kind == 0:
-                relevant.append({row[0]})                       # found first
-            elif kind == 1:
-                relevant.append({row[-1]})                      # found last
-            elif kind == 2:
-                relevant.append({100 + i})                      # not found
-            else:
-                relevant.append({row[min(2, k - 1)], 100 + i})  # two relevant, one found
+            # in turn: found first, found last, not found, two relevant of which one is found
+            kinds = ({row[0]}, {row[-1]}, {100 + i}, {row[min(2, k - 1)], 100 + i})
+            relevant.append(kinds[i % 4])
         yield ids, relevant, k
 
 
@@ -304,7 +292,7 @@ def check_mrr(fn: Callable) -> Callable:
 
     def checks(answer):
         for ids, relevant, k in _mrr_cases():
-            want = retrieval.retrieval_metrics(ids, relevant, ks=(1,), mrr_at=k)[f"mrr@{k}"]
+            want = reference(ids, relevant)
             got = float(answer(ids, relevant))
             assert abs(got - want) < 1e-9, (
                 f"MRR {got:.4f}, expected {want:.4f} ({len(ids)} queries, k={k}): ranks start "
@@ -316,9 +304,8 @@ def check_mrr(fn: Callable) -> Callable:
 
 
 def check_bitext_accuracy(fn: Callable) -> Callable:
-    """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``,
-    accuracy@1: the share of source rows whose highest-scoring target row (inner product) is
-    in ``gold[i]``."""
+    """Exercise 6.2: ``fn(source [n, d], target [m, d], gold: list[set[int]]) -> float``, the
+    share of source rows whose highest-scoring target row (inner product) is in ``gold[i]``."""
     def checks(answer):
         g = torch.Generator().manual_seed(7)
         for n, m, noise in ((40, 60, 0.5), (15, 15, 1.2), (30, 90, 0.9)):
@@ -352,9 +339,8 @@ def _spearman_cases(seed: int = 4):
 
 
 def check_spearman(fn: Callable) -> Callable:
-    """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman's rank correlation with
-    ties: the Pearson correlation of the *average* ranks (tied values share the mean of the
-    ranks they span), as :func:`lacos_helpers.evaluation.metrics.spearman`."""
+    """Exercise 4.1: ``fn(predicted [n], gold [n]) -> float``, Spearman with ties (Pearson of the
+    *average* ranks) as :func:`lacos_helpers.evaluation.metrics.spearman`."""
     def ordinal(v):
         return v.argsort(stable=True).argsort().double() + 1
 
@@ -392,10 +378,9 @@ def _crosslingual_case(seed: int = 5):
 
 
 def check_crosslingual_matrix(fn: Callable) -> Callable:
-    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: ``first[x]`` [n, d]
-    embeds sentence 1 of every pair in language x, ``second[y]`` sentence 2 in language y; for
-    every ordered pair of languages, the Spearman correlation of the row-wise cosine similarity
-    ``cos(first[x][i], second[y][i])`` with ``gold``."""
+    """Exercise 4.2: ``fn(first, second, gold) -> {(x, y): Spearman}``: for every ordered pair
+    of languages, Spearman of ``cos(first[x][i], second[y][i])`` (sentences 1 and 2 of pair i,
+    [n, d] per language) with ``gold``."""
     def reference(first, second, gold):
         return {(x, y): metrics.spearman(torch.nn.functional.cosine_similarity(
             first[x].double(), second[y].double(), dim=1), gold)
@@ -409,9 +394,7 @@ def check_crosslingual_matrix(fn: Callable) -> Callable:
         want_keys = {(x, y) for x in first for y in second}
         assert set(got) == want_keys, (f"keys {sorted(got)}, expected every ordered pair "
                                        f"{sorted(want_keys)} (the diagonal too)")
-        wants = reference(first, second, gold)
-        for x, y in sorted(want_keys):
-            want = wants[(x, y)]
+        for (x, y), want in sorted(reference(first, second, gold).items()):
             dot = metrics.spearman((first[x].double() * second[y].double()).sum(1), gold)
             value = float(got[(x, y)])
             hint = (" normalize: cosine similarity, not the dot product"
@@ -425,11 +408,9 @@ def check_crosslingual_matrix(fn: Callable) -> Callable:
 
 
 def check_ablation(variant, cfg, taken: Sequence[str] = ()):
-    """Exercise 5.1 (the choice): ``variant`` is an :class:`~lacos_helpers.experiments.Variant`
-    (or a function returning one) that changes the recipe ``cfg`` (overrides that apply and
-    change at least one recipe field), with a label not in ``taken``. Returns the variant; a
-    function still raising ``NotImplementedError`` (the student copy's stub) gives the
-    reference choice, LoRA dropout 0.1, with a note."""
+    """Exercise 5.1 (the choice): ``variant``, a :class:`~lacos_helpers.experiments.Variant` (or
+    a function returning one) labelled outside ``taken``, must change a recipe field of ``cfg``.
+    Returns it; a stub raising ``NotImplementedError`` gives the reference, LoRA dropout 0.1."""
     if callable(variant) and not isinstance(variant, Variant):
         try:
             variant = variant()
@@ -472,10 +453,8 @@ def _verdict_cases():
 
 def check_verdict(fn: Callable) -> Callable:
     """Exercise 5.1 (the decision): ``fn(comparison) -> "better" | "worse" | "not decided"``
-    for a comparison of a candidate with the recipe as
-    :func:`~lacos_helpers.evaluation.metrics.paired_bootstrap_difference` returns it: decided
-    when the 95% interval ``[low, high]`` excludes 0 and every seed's difference
-    (``per_seed``) has the sign of ``delta``."""
+    for a :func:`~lacos_helpers.evaluation.metrics.paired_bootstrap_difference` result, as
+    :func:`reference_verdict` decides."""
     def checks(answer):
         for comparison, expected in _verdict_cases():
             got = answer(dict(comparison))
@@ -509,11 +488,9 @@ def _gathered_cases(seed: int = 9):
 
 
 def check_gathered_mnr(fn: Callable) -> Callable:
-    """Exercise 7.1: ``fn(anchors, positives, hard_negatives, rank, scale) -> scalar``: the
-    MNR loss of process ``rank`` with every process's embeddings gathered (``anchors[p]`` etc.
-    [b, d]; ``hard_negatives`` may be None): its own anchors against *every* process's
-    positives (then hard negatives), targets offset by ``rank * b``. The mean over ranks is the
-    MNR loss of one big batch (:func:`~lacos_helpers.encoder.losses.mnr_loss`)."""
+    """Exercise 7.1: ``fn(anchors, positives, hard_negatives, rank, scale) -> scalar``, the MNR
+    loss of process ``rank`` (lists of [b, d] per process; ``hard_negatives`` may be None): its
+    anchors against every process's positives, then hard negatives, targets ``rank * b + i``."""
     def reference(anchors, positives, hard_negatives, rank, scale=20.0):
         b = anchors[rank].shape[0]
         candidates = torch.cat(list(positives) + list(hard_negatives or []))

@@ -122,15 +122,13 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
                 else f"~{held:,} triplets")
         where = ("the offline data folder (LACOS_DATA_DIR), which holds only the NLI dev/test "
                  "splits")
-    elif source_kind == "hub":
-        size = f"at most {limit:,} triplets" if limit else "every triplet"
-        where = "the Hugging Face Hub's NLI train splits"
-    elif source_kind == "generated":
-        size = f"at most {limit:,} triplets" if limit else "all its triplets"
-        where = "the package's GENERATED template sentences (no data folder, no Hub)"
     else:
-        size = f"at most {limit:,} triplets" if limit else "all triplets"
-        where = f"source {cfg.data.source!r} (not resolved here)"
+        where, everything = {
+            "hub": ("the Hugging Face Hub's NLI train splits", "every triplet"),
+            "generated": ("the package's GENERATED template sentences (no data folder, no Hub)",
+                          "all its triplets"),
+        }.get(source_kind, (f"source {cfg.data.source!r} (not resolved here)", "all triplets"))
+        size = f"at most {limit:,} triplets" if limit else everything
     full = sum(FULL_NLI_TRAIN_ENTAILMENT.values())
     sts = cfg.eval.sts_limit
     licences = [DATA_LICENCES["sts"]]
@@ -150,10 +148,9 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
 
 
 def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") -> str:
-    """The "What is running" box of the notebooks' header, from the profile ``cfg``: the model,
-    how it differs from the paper's BLOOM (positions, LoRA targets, 8-bit scheme), the licence
-    terms that bind, the training and evaluation data with their size and licences.
-    ``source_kind``: local | hub | generated (None: unknown; "resolve": ask the data layer)."""
+    """The "What is running" box under the notebooks' header: ``cfg``'s model and how it differs
+    from the paper's BLOOM, licences, training and evaluation data. ``source_kind``: local |
+    hub | generated (None: unknown; "resolve": ask the data layer)."""
     if source_kind == "resolve":
         try:
             source_kind = data.sources.pick_source(cfg.data.source, None)[0]

@@ -108,8 +108,7 @@ def _as_floats(values, name: str) -> list[float]:
 
 
 def plot_sts_scatter(predicted, gold, title: str = "STS"):
-    """Predicted similarity (e.g. cosine, Tensor[n]) vs gold score (0-5), Spearman x100 in the
-    title."""
+    """Predicted similarity (Tensor[n]) vs gold score (0-5), Spearman x100 in the title."""
     from lacos_helpers.evaluation import spearman
 
     pred, ref = _as_floats(predicted, "predicted"), _as_floats(gold, "gold")
@@ -141,10 +140,8 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
                        title: str = "STS per language", *,
                        reference: Mapping[str, float] | None = None,
                        reference_label: str = "published"):
-    """Grouped bars of ``metric`` x100, one group per language, one bar per table: ``tables``
-    maps a label (e.g. before / after training) to an STSTable or {language: value in [-1, 1]};
-    ``reference`` {language: value x100} (e.g. ``evaluation.PUBLISHED_MULTILINGUAL_MPNET``)
-    is drawn as black markers."""
+    """Bars of ``metric`` x100 per language, one per table of ``tables`` ({label: STSTable or
+    {language: value in [-1, 1]}}); ``reference`` {language: value x100}: black markers."""
     if not tables:
         raise ValueError("plot_language_bars needs at least one table")
     values = {name: _metric_by_label(t, metric) for name, t in tables.items()}
@@ -156,10 +153,9 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
               if lang in by_lang]
         ys = [100 * by_lang[lang] for lang in langs if lang in by_lang]
         ax.bar(xs, ys, width=width, label=name)
-    if reference:
-        ref = [(j, reference[lang]) for j, lang in enumerate(langs) if lang in reference]
-        if ref:
-            ax.scatter(*zip(*ref), marker="D", color="black", zorder=3, label=reference_label)
+    ref = [(j, reference[lang]) for j, lang in enumerate(langs) if lang in (reference or {})]
+    if ref:
+        ax.scatter(*zip(*ref), marker="D", color="black", zorder=3, label=reference_label)
     ax.set_xticks(range(len(langs)), langs)
     ax.set_ylabel(f"{metric} x100")
     ax.axhline(0, color="#333333", lw=0.8)
@@ -172,13 +168,12 @@ def plot_language_bars(tables: Mapping[str, object], metric: str = "spearman",
 def _heatmap_grid(table_or_matrix, metric: str):
     """(row labels, column labels, values[r][c] or nan) from an STSTable with rows "x-y" (or
     "x" = "x-x") or a mapping {(x, y): value}."""
+    cells = {}
     if hasattr(table_or_matrix, "rows") and hasattr(table_or_matrix, "columns"):
-        cells = {}
         for label, value in _metric_by_label(table_or_matrix, metric).items():
             x, _, y = label.partition("-")
             cells[(x, y or x)] = value
     elif isinstance(table_or_matrix, Mapping):
-        cells = {}
         for key, value in table_or_matrix.items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise ValueError(f"matrix keys must be (row, column) tuples, got {key!r}")
@@ -254,9 +249,8 @@ def plot_cosine_histograms(cosines_by_label: Mapping[str, object],
 # --------------------------------------------------------------------- chapter 6: using them
 
 def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str, title: str = ""):
-    """Bars of several metrics (x axis) for several models (one colour each):
-    ``{model: {metric: value in [0, 1]}}`` shown x100, e.g. recall@1 / recall@10 / MRR@10
-    untrained vs trained."""
+    """Bars x100 of ``{model: {metric: value in [0, 1]}}``: metrics on the x axis, one colour
+    per model."""
     if not values:
         raise ValueError("plot_grouped_bars needs at least one model")
     models = list(values)
@@ -280,10 +274,9 @@ def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str, ti
 def plot_recall_speed(curves: Mapping[str, Sequence[tuple[str, float, float]]],
                       title: str = "Approximate search: recall against the exact index", *,
                       exact_qps: float | None = None):
-    """Recall (y, 0-1) vs queries per second (x, log scale) of approximate indexes, one line
-    per index kind: ``{kind: [(setting label, recall, queries/s), ...]}`` (e.g. IVF over
-    ``nprobe``, HNSW over ``efSearch``), each point labelled with its setting; ``exact_qps``
-    draws the exact index's speed (recall 1 by definition) as a dashed line."""
+    """Recall (0-1) vs queries per second (log scale), one line per index kind:
+    ``{kind: [(setting label, recall, queries/s), ...]}``; ``exact_qps``: the exact index's
+    speed as a dashed line."""
     if not curves:
         raise ValueError("plot_recall_speed needs at least one curve")
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -351,9 +344,8 @@ MEMORY_PARTS = (("weights", ("weights_int8", "weights_scales", "weights_float"))
 
 def plot_training_memory(tables: Mapping[str, Sequence[Mapping]],
                          title: str = "GPU memory of one training step"):
-    """Stacked bars (parts: :data:`MEMORY_PARTS`, transients at full size) of
-    :func:`lacos_helpers.memory.bloom_training_table` rows, one group per model and one bar per
-    table (``{"standard": rows, "lean": rows}``), dashed lines at common GPU sizes (GB)."""
+    """Stacked bars (:data:`MEMORY_PARTS`) of :func:`lacos_helpers.memory.bloom_training_table`
+    rows, a group per model, a bar per table (``{"standard": rows, "lean": rows}``)."""
     if not tables:
         raise ValueError("plot_training_memory needs at least one table")
     names = list(tables)
@@ -416,9 +408,8 @@ def plot_memory_check(records: Sequence[Mapping], title: str = "Memory model vs 
 
 def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
                   title: str = "Bitext mining accuracy@1"):
-    """Side-by-side heatmaps on one colour scale (0-100) of ``{model: {(query language, searched
-    language): accuracy@1 in [0, 1]}}``, annotated x100; missing cells (the diagonal) stay
-    blank."""
+    """Side-by-side heatmaps x100 on one scale of ``{model: {(query language, searched
+    language): accuracy@1 in [0, 1]}}``; missing cells (the diagonal) stay blank."""
     if not matrices:
         raise ValueError("plot_heatmaps needs at least one matrix")
     grids = {}
@@ -429,7 +420,6 @@ def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
     size = max(len(labels) for labels, _ in grids.values())
     fig, axes = plt.subplots(1, len(grids), squeeze=False, layout="constrained",
                              figsize=(len(grids) * (1.5 + 0.55 * size) + 1.2, 1.6 + 0.5 * size))
-    image = None
     for ax, (name, (labels, grid)) in zip(axes[0], grids.items()):
         image = _annotated_heatmap(ax, labels, labels, 100 * np.array(grid, dtype=float),
                                    "searched language", "query language", digits=0,
@@ -441,10 +431,9 @@ def plot_heatmaps(matrices: Mapping[str, Mapping[tuple[str, str], float]],
 
 
 def plot_quantization_layouts(state, weight, outlier_columns=(), block_size: int = 8):
-    """Where the absmax scales sit in the recipe's two 8-bit schemes. Left, blockwise (8-bit
-    Adam's states): ``state`` (1-D, a few dozen values) flattened into blocks of ``block_size``,
-    one absmax each. Right, row-wise LLM.int8 (the frozen weights): one absmax per output row of
-    ``weight`` [out, in], the input columns ``outlier_columns`` marked as kept in 16-bit."""
+    """Where the absmax scales sit. Left, blockwise (8-bit Adam's states): ``state`` (a few
+    dozen values) in blocks of ``block_size``. Right, row-wise LLM.int8 (frozen weights): one
+    per output row of ``weight`` [out, in], ``outlier_columns`` marked as kept in 16-bit."""
     state = np.asarray(state, dtype=float).ravel()
     weight = np.asarray(weight, dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),

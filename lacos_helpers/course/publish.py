@@ -1,7 +1,6 @@
-"""Where the course is published (``[tool.lacos]`` of ``pyproject.toml``: ``repository`` and
-``ref``) and the two cells generated from it at the top of every notebook and student copy: the
-Colab / Binder badges and the Colab install cell. ``python -m lacos_helpers.course.publish``
-rewrites them in ``notebooks/`` (``make student``; README: "to publish a release")."""
+"""Where the course is published (``[tool.lacos]`` of ``pyproject.toml``) and what is generated
+from it at the top of every notebook and student copy: the Colab / Binder badges and the Colab
+install cell (``python -m lacos_helpers.course.publish``, run by ``make student``)."""
 
 from __future__ import annotations
 
@@ -84,9 +83,8 @@ if "google.colab" in sys.modules:
 
 
 def apply(nb, path_in_repo: str, pub: Publication) -> bool:
-    """Set the badges (first lines of the first markdown cell) and the install cell of ``nb``;
-    returns whether anything changed. A notebook without a markdown cell gets no badges, one
-    without an install cell no install cell."""
+    """Set the badges (first lines of the first markdown cell) and the install cell (if any) of
+    ``nb``; returns whether anything changed."""
     changed = False
     header = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     if header is not None:

@@ -1,9 +1,7 @@
 """Run the whole course headless: every ``notebooks/NN_*.ipynb`` in order, in one profile.
 
-``python -m lacos_helpers.course --profile cpu --out build`` (``make course``) writes the executed
-copies to ``build/executed/``, each notebook's key figures to ``build/reports/`` and a summary
-(seconds, status, key figures per notebook) to ``build/summary.md`` and ``build/summary.json``.
-"""
+``make course``: executed copies to ``build/executed/``, key figures to ``build/reports/``, a
+summary (seconds, status, key figures per notebook) to ``build/summary.md`` and ``.json``."""
 
 from __future__ import annotations
 
@@ -22,8 +20,6 @@ CELL_TIMEOUT_S = 3600
 def find_notebooks(folder: Path, selection: list[str] | None = None) -> list[Path]:
     """Course notebooks ``NN_topic.ipynb`` in ``folder``, sorted; ``selection`` filters by prefix
     or name (``["00", "01_blockwise_quantization"]``)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"notebook folder {folder} does not exist")
     notebooks = course_notebooks(folder)
     if selection:
         notebooks = [p for p in notebooks if any(p.stem.startswith(s) or p.name == s

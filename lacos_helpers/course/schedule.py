@@ -14,11 +14,9 @@ from lacos_helpers.config import RunConfig
 
 @dataclass(frozen=True)
 class CourseSchedule:
-    """``steps``: training steps of the notebooks' run (None: the profile's ``train.steps``);
-    ``sts_limit``: STS pairs per language the notebooks evaluate (None: ``eval.sts_limit``);
-    ``experiment_steps``: steps of one chapter-5 experiment (None: half of ``steps``, >= 5);
-    ``experiment_batch_size``: triplets per step of one chapter-5 experiment (None: the
-    profile's ``train.batch_size``)."""
+    """The notebooks' lengths, None for the profile's: ``steps`` (``train.steps``), STS pairs per
+    language ``sts_limit`` (``eval.sts_limit``), ``experiment_steps`` (half of ``steps``, >= 5)
+    and ``experiment_batch_size`` (``train.batch_size``) of one chapter-5 experiment."""
 
     steps: int | None = None
     sts_limit: int | None = None
@@ -28,9 +26,8 @@ class CourseSchedule:
 
 SCHEDULES = {
     "ci": CourseSchedule(experiment_steps=10),
-    # cpu: chapter 5 trains about 20 experiments (variants x seeds) of 10 steps x 16 triplets,
-    # ~50 s each with its evaluation on 2 cores (8 steps were no faster: more comparisons
-    # stayed open after one seed and trained a second).
+    # cpu: chapter 5 trains about 20 experiments (variants x seeds), ~50 s each with its
+    # evaluation on 2 cores (8 steps were no faster: more comparisons needed a second seed).
     "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
@@ -84,8 +81,7 @@ COLAB_DRIVE = Path("/content/drive/MyDrive")
 
 def runs_root() -> Path:
     """Where the notebooks keep runs and result tables: ``LACOS_RUN_DIR``; else, on Colab with
-    Google Drive mounted, ``MyDrive/lacos/runs`` (only Drive outlives a Colab notebook's
-    runtime); else ``<cache folder>/runs``."""
+    Drive mounted (which outlives the runtime), ``MyDrive/lacos/runs``; else ``<cache>/runs``."""
     value = os.environ.get("LACOS_RUN_DIR", "").strip()
     if value:
         path = Path(value).expanduser()

@@ -1,15 +1,11 @@
-"""Student copies of the notebooks: in each code cell tagged ``solution`` the lines between
-``### BEGIN SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError`` (a cell
-without markers is replaced whole); the checker calls that follow stay.
-
-``python -m lacos_helpers.course.student notebooks student`` writes the copies; ``--check``
-exits 1 when the committed copies are stale.
-"""
+"""Student copies of the notebooks (``python -m lacos_helpers.course.student notebooks student``;
+``--check``: exit 1 when the committed copies are stale): in each code cell tagged ``solution``
+the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (no markers: the whole cell)
+become ``raise NotImplementedError``; the checker calls that follow stay."""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import sys
 from pathlib import Path
@@ -43,36 +39,26 @@ def stub_solution(source: str) -> str:
     return "\n".join(out)
 
 
-def student_notebook(nb):
-    """A stripped copy of ``nb`` with every ``solution`` cell stubbed."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+def student_copies(src: Path, dst_folder: str = "student") -> dict[str, str]:
+    """{name: text} of the student copies of the notebooks in ``src`` that hold a ``solution``
+    cell: outputs cleared, each ``solution`` cell stubbed and tagged ``exercise`` instead,
+    badges that open the copy in ``dst_folder``."""
+    import nbformat
+
+    pub, copies = publish.publication(), {}
+    for path in publish.course_notebooks(src):
+        nb = nbformat.read(path, as_version=4)
+        if not any("solution" in c.metadata.get("tags", []) for c in nb.cells):
             continue
-        cell.outputs, cell.execution_count = [], None
-        if "solution" in cell.metadata.get("tags", []):
-            cell.source = stub_solution(cell.source)
-            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + \
-                ["exercise"]
-    return nb
-
-
-def render(path: Path, dst_folder: str = "student") -> str:
-    """The student copy of ``path`` as text; its badges open the student copy."""
-    import nbformat
-
-    nb = student_notebook(nbformat.read(path, as_version=4))
-    publish.apply(nb, f"{dst_folder}/{path.name}", publish.publication())
-    return nbformat.writes(nb) + "\n"
-
-
-def exercise_notebooks(src: Path) -> list[Path]:
-    """Source notebooks that hold at least one ``solution`` cell."""
-    import nbformat
-
-    return [p for p in publish.course_notebooks(src)
-            if any("solution" in c.metadata.get("tags", [])
-                   for c in nbformat.read(p, as_version=4).cells)]
+        for cell in (c for c in nb.cells if c.cell_type == "code"):
+            cell.outputs, cell.execution_count = [], None
+            tags = cell.metadata.get("tags", [])
+            if "solution" in tags:
+                cell.source = stub_solution(cell.source)
+                cell.metadata["tags"] = [t for t in tags if t != "solution"] + ["exercise"]
+        publish.apply(nb, f"{dst_folder}/{path.name}", pub)
+        copies[path.name] = nbformat.writes(nb) + "\n"
+    return copies
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the copies are stale")
     args = parser.parse_args(argv)
     src, dst = Path(args.src), Path(args.dst)
-    wanted = {p.name: render(p, dst.name) for p in exercise_notebooks(src)}
+    wanted = student_copies(src, dst.name)
     present = {p.name for p in dst.glob("*.ipynb")} if dst.is_dir() else set()
     if args.check:
         stale = sorted(n for n, text in wanted.items()

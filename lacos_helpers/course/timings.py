@@ -1,9 +1,7 @@
-"""Measured seconds per notebook, the one source of every notebook time a reader sees (README,
-``notebooks/README.md``, each notebook's "**Time.**" line; ``tests/test_timings.py`` compares):
-the last cold ``make course`` in the ``cpu`` profile on the reference machine (2 CPU cores, no
-GPU, native bfloat16, the converted-model cache warm, chapter 5 without cached experiments).
-Re-measure with ``make course`` (``build/summary.md``), then update the numbers and the texts.
-"""
+"""Measured seconds per notebook, the one source of every notebook time a reader sees (checked
+by ``tests/test_timings.py``): the last cold ``make course`` (``build/summary.md``) in the
+``cpu`` profile on the reference machine (2 cores, no GPU, native bfloat16, the converted-model
+cache warm, chapter 5 without cached experiments)."""
 
 from __future__ import annotations
 

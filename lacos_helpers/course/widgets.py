@@ -30,11 +30,10 @@ def _slider(widgets, name: str, options, default):
 
 
 def explore(fn: Callable, **sliders):
-    """Interactive ``fn(**values)``, one slider per keyword ``name=(options, default)``:
-    ``options`` a list of values (a selection slider) or a ``(min, max, step)`` tuple. Returns
-    what ``fn`` returns in static mode, else the displayed ``ipywidgets.interactive``. ``fn``
-    runs once with the defaults either way (ipywidgets 7, Colab's, runs it only when a front end
-    reports the widget displayed, which a headless kernel never does)."""
+    """Interactive ``fn(**values)``, one slider per keyword ``name=(options, default)``
+    (``options``: a list of values or ``(min, max, step)``). Returns ``fn``'s result in static
+    mode, else the displayed ``ipywidgets.interactive``; ``fn`` runs once with the defaults
+    either way (ipywidgets 7, Colab's, waits for a front end a headless kernel lacks)."""
     if not sliders:
         raise ValueError("explore() needs at least one slider")
     defaults = {name: default for name, (_, default) in sliders.items()}
@@ -62,12 +61,11 @@ def explore(fn: Callable, **sliders):
 
 
 class LiveLossPlot:
-    """Training callback (``train(..., callbacks=[LiveLossPlot()])``) that redraws
-    :func:`~lacos_helpers.course.plotting.plot_training_log` in place every ``every`` steps;
-    headless (see :func:`static_mode`) it draws nothing."""
+    """Training callback (``train(..., callbacks=[LiveLossPlot()])``): redraws the run's
+    :func:`~lacos_helpers.course.plotting.plot_training_log` every ``every`` steps, not headless."""
 
-    def __init__(self, every: int = 5, title: str = "MNR training loss"):
-        self.every, self.title = every, title
+    def __init__(self, every: int = 5):
+        self.every = every
         self.history: list[dict] = []
         self.losses: list[float] = []
         self._handle = None
@@ -86,7 +84,7 @@ class LiveLossPlot:
 
         from lacos_helpers.course.plotting import plot_training_log
 
-        fig = plot_training_log(self.history, self.title)
+        fig = plot_training_log(self.history)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:
