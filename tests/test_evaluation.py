@@ -307,19 +307,16 @@ def test_random_pair_cosines():
 
 def test_largest_errors_sorted_and_consistent():
     enc = NgramEncoder()
-    for rescale in ("rank", "linear"):
-        errors = evaluation.largest_errors(enc, PAIRS, k=3, rescale=rescale)
-        sizes = [abs(e["error"]) for e in errors]
-        assert len(errors) == 3 and sizes == sorted(sizes, reverse=True)
-        for e in errors:
-            pair = PAIRS[e["index"]]
-            assert (e["sentence1"], e["sentence2"], e["gold"]) == tuple(pair)
-            assert e["error"] == pytest.approx(e["predicted"] - e["gold"])
-            assert 0 <= e["predicted"] <= 5
+    errors = evaluation.largest_errors(enc, PAIRS, k=3)
+    sizes = [abs(e["error"]) for e in errors]
+    assert len(errors) == 3 and sizes == sorted(sizes, reverse=True)
+    for e in errors:
+        pair = PAIRS[e["index"]]
+        assert (e["sentence1"], e["sentence2"], e["gold"]) == tuple(pair)
+        assert e["error"] == pytest.approx(e["predicted"] - e["gold"])
+        assert 0 <= e["predicted"] <= 5
     ranked = evaluation.largest_errors(enc, PAIRS, k=len(PAIRS))
     assert sorted(e["predicted"] for e in ranked) == sorted(p.score for p in PAIRS)
-    with pytest.raises(ValueError, match="rescale"):
-        evaluation.largest_errors(enc, PAIRS, rescale="log")
 
 
 def test_rank_rescale_is_perfect_for_a_perfect_ordering():

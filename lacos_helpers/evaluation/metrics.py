@@ -48,13 +48,20 @@ def average_ranks(values) -> torch.Tensor:
     return _batched_average_ranks(v.unsqueeze(0))[0]
 
 
+def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson of each row of ``x`` vs the same row of ``y`` [b, n]: [b] (NaN if constant)."""
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    denom = x.norm(dim=1) * y.norm(dim=1)
+    return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
+                       torch.full_like(denom, float("nan")))
+
+
 def pearson(predicted, gold) -> float:
     """Pearson correlation of two equally long score lists (float64)."""
     x, y = _check_scores(predicted, "predicted scores"), _check_scores(gold, "gold scores")
     _check_same_length(x, y)
-    x, y = x - x.mean(), y - y.mean()
-    r = float((x * y).sum() / (x.norm() * y.norm()))
-    return max(-1.0, min(1.0, r))
+    return max(-1.0, min(1.0, float(_batched_pearson(x[None], y[None])[0])))
 
 
 def spearman(predicted, gold) -> float:
@@ -74,14 +81,6 @@ def sts_metrics(predicted, gold) -> dict:
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
-
-
-def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
-    denom = x.norm(dim=1) * y.norm(dim=1)
-    return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
-                       torch.full_like(denom, float("nan")))
 
 
 def _interval(values: torch.Tensor, level: float) -> tuple[float, float]:

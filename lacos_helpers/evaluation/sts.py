@@ -133,24 +133,22 @@ def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "tes
     cache = _as_cache(encoder, cache, batch_size, show_progress)
     pairs = {lang: data.read_sts(lang, split, limit, source=source, data_dir=data_dir)
              for lang in langs}
-    return _table_from_pairs(pairs, cache, "", split=split, limit=limit)
+    return _table_from_pairs(pairs, cache, "", split=split)
 
 
 def crosslingual_table(encoder, langs: str | Sequence[str] = CROSSLINGUAL_LANGS,
-                       split: str = "test", limit: int | None = None, *, target: str = "en",
+                       split: str = "test", limit: int | None = None, *,
                        data_dir: str | os.PathLike | None = None, source: str | None = None,
                        cache: EmbeddingCache | None = None, batch_size: int = 64,
                        show_progress: bool = True) -> STSTable:
-    """Cross-lingual STS-B: sentence1 in language X, sentence2 (row i) in ``target`` (English),
-    same gold score. One row per X labelled "X-en" (Spearman, Pearson raw, n)."""
+    """Cross-lingual STS-B: sentence1 in language X, sentence2 (row i) in English, same gold
+    score. One row per X labelled "X-en" (Spearman, Pearson raw, n)."""
     langs = _check_langs(langs, STS_LANGS)
-    _check_langs(target, STS_LANGS)
     cache = _as_cache(encoder, cache, batch_size, show_progress)
-    pairs = {f"{lang}-{target}": data.read_sts((lang, target), split, limit, source=source,
-                                               data_dir=data_dir)
+    pairs = {f"{lang}-en": data.read_sts((lang, "en"), split, limit, source=source,
+                                         data_dir=data_dir)
              for lang in langs}
-    return _table_from_pairs(pairs, cache, f" cross-lingual X-{target}", split=split,
-                             limit=limit, target=target)
+    return _table_from_pairs(pairs, cache, " cross-lingual X-en", split=split)
 
 
 def crosslingual_matrix(encoder, langs: str | Sequence[str] = STS_LANGS,

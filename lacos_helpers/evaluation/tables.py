@@ -108,24 +108,22 @@ class STSTable:
                          if c in self.score_columns else "" for c in shown])
         return body
 
-    def caption(self) -> str:
-        """The title, with the sample and interval the rows were computed on when known."""
+    def to_markdown(self, with_mean: bool = True) -> str:
+        """Markdown table, scores x100 with 2 decimals (intervals in brackets), plus a mean row;
+        the title, with the sample and interval the rows were computed on, as a caption."""
+        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.shown_columns]
+        table = markdown_table(self._cells(with_mean and len(self.rows) > 1), header,
+                               align="first-left", pad=True)
+        if not self.title:
+            return table + "\n"
         notes = []
         if self.meta.get("sample_seed") is not None:
             notes.append(f"n of {self.meta['n_of']} pairs, sample stratified by gold score, "
                          f"seed {self.meta['sample_seed']}")
         if self.meta.get("interval"):
             notes.append(f"[brackets]: {self.meta['interval']}")
-        return self.title + (f" ({'; '.join(notes)})" if notes else "")
-
-    def to_markdown(self, with_mean: bool = True) -> str:
-        """Markdown table, scores x100 with 2 decimals (intervals in brackets), plus a mean row;
-        the title (with sample and interval) as a caption."""
-        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.shown_columns]
-        table = markdown_table(self._cells(with_mean and len(self.rows) > 1), header,
-                               align="first-left", pad=True)
-        caption = f"**{self.caption()}**\n\n" if self.title else ""
-        return caption + table + "\n"
+        caption = self.title + (f" ({'; '.join(notes)})" if notes else "")
+        return f"**{caption}**\n\n{table}\n"
 
     def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``{stem}.csv`` (raw values, full float precision) and ``{stem}.md`` (x100);
