@@ -279,8 +279,7 @@ def test_compare_tables_delta():
     assert diff.column("delta") == pytest.approx([0.1, 0.1])
     assert diff.mean() == pytest.approx(after.mean()) and diff.mean("delta") == pytest.approx(0.1)
     assert "+10.00" in diff.to_markdown()
-    worse = evaluation.compare_tables(after, before, labels=("trained", "base"))
-    assert "-10.00" in worse.to_markdown() and worse.columns[1:3] == ["trained", "base"]
+    assert "-10.00" in evaluation.compare_tables(after, before).to_markdown()
     with pytest.raises(ValueError, match="different rows"):
         evaluation.compare_tables(before, STSTable(before.rows[:1]))
     with pytest.raises(ValueError, match="same pairs"):
