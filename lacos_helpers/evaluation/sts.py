@@ -72,12 +72,9 @@ def _scored_pairs(encoder, pairs, cache: EmbeddingCache | None = None, batch_siz
 
 def evaluate_sts(encoder, pairs, batch_size: int = 64, cache: EmbeddingCache | None = None, *,
                  show_progress: bool = False) -> dict:
-    """Spearman and Pearson of cosine(sentence1, sentence2) vs gold over ``pairs``.
-
-    Returns ``{"spearman": float, "pearson": float, "n": int}`` (correlations in [-1, 1]).
-    ``cache``: an :class:`EmbeddingCache` of the same ``encoder`` to reuse embeddings.
-    Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``.
-    """
+    """``{"spearman", "pearson", "n"}`` (correlations in [-1, 1]) of cosine(sentence1,
+    sentence2) vs gold over ``pairs``; ``cache``: an :class:`EmbeddingCache` of the same
+    ``encoder``. Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``."""
     return sts_metrics(*_scored_pairs(encoder, pairs, cache, batch_size, show_progress))
 
 
