@@ -279,8 +279,7 @@ def test_compare_tables_delta():
     assert diff.column("delta") == pytest.approx([0.1, 0.1])
     assert diff.mean() == pytest.approx(after.mean()) and diff.mean("delta") == pytest.approx(0.1)
     assert "+10.00" in diff.to_markdown()
-    worse = evaluation.compare_tables(after, before, labels=("trained", "base"))
-    assert "-10.00" in worse.to_markdown() and worse.columns[1:3] == ["trained", "base"]
+    assert "-10.00" in evaluation.compare_tables(after, before).to_markdown()
     with pytest.raises(ValueError, match="different rows"):
         evaluation.compare_tables(before, STSTable(before.rows[:1]))
     with pytest.raises(ValueError, match="same pairs"):
@@ -307,19 +306,16 @@ def test_random_pair_cosines():
 
 def test_largest_errors_sorted_and_consistent():
     enc = NgramEncoder()
-    for rescale in ("rank", "linear"):
-        errors = evaluation.largest_errors(enc, PAIRS, k=3, rescale=rescale)
-        sizes = [abs(e["error"]) for e in errors]
-        assert len(errors) == 3 and sizes == sorted(sizes, reverse=True)
-        for e in errors:
-            pair = PAIRS[e["index"]]
-            assert (e["sentence1"], e["sentence2"], e["gold"]) == tuple(pair)
-            assert e["error"] == pytest.approx(e["predicted"] - e["gold"])
-            assert 0 <= e["predicted"] <= 5
+    errors = evaluation.largest_errors(enc, PAIRS, k=3)
+    sizes = [abs(e["error"]) for e in errors]
+    assert len(errors) == 3 and sizes == sorted(sizes, reverse=True)
+    for e in errors:
+        pair = PAIRS[e["index"]]
+        assert (e["sentence1"], e["sentence2"], e["gold"]) == tuple(pair)
+        assert e["error"] == pytest.approx(e["predicted"] - e["gold"])
+        assert 0 <= e["predicted"] <= 5
     ranked = evaluation.largest_errors(enc, PAIRS, k=len(PAIRS))
     assert sorted(e["predicted"] for e in ranked) == sorted(p.score for p in PAIRS)
-    with pytest.raises(ValueError, match="rescale"):
-        evaluation.largest_errors(enc, PAIRS, rescale="log")
 
 
 def test_rank_rescale_is_perfect_for_a_perfect_ordering():

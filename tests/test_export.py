@@ -134,13 +134,13 @@ def test_left_padding_that_differs_is_reported(tmp_path, lacos_log):
         folder=tmp_path / "st", mode="merged", run="r", pooling="weightedmean",
         st_pooling="weightedmean", normalize=True, max_seq_length=32, padding_side="right",
         exact_compute=True, probe_count=8)
-    st_model._record_parity(result, st_model.Parity(3e-7, 0.09, "sentence-transformers 5.7.0"))
+    st_model._record_parity(result, 3e-7, 0.09, "sentence-transformers 5.7.0")
     assert result.left_padding_safe is False and result.left_padding_diff == 0.09
     assert "keep the folder's right padding" in lacos_log.take()
     card = export.model_card(result)
     assert "**Keep the right padding**: with sentence-transformers 5.7.0" in card
     assert "9.0e-02" in card and result.to_dict()["left_padding_safe"] is False
-    st_model._record_parity(result, st_model.Parity(3e-7, 2e-7, "sentence-transformers 6.3.0"))
+    st_model._record_parity(result, 3e-7, 2e-7, "sentence-transformers 6.3.0")
     assert result.left_padding_safe and "left padding gives the same" in export.model_card(result)
 
 

@@ -1,11 +1,9 @@
 """What sentence embeddings are for, part 2: clustering, and a 2-D picture of the space.
 
-Spherical k-means (faiss) groups the embeddings of a labelled set; the clusters are scored
-against the labels with homogeneity ``1 - H(C|K) / H(C)``, completeness ``1 - H(K|C) / H(K)``
-and V-measure, their harmonic mean (= NMI with the arithmetic mean), written out here and
-checked against scikit-learn by the tests. The labelled set (:func:`stsb_genre_set`): STS-B
-test sentences with the genre of their row, in several languages: a good multilingual encoder
-groups by genre (meaning), not by language.
+Spherical k-means (faiss) clusters are scored against labels with homogeneity
+``1 - H(C|K) / H(C)``, completeness ``1 - H(K|C) / H(K)`` and V-measure, their harmonic mean
+(= NMI with the arithmetic mean), checked against scikit-learn by the tests. A good
+multilingual encoder groups :func:`stsb_genre_set` by genre (meaning), not by language.
 """
 
 from __future__ import annotations
@@ -66,8 +64,8 @@ def mutual_information(true: Sequence, pred: Sequence) -> float:
     return float((joint[nz] * np.log(joint[nz] / outer[nz])).sum())
 
 
-def homogeneity_completeness_v_measure(true: Sequence, pred: Sequence,
-                                       beta: float = 1.0) -> tuple[float, float, float]:
+def homogeneity_completeness_v_measure(true: Sequence,
+                                       pred: Sequence) -> tuple[float, float, float]:
     """``(homogeneity, completeness, v_measure)`` of a clustering ``pred`` against classes
     ``true`` (Rosenberg & Hirschberg 2007); 1.0 by convention when an entropy is 0."""
     table = contingency(true, pred)
@@ -77,8 +75,7 @@ def homogeneity_completeness_v_measure(true: Sequence, pred: Sequence,
     completeness = mi / h_k if h_k > 0 else 1.0
     if homogeneity + completeness == 0:
         return homogeneity, completeness, 0.0
-    v = (1 + beta) * homogeneity * completeness / (beta * homogeneity + completeness)
-    return homogeneity, completeness, v
+    return homogeneity, completeness, 2 * homogeneity * completeness / (homogeneity + completeness)
 
 
 def normalized_mutual_information(true: Sequence, pred: Sequence) -> float:

@@ -42,23 +42,19 @@ def _rank_rescale(cosines: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     return sorted_gold[low] + (sorted_gold[high] - sorted_gold[low]) * frac
 
 
-def largest_errors(encoder, pairs, k: int = 5, *, rescale: str = "rank",
-                   cache: EmbeddingCache | None = None, batch_size: int = 64,
-                   show_progress: bool = False) -> list[dict]:
+def largest_errors(encoder, pairs, k: int = 5, *, cache: EmbeddingCache | None = None,
+                   batch_size: int = 64, show_progress: bool = False) -> list[dict]:
     """The ``k`` pairs whose predicted similarity is furthest from gold, largest |error| first.
 
     Each dict: index, sentence1, sentence2, gold (0-5), cosine, predicted (0-5), error =
-    predicted - gold (> 0: the model over-rates the pair). ``rescale`` maps cosine to 0-5:
-    "rank" (default) gives each pair the gold score at the same rank among all pairs, so only
-    the ordering counts, like Spearman (robust to anisotropic cosines near 1); "linear" is
-    5 * (cosine + 1) / 2.
+    predicted - gold (> 0: the model over-rates the pair). ``predicted`` is the gold score at
+    the pair's cosine rank among all pairs (:func:`_rank_rescale`): only the ordering counts,
+    like Spearman, so anisotropic cosines near 1 do not inflate the errors.
     """
-    if rescale not in ("rank", "linear"):
-        raise ValueError(f"unknown rescale {rescale!r}; valid: rank, linear")
     check_int(k, "k")
     pairs = list(pairs)
     cosines, gold = _scored_pairs(encoder, pairs, cache, batch_size, show_progress)
-    predicted = _rank_rescale(cosines, gold) if rescale == "rank" else 2.5 * (cosines + 1)
+    predicted = _rank_rescale(cosines, gold)
     error = predicted - gold
     order = torch.argsort(error.abs(), descending=True, stable=True)[:k].tolist()
     first, second = _pair_texts(pairs)

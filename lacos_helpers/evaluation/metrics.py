@@ -48,13 +48,20 @@ def average_ranks(values) -> torch.Tensor:
     return _batched_average_ranks(v.unsqueeze(0))[0]
 
 
+def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson of each row of ``x`` vs the same row of ``y`` [b, n]: [b] (NaN if constant)."""
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    denom = x.norm(dim=1) * y.norm(dim=1)
+    return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
+                       torch.full_like(denom, float("nan")))
+
+
 def pearson(predicted, gold) -> float:
     """Pearson correlation of two equally long score lists (float64)."""
     x, y = _check_scores(predicted, "predicted scores"), _check_scores(gold, "gold scores")
     _check_same_length(x, y)
-    x, y = x - x.mean(), y - y.mean()
-    r = float((x * y).sum() / (x.norm() * y.norm()))
-    return max(-1.0, min(1.0, r))
+    return max(-1.0, min(1.0, float(_batched_pearson(x[None], y[None])[0])))
 
 
 def spearman(predicted, gold) -> float:
@@ -73,22 +80,12 @@ def sts_metrics(predicted, gold) -> dict:
 # --------------------------------------------------------------------------- bootstrap
 
 DEFAULT_RESAMPLES = 1000
-DEFAULT_LEVEL = 0.95
+LEVEL = 0.95  # the intervals hold the central 95% of the resampled values
 
 
-def _batched_pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
-    denom = x.norm(dim=1) * y.norm(dim=1)
-    return torch.where(denom > 0, (x * y).sum(dim=1) / denom.clamp(min=1e-300),
-                       torch.full_like(denom, float("nan")))
-
-
-def _interval(values: torch.Tensor, level: float) -> tuple[float, float]:
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+def _interval(values: torch.Tensor) -> tuple[float, float]:
     values = values[torch.isfinite(values)]
-    tail = (1 - level) / 2
+    tail = (1 - LEVEL) / 2
     lo, hi = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=values.dtype))
     return float(lo), float(hi)
 
@@ -106,15 +103,14 @@ def _resampled_spearman(runs: torch.Tensor, gold: torch.Tensor, resamples: int,
 
 
 def bootstrap_spearman(predicted, gold, *, resamples: int = DEFAULT_RESAMPLES,
-                       level: float = DEFAULT_LEVEL, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the Spearman correlation: ``resamples`` times, draw n
-    pairs with replacement and recompute it (ranks redone, ties averaged). Returns ``(low,
-    high)`` at ``level`` (0.95: the central 95%). ``predicted`` may hold several seeds' runs
-    [s, n]: then the interval is the seed-mean Spearman's (each resample averages the seeds on
-    the same pairs)."""
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval ``(low, high)`` of the Spearman correlation:
+    ``resamples`` times, draw n pairs with replacement and recompute it (ranks redone, ties
+    averaged). ``predicted`` may hold several seeds' runs [s, n]: then the interval is the
+    seed-mean Spearman's (each resample averages the seeds on the same pairs)."""
     runs, y = _as_runs(predicted, "predicted scores"), _check_scores(gold, "gold scores")
     _check_same_length(runs[0], y)
-    return _interval(_resampled_spearman(runs, y, resamples, seed).mean(dim=0), level)
+    return _interval(_resampled_spearman(runs, y, resamples, seed).mean(dim=0))
 
 
 def _as_runs(predicted, name: str) -> torch.Tensor:
@@ -128,9 +124,8 @@ def _as_runs(predicted, name: str) -> torch.Tensor:
 
 
 def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
-                                resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
-                                seed: int = 0) -> dict:
-    """Spearman(a) - Spearman(b) on the same pairs and its paired bootstrap interval (each
+                                resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
+    """Spearman(a) - Spearman(b) on the same pairs and its paired bootstrap 95% interval (each
     resample draws the same pairs for both systems, so what they share cancels).
 
     ``predicted_a`` / ``predicted_b``: predictions [n], or several seeds' [s, n] (as many for
@@ -145,7 +140,7 @@ def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
     for runs in (a, b):
         _check_same_length(runs[0], y)
     rho = _resampled_spearman(torch.cat([a, b]), y, resamples, seed)
-    low, high = _interval((rho[:len(a)] - rho[len(a):]).mean(dim=0), level)
+    low, high = _interval((rho[:len(a)] - rho[len(a):]).mean(dim=0))
     per_seed = [spearman(run_a, y) - spearman(run_b, y) for run_a, run_b in zip(a, b)]
     delta = sum(per_seed) / len(per_seed)
     same_sign = all(d * delta > 0 for d in per_seed)

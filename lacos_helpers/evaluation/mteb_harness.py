@@ -1,9 +1,6 @@
-"""The course's encoder through MTEB (the ``eval`` extra), the harness of the leaderboard.
-
-:func:`mteb_model` wraps a :class:`~lacos_helpers.encoder.SiameseEncoder` in mteb 2.x's
-encoder protocol; :func:`run_mteb` runs tasks from the Hub as the leaderboard does, and offline
-:func:`local_stsb_multilingual` is MTEB's ``STSBenchmarkMultilingualSTS`` with its rows read
-from the data folder: MTEB's evaluator, the course's files.
+"""The course's encoder through MTEB (the ``eval`` extra), the harness of the leaderboard:
+:func:`run_mteb` runs tasks from the Hub; offline, :func:`local_stsb_multilingual` is MTEB's
+``STSBenchmarkMultilingualSTS`` with its rows read from the data folder.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""What sentence embeddings are for, part 1: semantic search and bitext mining.
-
-Search runs on a **faiss** index of unit vectors (inner product = cosine): exact (flat) or
-approximate (IVF cells, HNSW graph), the approximate ones measured by their recall against the
-exact top k (:func:`neighbour_recall`); :func:`torch_search` is the exact search in plain torch,
-the tests' reference. :func:`retrieval_metrics` gives recall@k and MRR@k. The tasks read the
-course data: :func:`stsb_search_task` (STS-B queries in a corpus of STS-B + NLI sentences) and
-:func:`bitext_task` (find each sentence's translation in the aligned stsb_multi_mt rows).
+"""What sentence embeddings are for, part 1: semantic search on a faiss index of unit vectors
+(inner product = cosine: exact flat, or approximate IVF / HNSW measured by their recall against
+the exact top k) and bitext mining, on tasks built from the course data.
 """
 
 from __future__ import annotations

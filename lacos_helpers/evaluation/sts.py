@@ -18,7 +18,7 @@ from lacos_helpers.evaluation.metrics import (
     paired_bootstrap_difference,
     sts_metrics,
 )
-from lacos_helpers.evaluation.tables import METRICS, STSTable
+from lacos_helpers.evaluation.tables import STSTable
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,6 @@ def _pair_texts(pairs) -> tuple[list[str], list[str]]:
         first.append(s1)
         second.append(s2)
     return _check_sentences(first), _check_sentences(second)
-
-
-def _gold_scores(pairs) -> torch.Tensor:
-    """Tensor[n] float64 of gold scores (STSPair.score or item 2)."""
-    try:
-        gold = [float(p.score if hasattr(p, "score") else p[2]) for p in pairs]
-    except (TypeError, IndexError, ValueError) as exc:
-        raise ValueError(f"every pair needs a numeric gold score ({exc})") from exc
-    return torch.tensor(gold, dtype=torch.float64)
 
 
 def cosine_scores(encoder_or_cache, pairs, *, batch_size: int = 64,
@@ -66,22 +57,24 @@ def cosine_scores(encoder_or_cache, pairs, *, batch_size: int = 64,
 
 def _scored_pairs(encoder, pairs, cache: EmbeddingCache | None = None, batch_size: int = 64,
                  show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cosines, gold)`` of at least 2 ``pairs``: Tensor[n] float64 each."""
+    """``(cosines, gold)`` of at least 2 ``pairs`` (gold: STSPair.score or item 2): Tensor[n]
+    float64 each."""
     pairs = list(pairs)
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs to evaluate, got {len(pairs)}")
-    gold = _gold_scores(pairs)
+    try:
+        gold = torch.tensor([float(p.score if hasattr(p, "score") else p[2]) for p in pairs],
+                            dtype=torch.float64)
+    except (TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"every pair needs a numeric gold score ({exc})") from exc
     return cosine_scores(_as_cache(encoder, cache, batch_size, show_progress), pairs), gold
 
 
 def evaluate_sts(encoder, pairs, batch_size: int = 64, cache: EmbeddingCache | None = None, *,
                  show_progress: bool = False) -> dict:
-    """Spearman and Pearson of cosine(sentence1, sentence2) vs gold over ``pairs``.
-
-    Returns ``{"spearman": float, "pearson": float, "n": int}`` (correlations in [-1, 1]).
-    ``cache``: an :class:`EmbeddingCache` of the same ``encoder`` to reuse embeddings.
-    Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``.
-    """
+    """``{"spearman", "pearson", "n"}`` (correlations in [-1, 1]) of cosine(sentence1,
+    sentence2) vs gold over ``pairs``; ``cache``: an :class:`EmbeddingCache` of the same
+    ``encoder``. Fewer than 2 pairs, constant predictions or gold, NaN/inf -> ``ValueError``."""
     return sts_metrics(*_scored_pairs(encoder, pairs, cache, batch_size, show_progress))
 
 
@@ -133,67 +126,59 @@ def sts_table(encoder, langs: str | Sequence[str] = STS_LANGS, split: str = "tes
     cache = _as_cache(encoder, cache, batch_size, show_progress)
     pairs = {lang: data.read_sts(lang, split, limit, source=source, data_dir=data_dir)
              for lang in langs}
-    return _table_from_pairs(pairs, cache, "", split=split, limit=limit)
+    return _table_from_pairs(pairs, cache, "", split=split)
 
 
 def crosslingual_table(encoder, langs: str | Sequence[str] = CROSSLINGUAL_LANGS,
-                       split: str = "test", limit: int | None = None, *, target: str = "en",
+                       split: str = "test", limit: int | None = None, *,
                        data_dir: str | os.PathLike | None = None, source: str | None = None,
                        cache: EmbeddingCache | None = None, batch_size: int = 64,
                        show_progress: bool = True) -> STSTable:
-    """Cross-lingual STS-B: sentence1 in language X, sentence2 (row i) in ``target`` (English),
-    same gold score. One row per X labelled "X-en" (Spearman, Pearson raw, n)."""
+    """Cross-lingual STS-B: sentence1 in language X, sentence2 (row i) in English, same gold
+    score. One row per X labelled "X-en" (Spearman, Pearson raw, n)."""
     langs = _check_langs(langs, STS_LANGS)
-    _check_langs(target, STS_LANGS)
     cache = _as_cache(encoder, cache, batch_size, show_progress)
-    pairs = {f"{lang}-{target}": data.read_sts((lang, target), split, limit, source=source,
-                                               data_dir=data_dir)
+    pairs = {f"{lang}-en": data.read_sts((lang, "en"), split, limit, source=source,
+                                         data_dir=data_dir)
              for lang in langs}
-    return _table_from_pairs(pairs, cache, f" cross-lingual X-{target}", split=split,
-                             limit=limit, target=target)
+    return _table_from_pairs(pairs, cache, " cross-lingual X-en", split=split)
 
 
 def crosslingual_matrix(encoder, langs: str | Sequence[str] = STS_LANGS,
                         split: str = "test", limit: int | None = None, *,
-                        metric: str = "spearman", data_dir: str | os.PathLike | None = None,
-                        source: str | None = None, cache: EmbeddingCache | None = None,
-                        batch_size: int = 64,
+                        data_dir: str | os.PathLike | None = None, source: str | None = None,
+                        cache: EmbeddingCache | None = None, batch_size: int = 64,
                         show_progress: bool = True) -> dict[tuple[str, str], float]:
-    """{(x, y): metric} for every ordered language pair (diagonal = monolingual): sentence1 in
-    x, sentence2 in y. Each sentence is encoded once; feed to ``plot_crosslingual_heatmap``."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    """{(x, y): Spearman} for every ordered language pair (diagonal = monolingual): sentence1
+    in x, sentence2 in y. Each sentence is encoded once; feed to ``plot_crosslingual_heatmap``."""
     langs = _check_langs(langs, STS_LANGS)
     cache = _as_cache(encoder, cache, batch_size, show_progress)
     pairs = {(x, y): data.read_sts((x, y) if x != y else x, split, limit, source=source,
                                    data_dir=data_dir)
              for x in langs for y in langs}
     cache.embed(data.sts_sentences(p for rows in pairs.values() for p in rows))
-    return {key: evaluate_sts(None, rows, cache=cache)[metric] for key, rows in pairs.items()}
+    return {key: evaluate_sts(None, rows, cache=cache)["spearman"] for key, rows in pairs.items()}
 
 
-def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", *,
-                   labels: tuple[str, str] = ("before", "after"), title: str = "") -> STSTable:
-    """Before/after table: columns lang, ``labels[0]``, ``labels[1]``, delta (= after - before,
-    raw) and n, for ``metric``; both tables must cover the same rows with the same n. When
-    both tables hold their per-pair scores (tables from :func:`sts_table` /
-    :func:`crosslingual_table`) and the metric is Spearman, the delta gets a paired bootstrap
-    95% interval (``delta_low``, ``delta_high``) and ``decided`` (the interval excludes 0)."""
+def compare_tables(before: STSTable, after: STSTable, *, title: str = "") -> STSTable:
+    """Spearman before/after: columns lang, before, after, delta (= after - before, raw) and n;
+    both tables must cover the same rows with the same n. When both tables hold their per-pair
+    scores (tables from :func:`sts_table` / :func:`crosslingual_table`), the delta gets a
+    paired bootstrap 95% interval (``delta_low``, ``delta_high``) and ``decided`` (the interval
+    excludes 0)."""
     if before.labels != after.labels:
         raise ValueError(f"tables cover different rows: {before.labels} vs {after.labels}")
-    if len(set(labels)) != 2 or "delta" in labels:
-        raise ValueError(f"labels must be two distinct names other than 'delta', got {labels}")
     rows = []
     for label in before.labels:
         b, a = before[label], after[label]
         if "n" in b and "n" in a and b["n"] != a["n"]:
             raise ValueError(f"row {label!r}: n={b['n']} before but n={a['n']} after; "
                              "compare on the same pairs")
-        if metric not in b or metric not in a:
-            raise KeyError(f"metric {metric!r} missing; columns: {before.columns}")
-        row = {"lang": label, labels[0]: b[metric], labels[1]: a[metric],
-               "delta": a[metric] - b[metric]}
-        if metric == "spearman" and label in before.scores and label in after.scores:
+        if "spearman" not in b or "spearman" not in a:
+            raise KeyError(f"metric 'spearman' missing; columns: {before.columns}")
+        row = {"lang": label, "before": b["spearman"], "after": a["spearman"],
+               "delta": a["spearman"] - b["spearman"]}
+        if label in before.scores and label in after.scores:
             (pred_b, gold_b), (pred_a, gold_a) = before.scores[label], after.scores[label]
             if not torch.equal(gold_a, gold_b):
                 raise ValueError(f"row {label!r}: the two tables scored different pairs")
@@ -201,6 +186,6 @@ def compare_tables(before: STSTable, after: STSTable, metric: str = "spearman", 
             row.update(delta_low=paired["low"], delta_high=paired["high"],
                        decided=paired["decided"])
         rows.append({**row, **({"n": a["n"]} if "n" in a else {})})
-    return STSTable(rows, title=title or f"{metric}: {labels[0]} vs {labels[1]}",
-                    score_columns=(*labels, "delta"), primary=labels[1],
+    return STSTable(rows, title=title or "spearman: before vs after",
+                    score_columns=("before", "after", "delta"), primary="after",
                     meta={"interval": "95% paired bootstrap, 1000 resamples"})

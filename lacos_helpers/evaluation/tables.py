@@ -82,13 +82,6 @@ class STSTable:
         key = self.columns[0]
         return {str(r[key]): {c: v for c, v in r.items() if c != key} for r in self.rows}
 
-    @property
-    def shown_columns(self) -> list[str]:
-        """Columns of the markdown: an interval (``<c>_low`` / ``<c>_high``) is shown inside
-        its column ``<c>``, not on its own."""
-        bounds = {f"{c}_{end}" for c in self.columns for end in ("low", "high")}
-        return [c for c in self.columns if c not in bounds]
-
     def _cell(self, row: Mapping, column: str) -> str:
         if isinstance(row[column], bool):
             return "yes" if row[column] else "no"
@@ -99,33 +92,29 @@ class STSTable:
             text += f" [{_format_cell(low, True, signed)}, {_format_cell(high, True, signed)}]"
         return text
 
-    def _cells(self, with_mean: bool) -> list[list[str]]:
-        shown = self.shown_columns
+    def to_markdown(self) -> str:
+        """Markdown table, scores x100 with 2 decimals (an interval ``<c>_low`` / ``<c>_high``
+        in brackets inside its column ``<c>``), plus a mean row; the title, with the sample and
+        interval the rows were computed on, as a caption."""
+        bounds = {f"{c}_{end}" for c in self.columns for end in ("low", "high")}
+        shown = [c for c in self.columns if c not in bounds]
         body = [[self._cell(r, c) for c in shown] for r in self.rows]
-        if with_mean and self.score_columns:
+        if len(self.rows) > 1 and self.score_columns:
             body.append(["**mean**" if c == self.columns[0] else
                          _format_cell(self.mean(c), True, c == "delta")
                          if c in self.score_columns else "" for c in shown])
-        return body
-
-    def caption(self) -> str:
-        """The title, with the sample and interval the rows were computed on when known."""
+        header = [f"{c} (x100)" if c in self.score_columns else c for c in shown]
+        table = markdown_table(body, header, align="first-left", pad=True)
+        if not self.title:
+            return table + "\n"
         notes = []
         if self.meta.get("sample_seed") is not None:
             notes.append(f"n of {self.meta['n_of']} pairs, sample stratified by gold score, "
                          f"seed {self.meta['sample_seed']}")
         if self.meta.get("interval"):
             notes.append(f"[brackets]: {self.meta['interval']}")
-        return self.title + (f" ({'; '.join(notes)})" if notes else "")
-
-    def to_markdown(self, with_mean: bool = True) -> str:
-        """Markdown table, scores x100 with 2 decimals (intervals in brackets), plus a mean row;
-        the title (with sample and interval) as a caption."""
-        header = [f"{c} (x100)" if c in self.score_columns else c for c in self.shown_columns]
-        table = markdown_table(self._cells(with_mean and len(self.rows) > 1), header,
-                               align="first-left", pad=True)
-        caption = f"**{self.caption()}**\n\n" if self.title else ""
-        return caption + table + "\n"
+        caption = self.title + (f" ({'; '.join(notes)})" if notes else "")
+        return f"**{caption}**\n\n{table}\n"
 
     def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``{stem}.csv`` (raw values, full float precision) and ``{stem}.md`` (x100);

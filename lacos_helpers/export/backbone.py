@@ -1,10 +1,7 @@
 """A plain float copy of a trained backbone that any transformers user can load: every LoRA
 layer folded into a float ``nn.Linear`` (``W = dequantize(W8) + (alpha / r) B A``), every
-other 8-bit linear layer dequantized, no attribute of this package left.
-
-The float weights are the *dequantized* 8-bit ones because the adapters were trained on that
-base. With weight-only 8-bit compute the copy matches up to float rounding; LLM.int8 also
-rounds activations to int8, which the copy does not (the export measures the difference).
+other 8-bit linear layer dequantized, no attribute of this package left. The float weights
+are the *dequantized* 8-bit ones because the adapters were trained on that base.
 """
 
 from __future__ import annotations
@@ -63,17 +60,13 @@ def _place(module: nn.Module, device: torch.device | None) -> nn.Module:
 
 def float_backbone(backbone: nn.Module, *, merge: bool = True,
                    device: torch.device | str | None = "cpu") -> nn.Module:
-    """Turn ``backbone`` (8-bit and/or LoRA layers) into a plain float32 model on ``device``,
-    **in place**; returns it.
+    """Turn ``backbone`` (8-bit and/or LoRA layers) into a plain float32 model on ``device``
+    (None: where it is), **in place**; returns it. ``merge=True``: each LoRA layer becomes one
+    ``nn.Linear`` with the adapter folded in; ``merge=False``: its dequantized base layer (the
+    adapter is dropped: save it first with :func:`lacos_helpers.lora.save_adapter`).
 
-    ``merge=True``: each :class:`~lacos_helpers.lora.LoRALinear` becomes one ``nn.Linear``
-    with the adapter folded in; ``merge=False``: its dequantized base layer (the adapter is
-    dropped: save it first with :func:`lacos_helpers.lora.save_adapter`). Every other 8-bit
-    linear layer is dequantized; float parameters are cast to float32.
-
-    Each float32 layer is built where its 8-bit layer is and moved to ``device`` before the
-    next one is built, so a GPU holds at most one float32 layer (BLOOM-7b1: 0.27 GB, not
-    28 GB); the rest is moved before it is cast. ``device=None`` keeps everything in place.
+    Each float32 layer is moved to ``device`` before the next one is built, so a GPU holds at
+    most one float32 layer (BLOOM-7b1: 0.27 GB, not 28 GB); the rest is moved, then cast.
     """
     target = None if device is None else torch.device(device)
     lora_names = list(lora_layers(backbone))

@@ -1,14 +1,7 @@
-"""The files of a sentence-transformers model folder, written without sentence-transformers
-installed, in the format every version since 2.x reads (newer versions convert it on load)::
-
-    modules.json                      0: Transformer (this folder), 1: Pooling, 2: Normalize
-    config_sentence_transformers.json versions, similarity function
-    sentence_bert_config.json         max_seq_length, do_lower_case
-    config.json, model.safetensors    the transformer (``save_pretrained``)
-    tokenizer files                   with the padding side the export chose
-    1_Pooling/config.json             the pooling mode
-    2_Normalize/                      (empty: the module has no parameters)
-    README.md                         the model card
+"""The sentence-transformers files of a model folder (``modules.json``: 0 Transformer = the
+folder itself, 1 ``1_Pooling``, 2 ``2_Normalize``, and their configurations), written without
+sentence-transformers installed, in the format every version since 2.x reads (newer versions
+convert it on load). The transformer, tokenizer and model card are written by the export.
 """
 
 from __future__ import annotations
@@ -53,41 +46,28 @@ def st_pooling_mode(pooling: str) -> str:
     return ST_POOLING[ours]
 
 
-def _write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-
-
-def pooling_config(dim: int, mode: str) -> dict:
-    """``1_Pooling/config.json``: hidden size ``dim`` and exactly one pooling flag set (``mode``
-    from :func:`st_pooling_mode`)."""
-    return {"word_embedding_dimension": int(dim),
-            **{flag: name == mode for name, flag in _POOLING_FLAGS.items()}}
-
-
-def modules_config(normalize: bool) -> list[dict]:
-    """``modules.json``: Transformer -> Pooling (-> Normalize)."""
-    modules = [{"idx": 0, "name": "0", "path": "",
-                "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": POOLING_DIR,
-                "type": "sentence_transformers.models.Pooling"}]
-    if normalize:
-        modules.append({"idx": 2, "name": "2", "path": NORMALIZE_DIR,
-                        "type": "sentence_transformers.models.Normalize"})
-    return modules
-
-
 def write_st_files(folder: Path, *, dim: int, pooling: str, max_seq_length: int,
                    normalize: bool, versions: dict[str, str]) -> None:
     """Write the sentence-transformers configuration files of ``folder`` (the transformer and
     tokenizer files are written by ``save_pretrained``). ``pooling`` is ours."""
     mode = st_pooling_mode(pooling)
-    _write_json(folder / "modules.json", modules_config(normalize))
-    _write_json(folder / "sentence_bert_config.json",
-                {"max_seq_length": int(max_seq_length), "do_lower_case": False})
-    _write_json(folder / "config_sentence_transformers.json",
-                {"__version__": dict(versions), "prompts": {}, "default_prompt_name": None,
-                 "similarity_fn_name": "cosine"})
-    _write_json(folder / POOLING_DIR / "config.json", pooling_config(dim, mode))
+    modules = (("Transformer", ""), ("Pooling", POOLING_DIR), ("Normalize", NORMALIZE_DIR))
+    files = {
+        "modules.json": [{"idx": i, "name": str(i), "path": path,
+                          "type": f"sentence_transformers.models.{name}"}
+                         for i, (name, path) in enumerate(modules[:3 if normalize else 2])],
+        "sentence_bert_config.json": {"max_seq_length": int(max_seq_length),
+                                      "do_lower_case": False},
+        "config_sentence_transformers.json": {"__version__": dict(versions), "prompts": {},
+                                              "default_prompt_name": None,
+                                              "similarity_fn_name": "cosine"},
+        f"{POOLING_DIR}/config.json": {  # exactly one pooling flag set
+            "word_embedding_dimension": int(dim),
+            **{flag: name == mode for name, flag in _POOLING_FLAGS.items()}},
+    }
+    for name, value in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
     if normalize:
         (folder / NORMALIZE_DIR).mkdir(parents=True, exist_ok=True)

@@ -2,18 +2,12 @@
 
 ``export_run(run, out, mode="merged")`` writes a folder that ``SentenceTransformer(out)`` loads
 with nothing of this package installed: the float32 backbone with LoRA folded in
-(:mod:`~lacos_helpers.export.backbone`), ``Pooling`` and ``Normalize`` modules
-(:mod:`~lacos_helpers.export.folder`), the tokenizer with **right padding**, a model card
-(:mod:`~lacos_helpers.export.card`) and ``lacos_export.json``. Right padding because
-sentence-transformers passes no position ids: older versions count the weighted mean from
-position 0 of the padded row and older last-token poolings assume right padding, so only
-there does every version compute what our encoder does. The export loads the folder back and
-records the largest difference from the run's encoder (in float32) on probe sentences, with
-the saved and with left padding.
-
-``mode="adapter"`` keeps the float base in ``out/base`` and the peft adapter in ``out`` (loaded
-through transformers' peft integration); the export refuses, naming the versions, when
-sentence-transformers cannot load it (:func:`adapter_load_error`).
+(:mod:`~lacos_helpers.export.backbone`), ``Pooling`` and ``Normalize`` modules, the tokenizer
+with right padding (:mod:`~lacos_helpers.export.folder` says why), a model card
+(:mod:`~lacos_helpers.export.card`) and ``lacos_export.json``. The export loads the folder back
+and records the largest difference from the run's encoder (in float32) on probe sentences, with
+the saved and with left padding. ``mode="adapter"``: the float base in ``out/base`` and the
+peft adapter in ``out`` (loaded through transformers' peft integration).
 """
 
 from __future__ import annotations
@@ -86,9 +80,7 @@ class ExportResult:
     versions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["folder"] = str(self.folder)
-        return out
+        return {**asdict(self), "folder": str(self.folder)}
 
 
 # --------------------------------------------------------------------------- what can be exported
@@ -101,8 +93,7 @@ def _version(package: str) -> str | None:
 
 
 def integration_peft_version() -> str | None:
-    """``MIN_PEFT_VERSION`` of transformers' peft integration (None if it names none); in
-    transformers 5.25 ``load_adapter`` (which loads an adapter folder) does not check it."""
+    """``MIN_PEFT_VERSION`` of transformers' peft integration (None if it names none)."""
     try:
         from transformers.integrations import peft as hf_peft
     except ImportError:  # pragma: no cover - transformers without the integration
@@ -147,15 +138,6 @@ def exact_compute(cfg) -> bool:
 
 # --------------------------------------------------------------------------- the export
 
-def _export_tokenizer(tokenizer, max_length: int):
-    """A copy of ``tokenizer`` that pads on the right and says so in its saved config."""
-    tok = copy.deepcopy(tokenizer)
-    tok.padding_side = EXPORT_PADDING_SIDE
-    tok.init_kwargs["padding_side"] = EXPORT_PADDING_SIDE
-    tok.model_max_length = int(max_length)
-    return tok
-
-
 def _prepare_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
@@ -191,17 +173,6 @@ def _st_embeddings(model, sentences, padding_side: str) -> torch.Tensor:
     return out.detach().float().cpu()
 
 
-@dataclass
-class Parity:
-    """What :func:`parity` measured: largest |difference| from the reference with the folder's
-    tokenizer as saved (``max_abs_diff``), and between its tokenizer switched to left padding
-    and as saved (``left_padding_diff``)."""
-
-    max_abs_diff: float
-    left_padding_diff: float
-    checked_with: str
-
-
 def _max_diff(theirs: torch.Tensor, reference: torch.Tensor) -> float:
     if theirs.shape != reference.shape:
         raise ExportError(f"sentence-transformers returned {tuple(theirs.shape)} for "
@@ -209,10 +180,11 @@ def _max_diff(theirs: torch.Tensor, reference: torch.Tensor) -> float:
     return float((theirs - reference).abs().max())
 
 
-def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
-    """Largest |difference| between sentence-transformers' embeddings of ``sentences`` from
-    ``folder`` and ``reference`` [n, d], and what switching its tokenizer to left padding
-    changes; None when sentence-transformers is missing."""
+def parity(folder: Path, reference: torch.Tensor, sentences) -> tuple[float, float, str] | None:
+    """``(max_abs_diff, left_padding_diff, checked_with)``: the largest |difference| between
+    sentence-transformers' embeddings of ``sentences`` from ``folder`` and ``reference`` [n, d],
+    and what switching its tokenizer to left padding changes; None without
+    sentence-transformers."""
     version = _version("sentence-transformers")
     if version is None:
         log.warning("[export] sentence-transformers is not installed: the folder was not "
@@ -221,22 +193,21 @@ def parity(folder: Path, reference: torch.Tensor, sentences) -> Parity | None:
     model = _st_model(folder)
     saved = _st_embeddings(model, sentences, model.tokenizer.padding_side)
     left = _st_embeddings(model, sentences, "left")
-    return Parity(_max_diff(saved, reference), _max_diff(left, saved),
-                  f"sentence-transformers {version}")
+    return (_max_diff(saved, reference), _max_diff(left, saved),
+            f"sentence-transformers {version}")
 
 
-def _record_parity(result: ExportResult, found: Parity | None) -> None:
+def _record_parity(result: ExportResult, max_abs_diff: float, left_padding_diff: float,
+                   checked_with: str) -> None:
     """Record what :func:`parity` measured in ``result``; refuse a difference beyond float
     rounding where the export should compute what the run's encoder does."""
-    if found is None:
-        return
-    result.max_abs_diff, result.checked_with = found.max_abs_diff, found.checked_with
-    result.left_padding_diff = found.left_padding_diff
-    result.left_padding_safe = found.left_padding_diff <= PARITY_TOLERANCE
+    result.max_abs_diff, result.checked_with = max_abs_diff, checked_with
+    result.left_padding_diff = left_padding_diff
+    result.left_padding_safe = left_padding_diff <= PARITY_TOLERANCE
     if not result.left_padding_safe:
         log.warning("[export] with %s, a left-padded tokenizer gives other embeddings (max "
                     "|diff| %.2e, pooling %s): keep the folder's right padding (the model card "
-                    "says so)", found.checked_with, found.left_padding_diff, result.st_pooling)
+                    "says so)", checked_with, left_padding_diff, result.st_pooling)
     if result.exact_compute and result.max_abs_diff > PARITY_TOLERANCE:
         raise ExportError(
             f"the exported model differs from the run's encoder by up to "
@@ -265,7 +236,11 @@ def write_model_folder(encoder, folder: str | os.PathLike, mode: str = "merged")
         set_adapter_base(folder, base)
     float_backbone(encoder.backbone, merge=mode == "merged")
     encoder.backbone.save_pretrained(str(base), safe_serialization=True)
-    _export_tokenizer(encoder.tokenizer, encoder.max_length).save_pretrained(str(folder))
+    tokenizer = copy.deepcopy(encoder.tokenizer)  # right padding, also in its saved config
+    tokenizer.padding_side = EXPORT_PADDING_SIDE
+    tokenizer.init_kwargs["padding_side"] = EXPORT_PADDING_SIDE
+    tokenizer.model_max_length = int(encoder.max_length)
+    tokenizer.save_pretrained(str(folder))
     return folder
 
 
@@ -281,8 +256,7 @@ def set_adapter_base(folder: str | os.PathLike, base: str | os.PathLike) -> None
 
 def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
                    mode: str = "merged", normalize: bool = True, overwrite: bool = False,
-                   probe_sentences=PROBE_SENTENCES, run_record: dict | None = None
-                   ) -> ExportResult:
+                   run_record: dict | None = None) -> ExportResult:
     """Write ``encoder`` (a trained :class:`~lacos_helpers.encoder.SiameseEncoder`; its
     backbone is converted **in place**: do not use it afterwards) as a sentence-transformers
     folder ``out`` and check it. ``cfg`` (its RunConfig) and ``run_dir`` feed the model card.
@@ -291,28 +265,26 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
     st_mode = _refuse_early(encoder.pooling, mode)
     out = Path(out)
     _prepare_target(out, overwrite)
-    probes = list(probe_sentences)
     with encoder.float32():  # the export is float32: compare with the encoder in float32
-        reference = encoder.encode(probes, normalize=normalize, show_progress=False)
+        reference = encoder.encode(PROBE_SENTENCES, normalize=normalize, show_progress=False)
     result = ExportResult(
         folder=out, mode=mode, run=str(run_dir or ""), pooling=encoder.pooling,
         st_pooling=st_mode, normalize=normalize, max_seq_length=encoder.max_length,
-        padding_side=EXPORT_PADDING_SIDE, probe_count=len(probes), versions=_versions(),
+        padding_side=EXPORT_PADDING_SIDE, probe_count=len(PROBE_SENTENCES), versions=_versions(),
         exact_compute=True if cfg is None else exact_compute(cfg))
     with atomic_folder(out) as tmp:  # nothing is left in out when a step fails
         write_model_folder(encoder, tmp, mode)
         write_st_files(tmp, dim=encoder.embedding_dim, pooling=encoder.pooling,
                        max_seq_length=encoder.max_length, normalize=normalize,
                        versions=result.versions)
-        found = None
-        if probes:
-            try:
-                found = parity(tmp, reference, probes)
-            except Exception as exc:  # loading failed: say why, in the export's terms
-                if mode == "adapter":
-                    raise adapter_load_error(exc) from exc
-                raise
-        _record_parity(result, found)
+        try:
+            found = parity(tmp, reference, PROBE_SENTENCES)
+        except Exception as exc:  # loading failed: say why, in the export's terms
+            if mode == "adapter":
+                raise adapter_load_error(exc) from exc
+            raise
+        if found is not None:
+            _record_parity(result, *found)
         if mode == "adapter":  # checked in the temporary folder: now name the final one
             set_adapter_base(tmp, out / ADAPTER_BASE_DIR)
         (tmp / "README.md").write_text(model_card(result, cfg, run_eval_tables(run_dir),
@@ -327,8 +299,7 @@ def export_encoder(encoder, out: str | os.PathLike, *, cfg=None, run_dir=None,
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, mode: str = "merged",
-               normalize: bool = True, overwrite: bool = False,
-               probe_sentences=PROBE_SENTENCES) -> ExportResult:
+               normalize: bool = True, overwrite: bool = False) -> ExportResult:
     """Export the trained encoder of ``run_dir`` (final adapter, else its latest checkpoint) as
     a sentence-transformers folder ``out``: see :func:`export_encoder`."""
     from lacos_helpers import training
@@ -338,5 +309,4 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, mode: str 
     encoder = training.load_encoder(run_dir)
     return export_encoder(encoder, out, cfg=cfg, run_dir=run_dir, mode=mode,
                           normalize=normalize, overwrite=overwrite,
-                          probe_sentences=probe_sentences,
                           run_record=training.read_run(run_dir))
