@@ -33,9 +33,9 @@ def resolve_device(cfg_or_device: RunConfig | str | None = "auto") -> torch.devi
     return torch.device(pick_device((pref or "auto").strip().lower()))
 
 
-def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:

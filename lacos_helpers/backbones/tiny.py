@@ -4,7 +4,6 @@ on the training texts the caller passes (cached by their hash). Seconds, no down
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -65,9 +64,6 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64
     if not cached:
         tok = train_bytelevel_bpe(texts, vocab_size)
         write_atomic(path, tok.to_str())  # a concurrent reader never sees half a file
-        (folder / "meta.json").write_text(json.dumps(
-            {"format": _TOKENIZER_FORMAT, "requested_vocab_size": vocab_size,
-             "vocab_size": tok.get_vocab_size(), "n_texts": len(texts)}, indent=1))
     unk, bos, eos, pad = bloom.SPECIAL_TOKENS
     with quiet_transformers():
         fast = PreTrainedTokenizerFast(

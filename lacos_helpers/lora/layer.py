@@ -26,27 +26,19 @@ from lacos_helpers.quantization import Int8Linear, bnb, eight_bit_backend, is_8b
 LORA_PARAMETER_NAMES = ("lora_A", "lora_B")
 
 
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"lora alpha must be a number, got {type(alpha).__name__}")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"lora alpha must be positive and finite, got {alpha}")
-    return alpha
-
-
-def _check_dropout(dropout) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-        raise TypeError(f"lora dropout must be a number, got {type(dropout).__name__}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"lora dropout must be in [0, 1), got {dropout}")
-    return float(dropout)
+def _check_number(value, what: str, valid, wanted: str):
+    """``value`` if it is a real number (not a bool) for which ``valid(value)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"lora {what} must be a number, got {type(value).__name__}")
+    if not valid(value):
+        raise ValueError(f"lora {what} must be {wanted}, got {value}")
+    return value
 
 
 def is_linear(module: nn.Module) -> bool:
     """Whether ``module`` is a linear layer LoRA can wrap: ``nn.Linear`` (incl. bitsandbytes'
     ``Linear8bitLt``) or :class:`~lacos_helpers.quantization.Int8Linear`."""
-    return isinstance(module, (nn.Linear, Int8Linear)) and not isinstance(
-        module, LoRALinear)
+    return isinstance(module, (nn.Linear, Int8Linear))
 
 
 class LoRALinear(nn.Module):
@@ -69,8 +61,9 @@ class LoRALinear(nn.Module):
             raise TypeError(f"LoRALinear wraps nn.Linear, Int8Linear or Linear8bitLt, got "
                             f"{type(base).__name__}")
         self.r = check_int(r, "LoRA rank r")
-        self.alpha = _check_alpha(alpha)
-        self.dropout_p = _check_dropout(dropout)
+        self.alpha = _check_number(alpha, "alpha", lambda a: math.isfinite(a) and a > 0,
+                                   "positive and finite")
+        self.dropout_p = float(_check_number(dropout, "dropout", lambda p: 0 <= p < 1, "in [0, 1)"))
         self.scaling = self.alpha / self.r
         self.in_features, self.out_features = base.in_features, base.out_features
         for param in base.parameters():

@@ -49,14 +49,17 @@ def _tensor(name: str, shape: torch.Size, dtype: torch.dtype, generator) -> torc
     return torch.empty(shape, dtype=dtype).normal_(0.0, INITIALIZER_RANGE, generator=generator)
 
 
-def folder_for(shape: bloom.BloomShape, vocab_size: int, dtype: torch.dtype, seed: int) -> Path:
+def folder_for(shape: bloom.BloomShape, vocab_size: int = bloom.VOCAB_SIZE,
+               dtype: torch.dtype = torch.float16, seed: int = 0) -> Path:
     """``<cache>/rehearsal/bloom-h<h>-l<L>-a<heads>-v<V>-<dtype>-s<seed>``."""
     tag = (f"bloom-h{shape.hidden_size}-l{shape.n_layer}-a{shape.n_head}-v{vocab_size}-"
            f"{str(dtype).replace('torch.', '')}-s{seed}")
     return runtime.cache_dir() / "rehearsal" / tag
 
 
-def marker(shape: bloom.BloomShape, vocab_size: int, dtype: torch.dtype, seed: int) -> dict:
+def marker(shape: bloom.BloomShape, vocab_size: int = bloom.VOCAB_SIZE,
+           dtype: torch.dtype = torch.float16, seed: int = 0) -> dict:
+    """The settings :data:`MARKER` records (defaults: :func:`write_random_bloom`'s)."""
     return {"format": FORMAT, "shape": list(shape), "vocab_size": vocab_size,
             "dtype": str(dtype), "seed": seed}
 

@@ -28,7 +28,6 @@ processes' gradients are **summed** (:attr:`MNRLoss.gradient_reduction`). Groupi
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -36,8 +35,6 @@ from torch import Tensor
 
 from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.losses.mnr import mnr_loss
-
-log = logging.getLogger(__name__)
 
 # gather(local [roles, s, d]) -> (global [roles, B, d], slice of the batch dimension that is
 # the local shard). One process: the identity.
