@@ -7,9 +7,8 @@ A frozen linear layer ``y = W x + b`` (``W``: (out, in)) gets a trainable low-ra
 ``A`` starts Kaiming-uniform (``a = sqrt(5)``, as ``nn.Linear`` and peft), ``B`` starts at zero,
 so an injected model computes exactly what the base model computes until training moves ``B``.
 The base layer may be a float ``nn.Linear``, the package's 8-bit
-:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt``; merging into
-an 8-bit base is exact only up to re-quantization (:meth:`LoRALinear.merge`), and
-:meth:`LoRALinear.unmerge` restores its codes and scales bit for bit.
+:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt`` (merging into
+an 8-bit base re-quantizes: :meth:`LoRALinear.merge`).
 """
 
 from __future__ import annotations
@@ -42,15 +41,11 @@ def is_linear(module: nn.Module) -> bool:
 
 
 class LoRALinear(nn.Module):
-    """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
-
-    ``base`` (kept as ``base_layer``, frozen): ``nn.Linear``,
-    :class:`~lacos_helpers.quantization.Int8Linear` or ``bitsandbytes.nn.Linear8bitLt``; ``r``:
-    rank; ``alpha``: scaling numerator (``scaling = alpha / r``); ``dropout``: probability in
-    [0, 1) on the input of ``lora_A`` only. ``lora_A`` = ``nn.Linear(in, r, bias=False)`` and
-    ``lora_B`` = ``nn.Linear(r, out, bias=False)`` live on the base weight's device, in its dtype
-    when that is a float dtype and in float32 for 8-bit bases (as peft). Input (..., in) ->
-    output (..., out) in the dtype of ``base(x)``.
+    """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer
+    ``base`` (kept as ``base_layer``; the module docstring lists the types), ``dropout`` on the
+    input of ``lora_A`` only. ``lora_A`` and ``lora_B`` (bias-free ``nn.Linear``) live on the
+    base weight's device, in its dtype when that is a float dtype, else in float32 (as peft).
+    (..., in) -> (..., out) in the dtype of ``base(x)``.
     """
 
     def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0):
@@ -99,11 +94,10 @@ class LoRALinear(nn.Module):
     def merge(self) -> None:
         """Fold the update into the base weight (inference: one matmul instead of three).
 
-        Float base: ``W += delta`` in place. 8-bit base: the int8 codes become
-        ``round((dequantize(W) + delta) / step)`` on the row's existing grid (the step grows
-        only for a row whose new absmax would not fit), so every merged weight is within half a
-        step (``absmax_row / 254``) of ``dequantize(W) + delta``, and parts of the update below
-        half a step are lost. The original codes and scales are kept for :meth:`unmerge`.
+        Float base: ``W += delta`` in place. 8-bit base: re-quantized on the row's existing
+        grid (the step grows only where the new absmax would not fit), so every merged weight is
+        within half a step (``absmax_row / 254``) of ``dequantize(W) + delta``; the original
+        codes and scales are kept for :meth:`unmerge`.
         """
         if self.merged:
             raise RuntimeError("LoRA layer is already merged")
