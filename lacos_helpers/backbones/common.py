@@ -114,8 +114,6 @@ def finish_load(kind: str, name: str, model, tokenizer, cfg: RunConfig, device, 
         model = model.to(device)
     model.eval()
     tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    dtype = str(model_dtype(model)).replace("torch.", "")
-    log.info("[backbone] %s %s: %s, %.2fM parameters, %s, %s, loaded in %.1fs%s", kind, name,
-             type(model).__name__, count_parameters(model) / 1e6, dtype, device,
-             time.perf_counter() - t0, f"; {extra}" if extra else "")
+    log.info("[backbone] %s %s loaded in %.1fs%s: %s", kind, name, time.perf_counter() - t0,
+             f" ({extra})" if extra else "", describe_backbone(model, tokenizer))
     return model, tokenizer

@@ -25,13 +25,11 @@ from pathlib import Path
 from lacos_helpers.backbones.common import finish_load, log, quiet_transformers
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
 from lacos_helpers.config import GGUF_MODEL, RunConfig
-from lacos_helpers.runtime import atomic_folder, env_flag, native_bf16
+from lacos_helpers.runtime import atomic_folder, cache_dir, env_flag, native_bf16
 
 CONVERTED_MARKER = "lacos_converted.json"
 
-# 2: the tokenizer saved as TokenizersBackend (copies written before tokenize per character
-# under transformers 5.15): part of the cache key, so older copies are not read
-CONVERTED_FORMAT = 2
+CONVERTED_FORMAT = 2  # part of the cache key; 2: the tokenizer saved as TokenizersBackend
 PORTABLE_TOKENIZER_CLASS = "TokenizersBackend"
 # what the saved tokenizer must tokenize as the original: scripts, runs of spaces, a special
 # token's text, digits, the empty string
@@ -73,8 +71,6 @@ def gguf_path(model_id: str | None = None) -> Path:
 def converted_folder(path: Path, dtype) -> Path:
     """Where the converted copy of the GGUF ``path`` in ``dtype`` lives (it may not exist yet)."""
     import transformers
-
-    from lacos_helpers.runtime import cache_dir
 
     stat = path.stat()
     key = json.dumps([path.name, stat.st_size, stat.st_mtime_ns, str(dtype),

@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 
 from lacos_helpers import bloom, runtime
-from lacos_helpers.backbones import RANDOM_WEIGHTS_MARKER
+from lacos_helpers.backbones import RANDOM_WEIGHTS_MARKER as MARKER  # has_random_weights reads it
 from lacos_helpers.memory.step import GB
 
 log = logging.getLogger(__name__)
 
-MARKER = RANDOM_WEIGHTS_MARKER  # backbones.has_random_weights looks for it
 FORMAT = 1  # bump when the written folder changes
 DEFAULT_SHARD_BYTES = 2 * 10**9
 INITIALIZER_RANGE = 0.02

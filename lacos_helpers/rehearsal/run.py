@@ -1,9 +1,8 @@
 """Rehearse BLOOM at the paper's sizes without its weights: point the ``colab`` / ``paper``
 profile at a random checkpoint of the exact architecture (:mod:`.checkpoint`) and run the
 profile's own code, unchanged (8-bit load to adapter reload). Records seconds per step and peak
-memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction.
-
-    python -m lacos_helpers rehearse --shape bloom-7b1 --steps 1 --batch 2 --max-length 16
+memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction
+(``python -m lacos_helpers rehearse``, README).
 """
 
 from __future__ import annotations
