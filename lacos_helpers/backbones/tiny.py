@@ -4,7 +4,6 @@ on the training texts the caller passes (cached by their hash). Seconds, no down
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -62,12 +61,8 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64
     path = folder / "tokenizer.json"
     t0 = time.perf_counter()
     cached = path.is_file()
-    if not cached:
-        tok = train_bytelevel_bpe(texts, vocab_size)
-        write_atomic(path, tok.to_str())  # a concurrent reader never sees half a file
-        (folder / "meta.json").write_text(json.dumps(
-            {"format": _TOKENIZER_FORMAT, "requested_vocab_size": vocab_size,
-             "vocab_size": tok.get_vocab_size(), "n_texts": len(texts)}, indent=1))
+    if not cached:  # written atomically: a concurrent reader never sees half a file
+        write_atomic(path, train_bytelevel_bpe(texts, vocab_size).to_str())
     unk, bos, eos, pad = bloom.SPECIAL_TOKENS
     with quiet_transformers():
         fast = PreTrainedTokenizerFast(
@@ -81,17 +76,16 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int, max_length: int = 64
     return fast
 
 
-def build_tiny_bloom(spec: TinyBloomSpec, vocab_size: int, seed: int = 42,
-                     *, pad_token_id: int = 3, bos_token_id: int = 1, eos_token_id: int = 2):
+def build_tiny_bloom(spec: TinyBloomSpec, vocab_size: int, seed: int = 42, **token_ids: int):
     """A random-init :class:`~transformers.BloomModel` (no LM head) of shape ``spec`` and
-    vocabulary ``vocab_size``. Same seed, same weights; the global RNG is left untouched."""
+    vocabulary ``vocab_size`` (``token_ids``: ``pad_token_id=`` ..., default BLOOM's). Same
+    seed, same weights; the global RNG is left untouched."""
     import torch
     from transformers import BloomModel
 
     config = bloom.bloom_config(
         bloom.BloomShape(spec.hidden_size, spec.n_layer, spec.n_head), vocab_size=int(vocab_size),
-        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-        use_cache=False)
+        use_cache=False, **token_ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with quiet_transformers():

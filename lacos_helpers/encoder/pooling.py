@@ -4,22 +4,16 @@ reduces them to one sentence embedding (``[batch, hidden]``), ignoring the paddi
 which in a decoder have attended to more of the sentence, count more) and ``lasttoken`` (the
 only token that has seen the whole sentence).
 
-Which one LACoS-BLOOM used: the paper's text, as far as this project could check, does not
-state its pooling, so no mode here is "the paper's". The profiles choose for their own reasons:
-``ci`` the plain mean (random tiny model: cheap and padding-proof); ``cpu`` the last token
-(measured best after training on Gemma-3-270M, STS-B en dev 0.828 vs 0.821 for the weighted
-mean, though the worst untrained); ``colab`` / ``paper`` the weighted mean that SGPT recommends
-for decoders (not measured on BLOOM here). Chapter 5 ablates the others.
+The paper's text does not state its pooling. The profiles' choices: ``ci`` the plain mean
+(cheap, padding-proof), ``cpu`` the last token (best after training Gemma-3-270M: STS-B en dev
+0.828 vs 0.821 for the weighted mean), ``colab`` / ``paper`` the weighted mean SGPT recommends
+for decoders. Chapter 5 ablates them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
-
-POOLING_MODES = ("mean", "weightedmean", "lasttoken")
 
 
 def _real_token_mask(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -77,11 +71,12 @@ def last_token_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return hidden[rows, positions.masked_fill(~mask, -1).amax(dim=1)]
 
 
-_POOLERS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+_POOLERS = {
     "mean": mean_pool,
     "weightedmean": weighted_mean_pool,
     "lasttoken": last_token_pool,
 }
+POOLING_MODES = tuple(_POOLERS)
 
 
 def check_pooling(mode: str) -> str:

@@ -91,17 +91,15 @@ def length_groups(lengths: Sequence[int], overhead_tokens: int = GROUP_OVERHEAD_
     """Split sentences into groups of similar length, each padded only to its own longest
     (rounded up to a multiple of ``multiple``): indices into ``lengths`` (every index once),
     groups ordered by length. The split minimises ``padded tokens + overhead_tokens per group``
-    exactly (dynamic programming over the sorted lengths), so ``overhead_tokens=0`` gives one
-    group per distinct padded width and a huge overhead gives one group."""
+    exactly (dynamic programming over the sorted lengths)."""
     if overhead_tokens < 0:
         raise ValueError(f"overhead_tokens must be >= 0, got {overhead_tokens}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    sorted_lengths = [lengths[i] for i in order]
     n = len(order)
     best = [0.0] + [float("inf")] * n  # best[j]: cheapest split of the j shortest
     start = [0] * (n + 1)
     for j in range(1, n + 1):
-        width = padded_width(sorted_lengths[j - 1], multiple)
+        width = padded_width(lengths[order[j - 1]], multiple)
         for i in range(j):
             cost = best[i] + (j - i) * width + overhead_tokens
             if cost < best[j]:
@@ -128,13 +126,11 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 class SiameseEncoder(nn.Module):
     """One shared backbone + pooling: sentences -> embeddings [n, hidden] (float32).
 
-    ``tokenizer`` must have a pad token (:func:`lacos_helpers.backbones.prepare_tokenizer`);
-    either padding side works. Sentences are truncated to ``max_length`` tokens; one that
-    tokenizes to nothing (``""`` without a BOS) gets one BOS token (else EOS, else pad), so every
-    sentence has a finite embedding. ``pooling``: a mode of :mod:`lacos_helpers.encoder.pooling`
-    (the default ``"mean"`` is the simplest, not the paper's). ``cpu_bf16``: see the module
-    docstring; :attr:`compute_dtype` says what this machine does. ``pad_multiple``: every forward
-    call padded to a multiple of that many tokens (the same embeddings; fewer distinct shapes).
+    ``tokenizer`` must have a pad token (:func:`lacos_helpers.backbones.prepare_tokenizer`),
+    either padding side; sentences are truncated to ``max_length`` tokens (:meth:`token_ids`).
+    ``pooling``: a mode of :mod:`lacos_helpers.encoder.pooling`; ``cpu_bf16``: see the module
+    docstring; ``pad_multiple``: every forward call padded to a multiple of that many tokens
+    (the same embeddings; fewer distinct shapes).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "mean",
@@ -208,7 +204,7 @@ class SiameseEncoder(nn.Module):
 
     def token_ids(self, sentences: str | Sequence[str]) -> list[list[int]]:
         """Token ids per sentence (special tokens included), truncated to ``max_length``; an
-        empty result becomes ``[BOS]`` (else EOS, else pad)."""
+        empty result becomes ``[BOS]`` (else EOS, else pad), so every embedding is finite."""
         texts = as_sentence_list(sentences)
         if not texts:
             return []
@@ -258,10 +254,9 @@ class SiameseEncoder(nn.Module):
         return pool(self.hidden_states(input_ids, attention_mask), attention_mask, self.pooling)
 
     def embed(self, sentences: str | Sequence[str], group_by_length: bool = True) -> Tensor:
-        """Sentences -> embeddings [n, d] (float32, not normalized) with grad, in the current
-        training mode: the training path. No sentences -> [0, d]. ``group_by_length``: one
-        forward call per group of similar length (:func:`length_groups`), each padded to its own
-        longest: the same embeddings for fewer padded tokens."""
+        """Sentences -> embeddings [n, d] (float32, not normalized; [0, d] for none) with grad,
+        in the current training mode. ``group_by_length``: one forward call per group of similar
+        length (:func:`length_groups`): the same embeddings for fewer padded tokens."""
         rows = self.token_ids(sentences)
         if not rows:
             return torch.empty(0, self.embedding_dim, device=self.device)

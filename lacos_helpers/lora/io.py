@@ -19,24 +19,22 @@ ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_KEY_PREFIX = "base_model.model."
 
 
+def _peft_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The live LoRA weights under peft's saved names:
+    ``base_model.model.<module path>.lora_A.weight`` (r, in) and ``...lora_B.weight`` (out, r)."""
+    return {f"{PEFT_KEY_PREFIX}{name}.{part}.weight": getattr(layer, part).weight
+            for name, layer in _require_lora(model).items() for part in LORA_PARAMETER_NAMES}
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter weights under peft's saved names:
-    ``base_model.model.<module path>.lora_A.weight`` (r, in) and ``...lora_B.weight``
-    (out, r); detached, contiguous, on the CPU."""
-    state = {}
-    for name, layer in _require_lora(model).items():
-        for part in LORA_PARAMETER_NAMES:
-            weight = getattr(layer, part).weight
-            state[f"{PEFT_KEY_PREFIX}{name}.{part}.weight"] = weight.detach().cpu().contiguous()
-    return state
+    """The adapter weights under peft's saved names, detached, contiguous, on the CPU."""
+    return {key: weight.detach().cpu().contiguous() for key, weight in _peft_weights(model).items()}
 
 
 def set_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy adapter weights named as by :func:`lora_state_dict` into the model's LoRA layers.
     Every LoRA weight must be given exactly once, with the right shape."""
-    layers = _require_lora(model)
-    expected = {f"{PEFT_KEY_PREFIX}{name}.{part}.weight": getattr(layer, part).weight
-                for name, layer in layers.items() for part in LORA_PARAMETER_NAMES}
+    expected = _peft_weights(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -101,30 +99,23 @@ def _read_adapter_config(folder: Path) -> dict:
     config = json.loads(config_path.read_text())
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{config_path}: peft_type {config.get('peft_type')!r}, expected 'LORA'")
-    unsupported = {"bias": config.get("bias", "none") != "none",
-                   "use_dora": bool(config.get("use_dora")),
-                   "use_rslora": bool(config.get("use_rslora")),
-                   "fan_in_fan_out": bool(config.get("fan_in_fan_out")),
-                   "rank_pattern": bool(config.get("rank_pattern")),
-                   "alpha_pattern": bool(config.get("alpha_pattern")),
-                   "modules_to_save": bool(config.get("modules_to_save")),
-                   "target_modules as a regular expression":
-                       isinstance(config.get("target_modules"), str)}
-    used = sorted(k for k, v in unsupported.items() if v)
+    used = [key for key in ("use_dora", "use_rslora", "fan_in_fan_out", "rank_pattern",
+                            "alpha_pattern", "modules_to_save") if config.get(key)]
+    if config.get("bias", "none") != "none":
+        used.append("bias")
+    if isinstance(config.get("target_modules"), str):
+        used.append("target_modules as a regular expression")
     if used:
-        raise ValueError(f"{config_path}: LoRA options not supported here: {used} "
+        raise ValueError(f"{config_path}: LoRA options not supported here: {sorted(used)} "
                          "(plain LoRA with a list of target_modules only; load this adapter "
                          "with peft)")
     return config
 
 
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a LoRA adapter saved by :func:`save_adapter` or by peft's ``save_pretrained``.
-
-    A model without LoRA layers gets them first (:func:`inject_lora` with the adapter's r,
-    lora_alpha, target_modules, lora_dropout); a model with LoRA must have the same settings.
-    Raises a clear error for other peft types or options (DoRA, rsLoRA, bias, rank patterns).
-    """
+    """Load a LoRA adapter saved by :func:`save_adapter` or by peft's ``save_pretrained``. A
+    model without LoRA layers gets them first (:func:`inject_lora` with the adapter's settings);
+    a model with LoRA must have the same settings. Other peft types or options are an error."""
     from safetensors.torch import load_file
 
     folder = Path(path)

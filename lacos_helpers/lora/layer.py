@@ -7,9 +7,8 @@ A frozen linear layer ``y = W x + b`` (``W``: (out, in)) gets a trainable low-ra
 ``A`` starts Kaiming-uniform (``a = sqrt(5)``, as ``nn.Linear`` and peft), ``B`` starts at zero,
 so an injected model computes exactly what the base model computes until training moves ``B``.
 The base layer may be a float ``nn.Linear``, the package's 8-bit
-:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt``; merging into
-an 8-bit base is exact only up to re-quantization (:meth:`LoRALinear.merge`), and
-:meth:`LoRALinear.unmerge` restores its codes and scales bit for bit.
+:class:`~lacos_helpers.quantization.Int8Linear` or bitsandbytes' ``Linear8bitLt`` (merging into
+an 8-bit base re-quantizes: :meth:`LoRALinear.merge`).
 """
 
 from __future__ import annotations
@@ -26,39 +25,27 @@ from lacos_helpers.quantization import Int8Linear, bnb, eight_bit_backend, is_8b
 LORA_PARAMETER_NAMES = ("lora_A", "lora_B")
 
 
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"lora alpha must be a number, got {type(alpha).__name__}")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"lora alpha must be positive and finite, got {alpha}")
-    return alpha
-
-
-def _check_dropout(dropout) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-        raise TypeError(f"lora dropout must be a number, got {type(dropout).__name__}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"lora dropout must be in [0, 1), got {dropout}")
-    return float(dropout)
+def _check_number(value, what: str, valid, wanted: str):
+    """``value`` if it is a real number (not a bool) for which ``valid(value)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"lora {what} must be a number, got {type(value).__name__}")
+    if not valid(value):
+        raise ValueError(f"lora {what} must be {wanted}, got {value}")
+    return value
 
 
 def is_linear(module: nn.Module) -> bool:
     """Whether ``module`` is a linear layer LoRA can wrap: ``nn.Linear`` (incl. bitsandbytes'
     ``Linear8bitLt``) or :class:`~lacos_helpers.quantization.Int8Linear`."""
-    return isinstance(module, (nn.Linear, Int8Linear)) and not isinstance(
-        module, LoRALinear)
+    return isinstance(module, (nn.Linear, Int8Linear))
 
 
 class LoRALinear(nn.Module):
-    """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer.
-
-    ``base`` (kept as ``base_layer``, frozen): ``nn.Linear``,
-    :class:`~lacos_helpers.quantization.Int8Linear` or ``bitsandbytes.nn.Linear8bitLt``; ``r``:
-    rank; ``alpha``: scaling numerator (``scaling = alpha / r``); ``dropout``: probability in
-    [0, 1) on the input of ``lora_A`` only. ``lora_A`` = ``nn.Linear(in, r, bias=False)`` and
-    ``lora_B`` = ``nn.Linear(r, out, bias=False)`` live on the base weight's device, in its dtype
-    when that is a float dtype and in float32 for 8-bit bases (as peft). Input (..., in) ->
-    output (..., out) in the dtype of ``base(x)``.
+    """``base(x) + (alpha / r) * lora_B(lora_A(dropout(x)))`` around a frozen linear layer
+    ``base`` (kept as ``base_layer``; the module docstring lists the types), ``dropout`` on the
+    input of ``lora_A`` only. ``lora_A`` and ``lora_B`` (bias-free ``nn.Linear``) live on the
+    base weight's device, in its dtype when that is a float dtype, else in float32 (as peft).
+    (..., in) -> (..., out) in the dtype of ``base(x)``.
     """
 
     def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0):
@@ -69,8 +56,9 @@ class LoRALinear(nn.Module):
             raise TypeError(f"LoRALinear wraps nn.Linear, Int8Linear or Linear8bitLt, got "
                             f"{type(base).__name__}")
         self.r = check_int(r, "LoRA rank r")
-        self.alpha = _check_alpha(alpha)
-        self.dropout_p = _check_dropout(dropout)
+        self.alpha = _check_number(alpha, "alpha", lambda a: math.isfinite(a) and a > 0,
+                                   "positive and finite")
+        self.dropout_p = float(_check_number(dropout, "dropout", lambda p: 0 <= p < 1, "in [0, 1)"))
         self.scaling = self.alpha / self.r
         self.in_features, self.out_features = base.in_features, base.out_features
         for param in base.parameters():
@@ -106,11 +94,10 @@ class LoRALinear(nn.Module):
     def merge(self) -> None:
         """Fold the update into the base weight (inference: one matmul instead of three).
 
-        Float base: ``W += delta`` in place. 8-bit base: the int8 codes become
-        ``round((dequantize(W) + delta) / step)`` on the row's existing grid (the step grows
-        only for a row whose new absmax would not fit), so every merged weight is within half a
-        step (``absmax_row / 254``) of ``dequantize(W) + delta``, and parts of the update below
-        half a step are lost. The original codes and scales are kept for :meth:`unmerge`.
+        Float base: ``W += delta`` in place. 8-bit base: re-quantized on the row's existing
+        grid (the step grows only where the new absmax would not fit), so every merged weight is
+        within half a step (``absmax_row / 254``) of ``dequantize(W) + delta``; the original
+        codes and scales are kept for :meth:`unmerge`.
         """
         if self.merged:
             raise RuntimeError("LoRA layer is already merged")

@@ -37,12 +37,6 @@ def normalize_targets(target_modules) -> tuple[str, ...]:
     return targets
 
 
-def _base_model_name(model: nn.Module) -> str | None:
-    config = getattr(model, "config", None)
-    name = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
-    return str(name) if name else None
-
-
 def _matching_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
     """Modules whose name ends with a target (``query_key_value``, ``mlp.dense_4h_to_h``)."""
     matches = [(name, module) for name, module in model.named_modules()
@@ -64,12 +58,8 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
     """Wrap every linear layer whose name ends with one of ``target_modules`` (its last
     component, or a dotted suffix such as ``self_attention.dense``: peft's rule) in a
     :class:`LoRALinear` (in place) and freeze every other parameter; the settings are
-    recorded in ``model.lacos_lora`` (used by :func:`save_adapter`). Default target: BLOOM's
-    fused ``query_key_value``.
-
-    Raises ValueError for an unknown target (the message lists the model's linear layer
-    names), a bad ``r`` / ``alpha`` / ``dropout`` or a model that already has LoRA layers;
-    TypeError for a target that is not a linear layer.
+    recorded in ``model.lacos_lora`` (for :func:`save_adapter`). An unknown target is a
+    ValueError listing the model's linear layers; a target that is not linear, a TypeError.
     """
     if lora_layers(model) or hasattr(model, "lacos_lora"):
         raise ValueError("model already has LoRA layers: inject once (remove_lora() first to "
@@ -82,10 +72,12 @@ def inject_lora(model: nn.Module, target_modules: Iterable[str] | str = bloom.LO
         replace_submodule(model, name, layer)
     for name, param in model.named_parameters():
         param.requires_grad_(_is_lora_parameter(name))
+    config = getattr(model, "config", None)
+    base = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     model.lacos_lora = {"r": layer.r, "lora_alpha": layer.alpha, "lora_dropout": layer.dropout_p,
                         "target_modules": list(targets),
                         "modules": [name for name, _ in matches],
-                        "base_model_name_or_path": _base_model_name(model)}
+                        "base_model_name_or_path": str(base) if base else None}
     return model
 
 
@@ -129,21 +121,17 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
 
 def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = False,
                               upcast_frozen: bool = True) -> nn.Module:
-    """What matters of peft's ``prepare_model_for_kbit_training``, before or after injection:
+    """What matters of peft's ``prepare_model_for_kbit_training``, in place, before or after
+    injection:
 
-    1. freeze every parameter except the LoRA weights (``lora_A`` / ``lora_B``);
-    2. cast float16 / bfloat16 parameters to float32 (8-bit weights are untouched): with
-       ``upcast_frozen`` (peft's recipe) all of them; without it (the lean recipe) all but the
-       input embedding matrix (250,880 x h at BLOOM: +2 GB in float32 at 7b1), which keeps its
-       16 bits while its *output* is cast to float32: the same numbers, half the memory;
-    3. make the input embeddings' output require grad (gradients reach the adapters under
-       re-entrant checkpointing too);
-    4. if ``gradient_checkpointing``: ``gradient_checkpointing_enable`` (takes effect in
-       ``model.train()``), re-entrant when the model has bitsandbytes 8-bit layers (their matmul
-       keeps its input in the autograd context, out of reach of non-re-entrant checkpointing's
-       saved-tensor hooks: 9.6 GB instead of 3.3 GB measured at BLOOM-560m), else non-re-entrant.
-
-    Returns the model (changed in place).
+    1. freeze every parameter except the LoRA weights;
+    2. cast float16 / bfloat16 parameters to float32: all with ``upcast_frozen`` (peft's
+       recipe), else all but the input embeddings (the lean recipe: +2 GB saved at BLOOM-7b1;
+       their *output* is cast instead: the same numbers);
+    3. make the input embeddings' output require grad (for re-entrant checkpointing);
+    4. with ``gradient_checkpointing``, enable it: re-entrant when the model has bitsandbytes
+       layers (their matmul keeps its input out of reach of non-re-entrant checkpointing's
+       saved-tensor hooks: 9.6 GB instead of 3.3 GB at BLOOM-560m), else non-re-entrant.
     """
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     kept_16bit = set() if upcast_frozen or embeddings is None else \

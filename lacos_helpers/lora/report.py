@@ -4,6 +4,7 @@ public BLOOM checkpoints versus rank."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import torch
 from torch import nn
@@ -16,11 +17,8 @@ from lacos_helpers.quantization import Int8Linear
 
 def _stored_weights(model: nn.Module) -> list[torch.Tensor]:
     """Parameters plus Int8Linear's int8 weights (buffers), each tensor once."""
-    tensors = {id(p): p for p in model.parameters()}
-    for module in model.modules():
-        if isinstance(module, Int8Linear):
-            tensors.setdefault(id(module.weight), module.weight)
-    return list(tensors.values())
+    int8 = (m.weight for m in model.modules() if isinstance(m, Int8Linear))
+    return list({id(t): t for t in chain(model.parameters(), int8)}.values())
 
 
 def trainable_report(model: nn.Module) -> dict:

@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 
 from lacos_helpers import bloom, runtime
-from lacos_helpers.backbones import RANDOM_WEIGHTS_MARKER
+from lacos_helpers.backbones import RANDOM_WEIGHTS_MARKER as MARKER  # has_random_weights reads it
 from lacos_helpers.memory.step import GB
 
 log = logging.getLogger(__name__)
 
-MARKER = RANDOM_WEIGHTS_MARKER  # backbones.has_random_weights looks for it
 FORMAT = 1  # bump when the written folder changes
 DEFAULT_SHARD_BYTES = 2 * 10**9
 INITIALIZER_RANGE = 0.02
@@ -49,14 +48,17 @@ def _tensor(name: str, shape: torch.Size, dtype: torch.dtype, generator) -> torc
     return torch.empty(shape, dtype=dtype).normal_(0.0, INITIALIZER_RANGE, generator=generator)
 
 
-def folder_for(shape: bloom.BloomShape, vocab_size: int, dtype: torch.dtype, seed: int) -> Path:
+def folder_for(shape: bloom.BloomShape, vocab_size: int = bloom.VOCAB_SIZE,
+               dtype: torch.dtype = torch.float16, seed: int = 0) -> Path:
     """``<cache>/rehearsal/bloom-h<h>-l<L>-a<heads>-v<V>-<dtype>-s<seed>``."""
     tag = (f"bloom-h{shape.hidden_size}-l{shape.n_layer}-a{shape.n_head}-v{vocab_size}-"
            f"{str(dtype).replace('torch.', '')}-s{seed}")
     return runtime.cache_dir() / "rehearsal" / tag
 
 
-def marker(shape: bloom.BloomShape, vocab_size: int, dtype: torch.dtype, seed: int) -> dict:
+def marker(shape: bloom.BloomShape, vocab_size: int = bloom.VOCAB_SIZE,
+           dtype: torch.dtype = torch.float16, seed: int = 0) -> dict:
+    """The settings :data:`MARKER` records (defaults: :func:`write_random_bloom`'s)."""
     return {"format": FORMAT, "shape": list(shape), "vocab_size": vocab_size,
             "dtype": str(dtype), "seed": seed}
 

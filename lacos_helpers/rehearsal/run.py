@@ -1,27 +1,21 @@
 """Rehearse BLOOM at the paper's sizes without its weights: point the ``colab`` / ``paper``
 profile at a random checkpoint of the exact architecture (:mod:`.checkpoint`) and run the
 profile's own code, unchanged (8-bit load to adapter reload). Records seconds per step and peak
-memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction.
-
-    python -m lacos_helpers rehearse --shape bloom-7b1 --steps 1 --batch 2 --max-length 16
+memory (CPU: anonymous RSS; GPU: CUDA allocations) beside the memory model's prediction
+(``python -m lacos_helpers rehearse``, README).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from lacos_helpers import bloom, config, data, lora, memory, runtime, training
 from lacos_helpers.memory.measure import PeakMemory, gb, process_memory
 from lacos_helpers.rehearsal.checkpoint import folder_for, is_complete, marker, write_random_bloom
-
-log = logging.getLogger(__name__)
 
 BACKENDS = ("bitsandbytes", "lacos")
 PROBE = ["A man is playing a guitar.", "Ein Mann spielt Gitarre.", "Dogs run in the park."]
@@ -116,8 +110,8 @@ def _ensure_checkpoint(shape: bloom.BloomShape, texts: list[str]) -> Path:
     leaves freed buffers in this process's heap, which would blur the measurement."""
     import multiprocessing
 
-    folder = folder_for(shape, bloom.VOCAB_SIZE, torch.float16, 0)  # write_random_bloom's defaults
-    if not checkpoint_is_complete(folder, shape):
+    folder = folder_for(shape)
+    if not is_complete(folder, marker(shape)):
         child = multiprocessing.get_context("spawn").Process(
             target=write_random_bloom, args=(folder, tuple(shape)),
             kwargs={"tokenizer_texts": texts})
@@ -127,10 +121,6 @@ def _ensure_checkpoint(shape: bloom.BloomShape, texts: list[str]) -> Path:
             raise RuntimeError(f"writing the random checkpoint of {shape} failed "
                                f"(exit code {child.exitcode})")
     return folder
-
-
-def checkpoint_is_complete(folder: Path, shape: bloom.BloomShape) -> bool:
-    return is_complete(folder, marker(shape, bloom.VOCAB_SIZE, torch.float16, 0))
 
 
 def summary_line(record: dict) -> str:
@@ -170,14 +160,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.recipe is None:
-        args.recipe = [config.load_profile(args.profile).quant.preparation]
-    if len(args.recipe) > 1:
-        records = _records_of_each_recipe(args)
+    recipes = args.recipe or [config.load_profile(args.profile).quant.preparation]
+    recipes = list(dict.fromkeys(recipes))  # "--recipe lean lean" is one run
+    if len(recipes) > 1:
+        records = _records_of_each_recipe(args, recipes)
     else:
         records = [rehearse(args.shape, steps=args.steps, batch=args.batch,
                             max_length=args.max_length, backend=args.backend,
-                            recipe=args.recipe[0], checkpointing=not args.no_checkpointing,
+                            recipe=recipes[0], checkpointing=not args.no_checkpointing,
                             profile=args.profile, device=args.device)]
         print(json.dumps(records[0]))
     if args.json:
@@ -192,7 +182,7 @@ def run(args) -> int:
     return 0
 
 
-def _records_of_each_recipe(args) -> list[dict]:
+def _records_of_each_recipe(args, recipes: list[str]) -> list[dict]:
     """One process per recipe: a clean measurement each."""
     import subprocess
     import sys
@@ -200,7 +190,7 @@ def _records_of_each_recipe(args) -> list[dict]:
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "records.jsonl"
-        for recipe in dict.fromkeys(args.recipe):
+        for recipe in recipes:
             cmd = [sys.executable, "-m", "lacos_helpers", "rehearse", "--shape", args.shape,
                    "--steps", str(args.steps), "--batch", str(args.batch), "--max-length",
                    str(args.max_length), "--backend", args.backend, "--recipe", recipe,

@@ -58,10 +58,7 @@ def mnr_loss(anchor: Tensor, positive: Tensor, hard_negative: Tensor | None = No
     """MNR loss (scalar, float32) of raw embeddings: ``anchor`` and ``positive`` [b, d] (row i of
     each is a pair), ``hard_negative`` [m, d] (any m; usually row i is anchor i's contradiction)
     extra candidates for every anchor. Cosine similarity times ``scale`` is computed here.
-
-    Errors: mismatched shapes, non-2-D or non-finite embeddings, ``scale <= 0``, and fewer than
-    two candidates per anchor (a batch of one pair without hard negatives: the loss is 0 and
-    teaches nothing)."""
+    Needs at least two candidates per anchor (one pair alone has no negative)."""
     _check_embeddings("anchor", anchor)
     _check_embeddings("positive", positive, anchor.shape[1])
     if positive.shape[0] != anchor.shape[0]:

@@ -2,33 +2,24 @@
 ``CachedMultipleNegativesRankingLoss``: :class:`MNRLoss` returns a loss tensor and the trainer
 only calls ``backward`` on it, whatever the options.
 
-``MNRLoss()``: plain MNR, the batch embedded in one forward pass with its graph.
-``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), exactly the gradients of plain MNR
-for a batch larger than fits in memory (accumulating micro-batches would give each anchor only
-the negatives of its own micro-batch). It splits the *encoder* work in chunks of ``k`` triplets:
+``MNRLoss(mini_batch_size=k)``: GradCache (Gao et al. 2021), plain MNR's exact gradients for a
+batch larger than fits in memory, the encoder's work in chunks of ``k`` triplets: (1) embed every
+chunk without an autograd graph (``[roles, b, d]``; roles: anchor, positive, hard negative);
+(2) the loss of the whole batch from those embeddings made leaves, and its gradient per
+embedding; (3) when the loss is back-propagated (a hook), embed each chunk again with its graph
+(replaying step 1's random numbers) and back-propagate its cached gradient times the incoming
+one. Peak memory: one chunk's; price: one extra forward pass.
 
-1. embed every chunk **without** an autograd graph and keep the embeddings ``[roles, b, d]``
-   (roles: anchor, positive, hard negative);
-2. compute the loss on the full ``b x roles*b`` similarity matrix from those embeddings made
-   leaves, and its gradient with respect to every embedding (cheap: ``roles x b x d`` numbers);
-3. when the returned loss is back-propagated (a hook on it), embed each chunk again **with** its
-   graph and back-propagate the cached gradient of its embeddings times the incoming gradient
-   (the trainer's accumulation and loss scale), one chunk at a time.
-
-By the chain rule the gradients are plain MNR's; the peak memory is one chunk's; the price is one
-extra forward pass. Step 3 replays step 1's random numbers (LoRA dropout) from saved RNG states.
-
-``MNRLoss(gather=...)`` (``gather_across_devices``): the embeddings of every data-parallel process
-are gathered before the loss (:func:`lacos_helpers.training.distributed.all_gather_with_grad`);
-every process computes the loss of the whole batch and back-propagates into its own shard, so the
-processes' gradients are **summed** (:attr:`MNRLoss.gradient_reduction`). Grouping by role
-(``[roles, b, d]``) keeps every positive and hard negative in its column when shards are joined.
+``MNRLoss(gather=...)``: the embeddings of every data-parallel process are gathered (by role, so
+every positive and hard negative keeps its column) before the loss
+(:func:`lacos_helpers.training.distributed.all_gather_with_grad`); each process back-propagates
+the whole batch's loss into its own shard, so the gradients are **summed**
+(:attr:`MNRLoss.gradient_reduction`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -36,8 +27,6 @@ from torch import Tensor
 
 from lacos_helpers.checks import check_int
 from lacos_helpers.encoder.losses.mnr import mnr_loss
-
-log = logging.getLogger(__name__)
 
 # gather(local [roles, s, d]) -> (global [roles, B, d], slice of the batch dimension that is
 # the local shard). One process: the identity.
@@ -100,21 +89,16 @@ def chunked(batch: Sequence, chunk_size: int) -> list[Sequence]:
 
 
 class MNRLoss:
-    """MNR of a batch of triplets, called ``loss(encoder, batch, train)`` -> a scalar tensor
-    whose ``backward()`` accumulates the gradients into the encoder's trainable parameters
-    (``train``: a ``TrainConfig``: ``scale``, ``symmetric``, ``hard_negatives``).
-    ``mini_batch_size``: GradCache chunks of that many triplets (None, or a batch that fits in
-    one chunk: one forward pass with its graph). ``gather``: the processes' embeddings gathered
-    before the loss (:data:`Gather`; None: one process). A non-finite loss (any process's
-    embeddings not finite) is returned as NaN with nothing to back-propagate (the trainer
-    stops)."""
+    """``loss(encoder, batch, train)`` -> a scalar tensor whose ``backward()`` accumulates the
+    gradients into the encoder's trainable parameters (``train``: a ``TrainConfig``: ``scale``,
+    ``symmetric``, ``hard_negatives``). ``mini_batch_size``: GradCache chunks (None: one forward
+    pass with its graph); ``gather``: a :data:`Gather` (None: one process). Non-finite
+    embeddings give a NaN loss with nothing to back-propagate (the trainer stops)."""
 
     def __init__(self, mini_batch_size: int | None = None, gather: Gather | None = None):
         self.mini_batch_size = check_int(mini_batch_size, "cache_chunk", allow_none=True,
                                          why="triplets per GradCache chunk")
         self.gather = gather or no_gather
-        # Across processes every process computes the loss of the whole gathered batch and
-        # back-propagates into its own shard only: the processes' gradients must be summed.
         self.gradient_reduction = "mean" if gather is None else "sum"
 
     def __repr__(self) -> str:
@@ -142,8 +126,7 @@ class MNRLoss:
     def loss_and_backward(self, encoder, batch: Sequence, train,
                           backward: Callable[[Tensor], None] = Tensor.backward,
                           forward_context: Callable = contextlib.nullcontext) -> float:
-        """``backward(loss)`` when finite; returns the loss (the 0.2 objectives' method, kept
-        for the notebooks)."""
+        """``backward(loss)`` when finite; returns the loss."""
         loss = self(encoder, batch, train, forward_context)
         if torch.isfinite(loss):
             backward(loss)
