@@ -201,14 +201,12 @@ class RunConfig:
         """A copy with ``overrides``: top-level fields (``seed=1``) or sections given as a
         dict of their fields (``train={"steps": 5}``, applied on top of the current section) or
         as a section instance. Unknown names are a ``TypeError`` listing the valid ones."""
-        changes: dict[str, Any] = {}
-        valid = {f.name for f in dataclasses.fields(self)}
-        for key, value in overrides.items():
-            if key not in valid:
-                raise TypeError(f"unknown configuration field {key!r}; valid: {sorted(valid)}")
-            if key in SECTIONS and isinstance(value, Mapping):
-                value = _replace_section(getattr(self, key), key, value)
-            changes[key] = value
+        sections = {k: v for k, v in overrides.items() if k in SECTIONS and isinstance(v, Mapping)}
+        changes = _converted(RunConfig, {k: v for k, v in overrides.items() if k not in sections},
+                             "configuration", TypeError)
+        for key, values in sections.items():
+            changes[key] = dataclasses.replace(getattr(self, key),
+                                               **_converted(SECTIONS[key], values, key, TypeError))
         return dataclasses.replace(self, **changes)
 
     def replace_paths(self, values: Mapping[str, Any]) -> RunConfig:
@@ -318,16 +316,20 @@ def _jsonable(value):
     return value
 
 
+def _converted(cls, values: Mapping, where: str, error: type[Exception] = ValueError) -> dict:
+    """``values`` as the annotated types of ``cls``'s fields; a name that is not a field is an
+    ``error`` listing the valid ones."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise error(f"unknown {where} field(s) {unknown}; valid: {sorted(hints)}")
+    return {key: _convert(hints[key], value, f"{where}.{key}") for key, value in values.items()}
+
+
 def _from_dict(cls, data: Mapping, where: str):
     if not isinstance(data, Mapping):
         raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(names)}")
-    return cls(**{key: _convert(hints[key], value, f"{where}.{key}")
-                  for key, value in data.items()})
+    return cls(**_converted(cls, data, where))
 
 
 def _convert(hint, value, where: str):
@@ -344,16 +346,6 @@ def _convert(hint, value, where: str):
         if typing.get_origin(candidate) is tuple:
             return tuple(value)
     return value
-
-
-def _replace_section(section, name: str, values: Mapping):
-    valid = {f.name for f in dataclasses.fields(section)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise TypeError(f"unknown {name} field(s) {unknown}; valid: {sorted(valid)}")
-    hints = typing.get_type_hints(type(section))
-    return dataclasses.replace(section, **{k: _convert(hints[k], v, f"{name}.{k}")
-                                           for k, v in values.items()})
 
 
 def _recipe_fields(obj, prefix: str = ""):

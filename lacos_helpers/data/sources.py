@@ -72,9 +72,7 @@ def requested_source(source: str | None = None, policy: DataPolicy | None = None
         return check_choice(source, ("auto", *SOURCES), "data source")
     env = os.environ.get(SOURCE_ENV, "").strip().lower()
     if env:
-        if env not in ("auto", *SOURCES):
-            raise ValueError(f"{SOURCE_ENV}={env!r}: valid values are auto, {', '.join(SOURCES)}")
-        return env
+        return check_choice(env, ("auto", *SOURCES), SOURCE_ENV)
     return (policy or _policy).source
 
 

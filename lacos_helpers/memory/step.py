@@ -255,7 +255,7 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
     ("cpu" or "cuda")."""
     from lacos_helpers.lora.report import lora_param_count
 
-    s = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
+    s = bloom.shape(shape)
     h, L = s.hidden_size, s.n_layer
     counts = bloom.param_count(h, L, vocab_size)
     embeddings, small_float = counts["embeddings"], counts["other"] - counts["embeddings"]

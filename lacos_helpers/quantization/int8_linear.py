@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lacos_helpers.checks import check_choice
+from lacos_helpers.config import QUANT_COMPUTES as INT8_COMPUTE
+
 DEFAULT_THRESHOLD = 6.0
 
 
@@ -151,9 +154,6 @@ class _DequantLinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias
 
 
-INT8_COMPUTE = ("int8", "dequantize")
-
-
 class Int8Linear(nn.Module):
     """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
 
@@ -179,8 +179,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0 (0 disables outliers), got {threshold}")
-        if compute not in INT8_COMPUTE:
-            raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+        check_choice(compute, INT8_COMPUTE, "compute")
         self.in_features, self.out_features = in_features, out_features
         self.threshold = float(threshold)
         self.compute = compute
