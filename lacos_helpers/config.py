@@ -471,11 +471,10 @@ def load_profile(name: str | None = None, **overrides) -> RunConfig:
     if env_model and cfg.model.kind == "hub":
         cfg = cfg.replace(model={"model_id": env_model})
     env_overrides = environment_overrides()
-    if env_overrides:
-        try:
-            cfg = cfg.replace_paths(env_overrides)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{OVERRIDES_VAR}: {exc}") from exc
+    try:
+        cfg = cfg.replace_paths(env_overrides)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{OVERRIDES_VAR}: {exc}") from exc
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -493,7 +492,7 @@ def environment_overrides() -> dict[str, Any]:
         values = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{OVERRIDES_VAR} is not valid JSON ({exc}): {text!r}") from exc
-    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+    if not isinstance(values, dict):  # (JSON object keys are always strings)
         raise ValueError(f"{OVERRIDES_VAR} must be a JSON object of dotted paths, e.g. "
                          f'{{"train.steps": 4}}; got {text!r}')
     return values

@@ -51,8 +51,6 @@ def _read_table(path: Path, delimiter: str, columns: tuple[str, ...],
                 **fmt) -> list[tuple[int, tuple]]:
     """(line, values of ``columns``) per row of a file with a header (a value is None where
     the row is short); a header without ``columns`` is a :class:`DataFileError`."""
-    if not path.is_file():
-        raise FileNotFoundError(f"NLI file not found: {path}")
     records = sources.read_records(path, delimiter, **fmt)
     header = next(records, (1, []))[1]
     index = {name: i for i, name in enumerate(header)}  # a repeated name: the last one

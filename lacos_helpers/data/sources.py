@@ -146,6 +146,8 @@ def read_records(path: Path, delimiter: str = ",", columns: int | None = None,
     over several lines without ``columns`` fields (an unclosed quote; None: as many as the
     first record, the header) is a :class:`DataFileError` naming the file and line."""
     kind = "TSV" if delimiter == "\t" else "CSV"
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, **fmt)
         line = 1

@@ -40,8 +40,6 @@ def _parse_sts_row(row: Sequence) -> Raw:
 
 def _read_sts_file(path: Path) -> list[Raw]:
     """Rows of an STS-B CSV (no header); skipped rows are counted and logged with their line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"STS file not found: {path}")
     rows = sources.read_records(path, ",", columns=3)
     return sources.located_records(path, ((line, _parse_sts_row(row)) for line, row in rows))
 

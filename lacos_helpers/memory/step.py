@@ -255,14 +255,13 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
     cpu = device == "cpu"
     q = cfg.quant
     lean = q.preparation == "lean"
-    eight_bit = q.backend != "none"
     loaded_16bit = q.load_in_8bit or cfg.model.dtype in ("float16", "bfloat16")
     # bitsandbytes on a CPU leaves the float16 tensors memory-mapped (not anonymous)
     mapped = cpu and q.load_in_8bit and q.backend == "bitsandbytes"
     stored = 2 if loaded_16bit else 4
-    if not eight_bit:
+    if q.backend == "none":  # the linear weights stay float, stored like the embeddings
         weights_int8 = scales = 0.0
-        embeddings, small_float = counts["total"] - small_float, small_float
+        embeddings = counts["total"] - small_float
     else:
         weights_int8, scales = counts["linear_weights"], 4 * counts["linear_rows"]
     if lean:

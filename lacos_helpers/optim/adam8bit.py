@@ -72,9 +72,8 @@ def _check_group(group: dict) -> None:
                                "min_8bit_size") if key not in group]
     if missing:
         raise ValueError(f"param group lacks Adam8bit settings {missing}")
-    group["lr"] = _check_real("lr", group["lr"], 0.0)
-    group["eps"] = _check_real("eps", group["eps"], 0.0)
-    group["weight_decay"] = _check_real("weight_decay", group["weight_decay"], 0.0)
+    for key in ("lr", "eps", "weight_decay"):
+        group[key] = _check_real(key, group[key], 0.0)
     betas = group["betas"]
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
