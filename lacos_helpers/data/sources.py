@@ -6,9 +6,6 @@ session's :class:`DataPolicy` (:func:`set_policy`, from the profile). ``auto`` t
 folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the generated
 dataset with a warning (a profile that trains on real data only refuses it unless it is asked
 for by name). A Hub that fails is an error, never a quiet switch to generated sentences.
-
-A local file that is not UTF-8 or cannot be parsed is a :class:`DataFileError` naming the file
-and line (:func:`read_records`); a Hub ``datasets.Dataset`` is read column-wise (:func:`hub_table`).
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ Quantization", arXiv:2110.02861): :class:`Adam8bit` re-implements ``bitsandbytes
 moments live in 8 bits between steps, about 2 bytes per trainable parameter instead of 8:
 
 * first moment ``m``: signed dynamic map; second moment ``v``: unsigned dynamic map
-  (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]);
-* blocks of 256 elements, one float32 ``absmax`` per block and moment;
-* tensors with fewer than ``min_8bit_size`` (4096) elements keep float32 moments;
+  (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]); blocks of 256, one
+  float32 ``absmax`` per block; tensors under ``min_8bit_size`` (4096) keep float32 moments;
 * each step: dequantize -> Adam update in float32 from the *fresh* moments -> requantize, so
   quantization error only reaches the next step (the first step equals fp32 Adam's);
 * weight decay is *decoupled* (AdamW form), as in every bitsandbytes backend for its
@@ -245,15 +244,14 @@ class Adam8bit(torch.optim.Optimizer):
         for group in self.param_groups:
             _check_group(group)
         saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        current = chain.from_iterable(g["params"] for g in self.param_groups)
-        param_of_id = dict(zip(saved_ids, current))
+        current = ((p, g) for g in self.param_groups for p in g["params"])
+        target_of_id = dict(zip(saved_ids, current))  # saved id -> (param, its group)
         for key, saved in state_dict["state"].items():
-            if key not in param_of_id:
+            if key not in target_of_id:
                 raise ValueError(f"saved state for parameter id {key!r}, which is in no "
                                  f"saved param group")
-            param = param_of_id[key]
-            block_size = self._group_of(param)["block_size"]
-            self.state[param] = _restored_state(saved, param, block_size, key)
+            param, group = target_of_id[key]
+            self.state[param] = _restored_state(saved, param, group["block_size"], key)
 
 
 def _float32_flat(param: torch.Tensor) -> tuple[torch.Tensor, bool]:
