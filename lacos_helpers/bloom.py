@@ -42,10 +42,12 @@ LORA_TARGETS = ("query_key_value",)  # the fused attention projection (LACoS-BLO
 ALL_LINEARS = tuple(LINEAR_SHAPES)
 
 
-def shape(size: str) -> BloomShape:
-    """The shape of ``size`` (``"560m"`` or ``"bloom-560m"`` ...); unknown sizes are an error
-    that lists the known ones."""
-    key = size.removeprefix("bigscience/").removeprefix("bloom-") if isinstance(size, str) else size
+def shape(size: str | tuple[int, int, int]) -> BloomShape:
+    """The shape of a public ``size`` (``"560m"`` or ``"bloom-560m"`` ...; unknown sizes are an
+    error that lists the known ones), or of any ``(hidden_size, n_layer, n_head)``."""
+    if not isinstance(size, str):
+        return BloomShape(*size)
+    key = size.removeprefix("bigscience/").removeprefix("bloom-")
     if key not in SHAPES:
         raise ValueError(f"unknown BLOOM size {size!r}; known: {tuple(SHAPES)}")
     return SHAPES[key]
@@ -84,7 +86,7 @@ def bloom_config(size_or_shape: str | BloomShape, vocab_size: int = VOCAB_SIZE, 
     BLOOM's special-token ids."""
     from transformers import BloomConfig
 
-    s = shape(size_or_shape) if isinstance(size_or_shape, str) else BloomShape(*size_or_shape)
+    s = shape(size_or_shape)
     if s.hidden_size % s.n_head:
         raise ValueError(f"hidden_size {s.hidden_size} is not divisible by n_head {s.n_head}")
     values = dict(vocab_size=vocab_size, hidden_size=s.hidden_size, n_layer=s.n_layer,

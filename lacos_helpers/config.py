@@ -42,9 +42,7 @@ def _not_recipe(default: Any) -> Any:
     return field(default=default, metadata={"recipe": False})
 
 
-# --------------------------------------------------------------------------------------------
-# sections
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------- sections
 
 @dataclass(frozen=True)
 class TinyBloomSpec:
@@ -201,14 +199,12 @@ class RunConfig:
         """A copy with ``overrides``: top-level fields (``seed=1``) or sections given as a
         dict of their fields (``train={"steps": 5}``, applied on top of the current section) or
         as a section instance. Unknown names are a ``TypeError`` listing the valid ones."""
-        changes: dict[str, Any] = {}
-        valid = {f.name for f in dataclasses.fields(self)}
-        for key, value in overrides.items():
-            if key not in valid:
-                raise TypeError(f"unknown configuration field {key!r}; valid: {sorted(valid)}")
-            if key in SECTIONS and isinstance(value, Mapping):
-                value = _replace_section(getattr(self, key), key, value)
-            changes[key] = value
+        sections = {k: v for k, v in overrides.items() if k in SECTIONS and isinstance(v, Mapping)}
+        changes = _converted(RunConfig, {k: v for k, v in overrides.items() if k not in sections},
+                             "configuration", TypeError)
+        for key, values in sections.items():
+            changes[key] = dataclasses.replace(getattr(self, key),
+                                               **_converted(SECTIONS[key], values, key, TypeError))
         return dataclasses.replace(self, **changes)
 
     def replace_paths(self, values: Mapping[str, Any]) -> RunConfig:
@@ -258,9 +254,7 @@ class RunConfig:
         return "\n".join(f"{k:>13}: {v}" for k, v in rows)
 
 
-# --------------------------------------------------------------------------------------------
-# checks, dict conversion, differences
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------- checks, dict conversion, differences
 
 def check(cfg: RunConfig) -> None:
     """Raise a ``ValueError`` naming the first inconsistent field of ``cfg``."""
@@ -318,16 +312,20 @@ def _jsonable(value):
     return value
 
 
+def _converted(cls, values: Mapping, where: str, error: type[Exception] = ValueError) -> dict:
+    """``values`` as the annotated types of ``cls``'s fields; a name that is not a field is an
+    ``error`` listing the valid ones."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise error(f"unknown {where} field(s) {unknown}; valid: {sorted(hints)}")
+    return {key: _convert(hints[key], value, f"{where}.{key}") for key, value in values.items()}
+
+
 def _from_dict(cls, data: Mapping, where: str):
     if not isinstance(data, Mapping):
         raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(names)}")
-    return cls(**{key: _convert(hints[key], value, f"{where}.{key}")
-                  for key, value in data.items()})
+    return cls(**_converted(cls, data, where))
 
 
 def _convert(hint, value, where: str):
@@ -344,16 +342,6 @@ def _convert(hint, value, where: str):
         if typing.get_origin(candidate) is tuple:
             return tuple(value)
     return value
-
-
-def _replace_section(section, name: str, values: Mapping):
-    valid = {f.name for f in dataclasses.fields(section)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise TypeError(f"unknown {name} field(s) {unknown}; valid: {sorted(valid)}")
-    hints = typing.get_type_hints(type(section))
-    return dataclasses.replace(section, **{k: _convert(hints[k], v, f"{name}.{k}")
-                                           for k, v in values.items()})
 
 
 def _recipe_fields(obj, prefix: str = ""):
@@ -377,9 +365,7 @@ def recipe_differences(old: RunConfig, new: RunConfig) -> list[str]:
             if a.get(key) != b.get(key)]
 
 
-# --------------------------------------------------------------------------------------------
-# profiles
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------- profiles
 
 _MULTILINGUAL_NLI = ("en", "de", "es", "fr", "ru", "zh")
 
@@ -479,11 +465,10 @@ def load_profile(name: str | None = None, **overrides) -> RunConfig:
     if env_model and cfg.model.kind == "hub":
         cfg = cfg.replace(model={"model_id": env_model})
     env_overrides = environment_overrides()
-    if env_overrides:
-        try:
-            cfg = cfg.replace_paths(env_overrides)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{OVERRIDES_VAR}: {exc}") from exc
+    try:
+        cfg = cfg.replace_paths(env_overrides)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{OVERRIDES_VAR}: {exc}") from exc
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -501,7 +486,7 @@ def environment_overrides() -> dict[str, Any]:
         values = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{OVERRIDES_VAR} is not valid JSON ({exc}): {text!r}") from exc
-    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+    if not isinstance(values, dict):  # (JSON object keys are always strings)
         raise ValueError(f"{OVERRIDES_VAR} must be a JSON object of dotted paths, e.g. "
                          f'{{"train.steps": 4}}; got {text!r}')
     return values

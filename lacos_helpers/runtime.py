@@ -24,9 +24,7 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
 _HUB_PROBES: dict[str, bool] = {}
 
 
-# --------------------------------------------------------------------------------------------
-# settings, folders, atomic writes
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------- settings, folders, atomic writes
 
 def env_flag(name: str) -> bool:
     """Whether environment variable ``name`` is set to a true value (not "", 0, false, no, off)."""
@@ -90,9 +88,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------------------------
-# device, seeding, versions
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------ device, seeding, versions
 
 def pick_device(preference: str | None = "auto") -> str:
     """``"cuda"`` when available (or asked for), else ``"cpu"``; an unavailable request is an
@@ -219,9 +215,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# the Hugging Face Hub
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- the Hugging Face Hub
 
 def hub_offline() -> bool:
     """Whether the Hub is switched off: an offline variable is set (``OFFLINE_VARS``), or
@@ -252,9 +246,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return _HUB_PROBES[url.geturl()]
 
 
-# --------------------------------------------------------------------------------------------
-# logs on the console (course and CLI only)
-# --------------------------------------------------------------------------------------------
+# -------------------------------------------------------- logs on the console (course and CLI only)
 
 class _ConsoleHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stdout`` (Jupyter swaps it per cell)."""

@@ -85,7 +85,7 @@ def test_config_round_trips_through_json(name):
     cfg = config.load_profile(name, encoder={"pooling": "lasttoken"}, seed=7)
     text = json.dumps(cfg.to_dict())
     assert config.RunConfig.from_dict(json.loads(text)) == cfg
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match="unknown config field"):
         config.RunConfig.from_dict({**json.loads(text), "colour": "red"})
 
 

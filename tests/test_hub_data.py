@@ -148,7 +148,7 @@ def test_data_source_setting_forces_a_source(monkeypatch, tmp_path):
     with pytest.raises(data.DataSourceError, match="needs a data folder"):
         data.load_sts("en")
     monkeypatch.setenv(sources.SOURCE_ENV, "ftp")
-    with pytest.raises(ValueError, match="LACOS_DATA_SOURCE='ftp'"):
+    with pytest.raises(ValueError, match="unknown LACOS_DATA_SOURCE 'ftp'"):
         data.load_sts("en")
 
 

@@ -358,7 +358,7 @@ def test_params_without_grad_are_skipped_and_layout_does_not_matter():
 def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="empty parameter list"):
         Adam8bit([])
-    with pytest.raises(ValueError, match="valid names: adam8bit, bnb-adam8bit, adamw, adam"):
+    with pytest.raises(ValueError, match="valid: adam8bit, bnb-adam8bit, adamw, adam"):
         make_optimizer("sgd", fresh_params([(4,)]))
     frozen = nn.Linear(4, 4).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable tensor"):

@@ -272,22 +272,20 @@ def generate_dataset(out_dir: str | os.PathLike | None = None) -> Path:
                     for m1, m2, t, v1, v2 in plan]
             runtime.write_atomic(sts_path(out, lang, split), _csv_text(rows))
     for fname, _, _, _ in EN_NLI_PARTS:
-        rows = [("pairID", "sentence1", "sentence2", "label")]
-        for i, (anchor, hyps) in enumerate(_nli_plan(fname, GENERATED_EN_NLI_PREMISES)):
-            premise = render("en", *anchor)
-            rows += [(f"gen{i}{label[0]}", premise, render("en", *h), label) for label, h in hyps]
-        runtime.write_atomic(nli_en_path(out, fname), _csv_text(rows))
+        rows = [(f"gen{i}{label[0]}", render("en", *anchor), render("en", *h), label)
+                for i, (anchor, hyps) in enumerate(_nli_plan(fname, GENERATED_EN_NLI_PREMISES))
+                for label, h in hyps]
+        runtime.write_atomic(nli_en_path(out, fname),
+                             _csv_text([("pairID", "sentence1", "sentence2", "label"), *rows]))
     ids = {v: k for k, v in XNLI_LABELS.items()}
     for split in XNLI_SPLITS:
         plan = _nli_plan(f"xnli-{split}", GENERATED_XNLI_PREMISES[split])
         for lang in GENERATED_LANGS:
-            lines, n = ["id\tpremise\thypothesis\tlabel"], 0
-            for anchor, hyps in plan:
-                premise = render(lang, *anchor)
-                for label, h in hyps:
-                    lines.append(f"{n}\t{premise}\t{render(lang, *h)}\t{ids[label]}")
-                    n += 1
-            runtime.write_atomic(xnli_path(out, split, lang), "\n".join(lines) + "\n")
+            rows = enumerate((render(lang, *anchor), render(lang, *h), ids[label])
+                             for anchor, hyps in plan for label, h in hyps)
+            lines = [f"{n}\t{p}\t{h}\t{y}" for n, (p, h, y) in rows]
+            runtime.write_atomic(xnli_path(out, split, lang),
+                                 "\n".join(["id\tpremise\thypothesis\tlabel", *lines]) + "\n")
     runtime.write_atomic(out / "MANIFEST.json",
                          json.dumps(_manifest(), indent=1, sort_keys=True) + "\n")
     return out

@@ -51,8 +51,6 @@ def _read_table(path: Path, delimiter: str, columns: tuple[str, ...],
                 **fmt) -> list[tuple[int, tuple]]:
     """(line, values of ``columns``) per row of a file with a header (a value is None where
     the row is short); a header without ``columns`` is a :class:`DataFileError`."""
-    if not path.is_file():
-        raise FileNotFoundError(f"NLI file not found: {path}")
     records = sources.read_records(path, delimiter, **fmt)
     header = next(records, (1, []))[1]
     index = {name: i for i, name in enumerate(header)}  # a repeated name: the last one
@@ -198,12 +196,11 @@ def _triplets(records: list[Record]) -> tuple[list[NLITriplet], Counter]:
 def _nli_parts(lang: str, split: str) -> list[tuple[Callable[[Path], Path], tuple]]:
     """(local path as a function of the data root, Hub (id, config, split)) per file of one
     language and split (train, validation, test, devtest)."""
-    if lang == "en" and split == "train":
-        return [(functools.partial(nli_en_path, file_name=f), (hub, None, hub_split))
-                for f, hub, hub_split in EN_NLI_TRAIN_PARTS]
     if lang == "en":
+        parts = EN_NLI_TRAIN_PARTS if split == "train" else \
+            [part[:3] for part in EN_NLI_PARTS if split in ("devtest", part[3])]
         return [(functools.partial(nli_en_path, file_name=f), (hub, None, hub_split))
-                for f, hub, hub_split, ours in EN_NLI_PARTS if split in ("devtest", ours)]
+                for f, hub, hub_split in parts]
     splits = ("train",) if split == "train" else \
         tuple(s for s in XNLI_SPLITS if split in ("devtest", s))
     return [(functools.partial(xnli_path, split=s, lang=lang), (HUB_XNLI, lang, s))

@@ -6,9 +6,6 @@ session's :class:`DataPolicy` (:func:`set_policy`, from the profile). ``auto`` t
 folder when ``LACOS_DATA_DIR`` is set, else the Hub when it is reachable, else the generated
 dataset with a warning (a profile that trains on real data only refuses it unless it is asked
 for by name). A Hub that fails is an error, never a quiet switch to generated sentences.
-
-A local file that is not UTF-8 or cannot be parsed is a :class:`DataFileError` naming the file
-and line (:func:`read_records`); a Hub ``datasets.Dataset`` is read column-wise (:func:`hub_table`).
 """
 
 from __future__ import annotations
@@ -72,9 +69,7 @@ def requested_source(source: str | None = None, policy: DataPolicy | None = None
         return check_choice(source, ("auto", *SOURCES), "data source")
     env = os.environ.get(SOURCE_ENV, "").strip().lower()
     if env:
-        if env not in ("auto", *SOURCES):
-            raise ValueError(f"{SOURCE_ENV}={env!r}: valid values are auto, {', '.join(SOURCES)}")
-        return env
+        return check_choice(env, ("auto", *SOURCES), SOURCE_ENV)
     return (policy or _policy).source
 
 
@@ -148,6 +143,8 @@ def read_records(path: Path, delimiter: str = ",", columns: int | None = None,
     over several lines without ``columns`` fields (an unclosed quote; None: as many as the
     first record, the header) is a :class:`DataFileError` naming the file and line."""
     kind = "TSV" if delimiter == "\t" else "CSV"
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, **fmt)
         line = 1

@@ -40,8 +40,6 @@ def _parse_sts_row(row: Sequence) -> Raw:
 
 def _read_sts_file(path: Path) -> list[Raw]:
     """Rows of an STS-B CSV (no header); skipped rows are counted and logged with their line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"STS file not found: {path}")
     rows = sources.read_records(path, ",", columns=3)
     return sources.located_records(path, ((line, _parse_sts_row(row)) for line, row in rows))
 
@@ -112,8 +110,7 @@ def _sts_rows(raw: list[Raw], limit: int | None, paths, seed: int) -> Rows:
 def load_sts(lang: str | Sequence[str] = "en", split: str = "test", limit: int | None = None,
              *, seed: int = 0, source: str | None = None,
              data_dir: str | os.PathLike | None = None) -> Rows:
-    """STS-B multi-mt pairs (:class:`STSPair`, score 0-5) for one language, in file order, and
-    one log line saying how many, from where. Arguments as :func:`read_sts`."""
+    """:func:`read_sts` and one log line saying how many pairs, from where."""
     rows = read_sts(lang, split, limit, seed=seed, source=source, data_dir=data_dir)
     langs = lang if isinstance(lang, str) else "-".join(lang)  # "de" or "de-en"
     log.info("[data] STS-B %s/%s: %s from %s (%s)", langs, split,

@@ -4,7 +4,7 @@ and the weight memory of the public BLOOM checkpoints (``weights``), and the pea
 measures (``measure``). Every BLOOM size and linear shape comes from :mod:`lacos_helpers.bloom`;
 GB = 1e9 bytes (:data:`GB`)."""
 
-from lacos_helpers.memory.measure import PeakMemory, process_memory
+from lacos_helpers.memory.measure import PeakMemory
 from lacos_helpers.memory.step import (
     CUDA_CONTEXT_BYTES,
     GB,
@@ -16,15 +16,8 @@ from lacos_helpers.memory.step import (
     estimate_training_memory,
 )
 from lacos_helpers.memory.weights import bloom_memory_table, footprint, format_memory_table
-from lacos_helpers.memory.zero3 import (
-    Zero3Memory,
-    single_device_gb,
-    zero3_memory,
-    zero3_table,
-)
+from lacos_helpers.memory.zero3 import zero3_table
 
 __all__ = ["CUDA_CONTEXT_BYTES", "GB", "ActivationDtypes", "MemoryEstimate", "PeakMemory",
-           "Zero3Memory", "activation_bytes", "activation_dtypes", "bloom_memory_table",
-           "bloom_training_table", "estimate_training_memory", "footprint",
-           "format_memory_table", "process_memory", "single_device_gb", "zero3_memory",
-           "zero3_table"]
+           "activation_bytes", "activation_dtypes", "bloom_memory_table", "bloom_training_table",
+           "estimate_training_memory", "footprint", "format_memory_table", "zero3_table"]

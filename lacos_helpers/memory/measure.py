@@ -32,17 +32,12 @@ _SAMPLER = """
 import select, sys
 path, interval = sys.argv[1], float(sys.argv[2])
 def read():
-    anon = rss = 0
     try:
         with open(path) as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    anon = int(line.split()[1]) * 1024
-                elif line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
+            fields = dict(line.partition(":")[::2] for line in f)
     except OSError:
-        pass
-    return anon, rss
+        return 0, 0
+    return [int(fields.get(key, "0").split()[0]) * 1024 for key in ("RssAnon", "VmRSS")]
 peak_anon = peak_rss = 0
 while True:
     ready, _, _ = select.select([sys.stdin], [], [], interval)

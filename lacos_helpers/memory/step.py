@@ -1,30 +1,23 @@
 """A memory model of one LACoS training step on a BLOOM: every part that holds memory at the
-peak, from the configuration alone (no model needed), checked against the peaks measured by
-``python -m lacos_helpers rehearse`` (README: within 15% at 560m and 1b1).
-
-What is counted: on a GPU, CUDA allocations (``max_memory_allocated``) plus the CUDA context
-(what ``nvidia-smi`` adds); on a CPU, the process's *anonymous* resident memory.
-bitsandbytes' loader leaves the float16 tensors it does not quantize memory-mapped from the
-checkpoint (file pages, not anonymous memory) until the standard k-bit preparation copies
-them to float32.
+peak, from the configuration alone, checked against the peaks ``python -m lacos_helpers
+rehearse`` measures (README). Counted: on a GPU, CUDA allocations plus the CUDA context; on a
+CPU, the process's *anonymous* resident memory (bitsandbytes' CPU loader leaves the float16
+tensors it does not quantize memory-mapped, as file pages, until they are upcast).
 
 Parts (bytes; GB = 1e9):
 
 ``weights_int8``, ``weights_scales``
     the quantized linear weights (one byte each) and their float32 row scales;
 ``weights_float``
-    what stays in floating point: the embedding matrix (``V x h``: half of BLOOM-560m),
-    LayerNorms and biases. The *standard* k-bit preparation (peft's) holds them all in float32;
-    the *lean* one keeps the embedding matrix in its 16 bits and upcasts only norms and biases;
+    the embedding matrix (``V x h``: half of BLOOM-560m), LayerNorms and biases: all float32
+    under the *standard* k-bit preparation (peft's), the embeddings kept 16-bit by the *lean* one;
 ``upcast_transient``
     the standard preparation casts the embedding matrix while its 16-bit copy still exists;
 ``load_transient``
-    bitsandbytes' CPU quantization allocates float16 temporaries per weight; glibc keeps those
-    below its mmap threshold in its heap (:func:`bnb_cpu_load_heap`). The standard recipe keeps
-    that heap, the lean recipe returns it (``malloc_trim``) after loading;
+    the float16 temporaries of bitsandbytes' CPU quantization that glibc keeps in its heap
+    (:func:`bnb_cpu_load_heap`): kept by the standard recipe, returned by the lean one;
 ``lora``, ``gradients``, ``optimizer``
-    the adapters (float32), their gradients, Adam's moments (8-bit: ~2.03 bytes per
-    parameter; 32-bit: 8);
+    the adapters (float32), their gradients, Adam's moments (8-bit: ~2.03 bytes per parameter);
 ``activations``
     with gradient checkpointing each block keeps its input (``tokens x h``) and one block at a
     time is recomputed in full; without it every block keeps everything. Attention scores are
@@ -255,21 +248,20 @@ def estimate_training_memory(cfg: RunConfig, shape: bloom.BloomShape | str, *,
     ("cpu" or "cuda")."""
     from lacos_helpers.lora.report import lora_param_count
 
-    s = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
+    s = bloom.shape(shape)
     h, L = s.hidden_size, s.n_layer
     counts = bloom.param_count(h, L, vocab_size)
     embeddings, small_float = counts["embeddings"], counts["other"] - counts["embeddings"]
     cpu = device == "cpu"
     q = cfg.quant
     lean = q.preparation == "lean"
-    eight_bit = q.backend != "none"
     loaded_16bit = q.load_in_8bit or cfg.model.dtype in ("float16", "bfloat16")
     # bitsandbytes on a CPU leaves the float16 tensors memory-mapped (not anonymous)
     mapped = cpu and q.load_in_8bit and q.backend == "bitsandbytes"
     stored = 2 if loaded_16bit else 4
-    if not eight_bit:
+    if q.backend == "none":  # the linear weights stay float, stored like the embeddings
         weights_int8 = scales = 0.0
-        embeddings, small_float = counts["total"] - small_float, small_float
+        embeddings = counts["total"] - small_float
     else:
         weights_int8, scales = counts["linear_weights"], 4 * counts["linear_rows"]
     if lean:

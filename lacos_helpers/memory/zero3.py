@@ -5,11 +5,9 @@ the offload and bucket settings of the DeepSpeed configuration. Per GPU (GB = 1e
 
 ``weights``
     the frozen base in the recipe's 16 bits, ``/ N`` (ZeRO-3 does not partition 8-bit buffers,
-    see :mod:`lacos_helpers.training.zero`); nothing when parameters are offloaded (then they
-    are in the node's CPU RAM);
+    see :mod:`lacos_helpers.training.zero`); none when parameters are offloaded to CPU RAM;
 ``trainable``
-    LoRA weights, gradients and Adam's two fp32 moments, ``/ N``; offloaded moments live in
-    CPU RAM;
+    LoRA weights, gradients and Adam's two fp32 moments, ``/ N`` (offloaded moments: CPU RAM);
 ``live``
     what ZeRO-3 gathers to compute: a module is gathered whole, so at least the largest one
     (BLOOM's word embeddings), up to ``stage3_max_live_parameters``, plus the prefetch bucket;

@@ -1,7 +1,7 @@
 """8-bit Adam from scratch (``adam8bit``), checked against bitsandbytes, and an optimizer
 factory with state-size accounting (``factory``)."""
 
-from lacos_helpers.optim.adam8bit import DEFAULT_MIN_8BIT_SIZE, DEFAULT_OPTIM_BLOCK_SIZE, Adam8bit
+from lacos_helpers.optim.adam8bit import DEFAULT_MIN_8BIT_SIZE, Adam8bit
 from lacos_helpers.optim.factory import (
     OPTIMIZER_NAMES,
     make_optimizer,
@@ -11,7 +11,6 @@ from lacos_helpers.optim.factory import (
 
 __all__ = [
     "DEFAULT_MIN_8BIT_SIZE",
-    "DEFAULT_OPTIM_BLOCK_SIZE",
     "OPTIMIZER_NAMES",
     "Adam8bit",
     "make_optimizer",

@@ -4,9 +4,8 @@ Quantization", arXiv:2110.02861): :class:`Adam8bit` re-implements ``bitsandbytes
 moments live in 8 bits between steps, about 2 bytes per trainable parameter instead of 8:
 
 * first moment ``m``: signed dynamic map; second moment ``v``: unsigned dynamic map
-  (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]);
-* blocks of 256 elements, one float32 ``absmax`` per block and moment;
-* tensors with fewer than ``min_8bit_size`` (4096) elements keep float32 moments;
+  (``create_dynamic_map(signed=False)``, twice the resolution on [0, 1]); blocks of 256, one
+  float32 ``absmax`` per block; tensors under ``min_8bit_size`` (4096) keep float32 moments;
 * each step: dequantize -> Adam update in float32 from the *fresh* moments -> requantize, so
   quantization error only reaches the next step (the first step equals fp32 Adam's);
 * weight decay is *decoupled* (AdamW form), as in every bitsandbytes backend for its
@@ -42,8 +41,17 @@ DEFAULT_MIN_8BIT_SIZE = 4096  # bitsandbytes' default min_8bit_size
 _PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # (state key prefix, signed map?): first moment signed, second moment unsigned (v >= 0).
 _MOMENTS = (("exp_avg", True), ("exp_avg_sq", False))
-_8BIT_KEYS = tuple(f"{name}_{part}" for name, _ in _MOMENTS for part in ("codes", "absmax"))
-_FP32_KEYS = tuple(name for name, _ in _MOMENTS)
+
+
+def _moment_layout(param: torch.Tensor, block_size: int,
+                   eight_bit: bool) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """(shape, dtype) of each moment entry of ``param``'s state: uint8 codes (flat) and float32
+    absmax (one per block) of each moment, or float32 moments shaped like ``param``."""
+    if not eight_bit:
+        return {name: (tuple(param.shape), torch.float32) for name, _ in _MOMENTS}
+    parts = {"codes": ((param.numel(),), torch.uint8),
+             "absmax": ((-(-param.numel() // block_size),), torch.float32)}
+    return {f"{name}_{part}": spec for name, _ in _MOMENTS for part, spec in parts.items()}
 
 
 def _check_real(name: str, value, low: float, high: float = math.inf,
@@ -63,9 +71,8 @@ def _check_group(group: dict) -> None:
                                "min_8bit_size") if key not in group]
     if missing:
         raise ValueError(f"param group lacks Adam8bit settings {missing}")
-    group["lr"] = _check_real("lr", group["lr"], 0.0)
-    group["eps"] = _check_real("eps", group["eps"], 0.0)
-    group["weight_decay"] = _check_real("weight_decay", group["weight_decay"], 0.0)
+    for key in ("lr", "eps", "weight_decay"):
+        group[key] = _check_real(key, group[key], 0.0)
     betas = group["betas"]
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -96,15 +103,11 @@ def _check_gradient(param: torch.Tensor) -> None:
 class Adam8bit(torch.optim.Optimizer):
     """Adam whose two moments are stored blockwise in 8 bits (bitsandbytes' ``Adam8bit``).
 
-    Per parameter ``p`` (any shape; float32, float16 or bfloat16) with ``n`` elements, the
-    state holds ``step`` (int) and either, when ``n >= min_8bit_size``:
-
-    * ``exp_avg_codes`` (uint8, (n,)), ``exp_avg_absmax`` (float32, (ceil(n / block_size),)):
-      first moment, signed dynamic map;
-    * ``exp_avg_sq_codes``, ``exp_avg_sq_absmax``: second moment, unsigned dynamic map;
-
-    or, for smaller tensors, float32 ``exp_avg`` and ``exp_avg_sq`` shaped like ``p``. Codes
-    are in ``p.reshape(-1)`` order. ``state_dict()`` / ``load_state_dict()`` resume exactly.
+    State per parameter ``p`` (any shape; float32, float16 or bfloat16): ``step`` and, when
+    ``p.numel() >= min_8bit_size``, ``exp_avg_codes`` / ``exp_avg_sq_codes`` (uint8, in
+    ``p.reshape(-1)`` order) with ``exp_avg_absmax`` / ``exp_avg_sq_absmax`` (float32, one per
+    block), else float32 ``exp_avg`` and ``exp_avg_sq`` shaped like ``p``. ``state_dict()`` /
+    ``load_state_dict()`` resume exactly.
 
     Update at step ``t`` (float32, from gradient ``g``):
     ``m = beta1 m + (1 - beta1) g``; ``v = beta2 v + (1 - beta2) g**2``;
@@ -163,7 +166,7 @@ class Adam8bit(torch.optim.Optimizer):
         step, (beta1, beta2) = state["step"], group["betas"]
         lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
 
-        exp_avg, exp_avg_sq = self._read_moments(state, param, group["block_size"])
+        exp_avg, exp_avg_sq = self._read_moments(state, group["block_size"])
         grad = param.grad.detach().reshape(-1).float()  # read only; may alias p.grad
         exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
@@ -185,19 +188,12 @@ class Adam8bit(torch.optim.Optimizer):
 
     def _init_state(self, group: dict, param: torch.Tensor, state: dict) -> None:
         state["step"] = 0
-        numel, device = param.numel(), param.device
-        if numel >= max(group["min_8bit_size"], 1):
-            n_blocks = -(-numel // group["block_size"])
-            for name, _ in _MOMENTS:  # zero codes with zero absmax dequantize to 0
-                state[f"{name}_codes"] = torch.zeros(numel, dtype=torch.uint8, device=device)
-                state[f"{name}_absmax"] = torch.zeros(n_blocks, dtype=torch.float32,
-                                                      device=device)
-        else:
-            for name, _ in _MOMENTS:
-                state[name] = torch.zeros(param.shape, dtype=torch.float32, device=device)
+        eight_bit = param.numel() >= max(group["min_8bit_size"], 1)
+        # zeros everywhere: zero codes with zero absmax dequantize to 0
+        for key, (shape, dtype) in _moment_layout(param, group["block_size"], eight_bit).items():
+            state[key] = torch.zeros(shape, dtype=dtype, device=param.device)
 
-    def _read_moments(self, state: dict, param: torch.Tensor,
-                      block_size: int) -> list[torch.Tensor]:
+    def _read_moments(self, state: dict, block_size: int) -> list[torch.Tensor]:
         """Both moments as flat float32 tensors (fresh copies for 8-bit state, views into
         the state for float32 state)."""
         if "exp_avg_codes" not in state:
@@ -230,7 +226,7 @@ class Adam8bit(torch.optim.Optimizer):
         if param not in self.state or not self.state[param]:
             raise KeyError("this parameter has no optimizer state yet")
         block_size = self._group_of(param)["block_size"]
-        m, v = self._read_moments(self.state[param], param, block_size)
+        m, v = self._read_moments(self.state[param], block_size)
         return m.clone().view(param.shape), v.clone().view(param.shape)
 
     def _group_of(self, param: torch.Tensor) -> dict:
@@ -248,15 +244,14 @@ class Adam8bit(torch.optim.Optimizer):
         for group in self.param_groups:
             _check_group(group)
         saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        current = chain.from_iterable(g["params"] for g in self.param_groups)
-        param_of_id = dict(zip(saved_ids, current))
+        current = ((p, g) for g in self.param_groups for p in g["params"])
+        target_of_id = dict(zip(saved_ids, current))  # saved id -> (param, its group)
         for key, saved in state_dict["state"].items():
-            if key not in param_of_id:
+            if key not in target_of_id:
                 raise ValueError(f"saved state for parameter id {key!r}, which is in no "
                                  f"saved param group")
-            param = param_of_id[key]
-            block_size = self._group_of(param)["block_size"]
-            self.state[param] = _restored_state(saved, param, block_size, key)
+            param, group = target_of_id[key]
+            self.state[param] = _restored_state(saved, param, group["block_size"], key)
 
 
 def _float32_flat(param: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -276,17 +271,13 @@ def _restored_state(saved: dict, param: torch.Tensor, block_size: int, key) -> d
     step = saved["step"]
     step = check_int(int(step.item()) if isinstance(step, torch.Tensor) else step,
                      f"{where}: step", 0)
-    keys = next((keys for keys in (_8BIT_KEYS, _FP32_KEYS) if all(k in saved for k in keys)),
-                None)
-    if keys is None:
-        raise ValueError(f"{where}: expected the keys {list(_8BIT_KEYS)} or "
-                         f"{list(_FP32_KEYS)}, got {sorted(saved)}")
-    numel = param.numel()
-    layout = {"codes": ((numel,), torch.uint8),
-              "absmax": ((-(-numel // block_size),), torch.float32)}
+    layouts = [_moment_layout(param, block_size, eight_bit) for eight_bit in (True, False)]
+    layout = next((lay for lay in layouts if all(k in saved for k in lay)), None)
+    if layout is None:
+        raise ValueError(f"{where}: expected the keys {list(layouts[0])} or "
+                         f"{list(layouts[1])}, got {sorted(saved)}")
     state: dict = {"step": step}
-    for name in keys:  # float32 moments (exp_avg, exp_avg_sq) are shaped like the parameter
-        shape, dtype = layout.get(name.rsplit("_", 1)[-1], (tuple(param.shape), torch.float32))
+    for name, (shape, dtype) in layout.items():
         value = saved[name]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lacos_helpers.checks import check_choice
 from lacos_helpers.optim.adam8bit import Adam8bit
 
 OPTIMIZER_NAMES = ("adam8bit", "bnb-adam8bit", "adamw", "adam")
@@ -53,8 +54,7 @@ def make_optimizer(
     ``params`` (an ``nn.Module``, tensors or param groups); ``options`` are passed on. Weight
     decay is decoupled for all but ``"adam"``, which adds ``wd * p`` to the gradient (L2).
     ``ValueError`` for an unknown name or no trainable tensor."""
-    if name not in OPTIMIZER_NAMES:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZER_NAMES)}")
+    check_choice(name, OPTIMIZER_NAMES, "optimizer")
     trainable = _trainable_params(params)
     settings = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **options)
     if name == "adam8bit":

@@ -9,7 +9,6 @@
 """
 
 from lacos_helpers.quantization.blockwise import (
-    DEFAULT_BLOCK_SIZE,
     BlockwiseQuantState,
     dequantize_blockwise,
     quantize_blockwise,
@@ -21,14 +20,11 @@ from lacos_helpers.quantization.convert import (
     is_8bit_linear,
     quantize_model,
 )
-from lacos_helpers.quantization.int8_linear import DEFAULT_THRESHOLD, INT8_COMPUTE, Int8Linear
+from lacos_helpers.quantization.int8_linear import Int8Linear
 from lacos_helpers.quantization.load import load_quantized
 from lacos_helpers.quantization.maps import create_dynamic_map, create_linear_map
 
 __all__ = [
-    "DEFAULT_BLOCK_SIZE",
-    "DEFAULT_THRESHOLD",
-    "INT8_COMPUTE",
     "QUANT_BACKENDS",
     "BlockwiseQuantState",
     "Int8Linear",

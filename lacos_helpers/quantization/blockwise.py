@@ -49,14 +49,6 @@ class BlockwiseQuantState:
         return self.codes.numel() * self.codes.element_size() + self.absmax.numel() * 4
 
 
-def _check_float_input(x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"quantize_blockwise supports float32, float16 and bfloat16 tensors, "
-                         f"got {x.dtype}")
-
-
 def _check_code(code: torch.Tensor, device: torch.device) -> torch.Tensor:
     if not isinstance(code, torch.Tensor) or code.dim() != 1 or not 2 <= code.numel() <= 256:
         raise ValueError("code must be a 1-D tensor of 2..256 values")
@@ -97,13 +89,14 @@ def quantize_blockwise(
     Rounding: the nearest code in exact real arithmetic, an exact tie goes to the lower code.
     An all-zero block has ``absmax = 0`` and the codes of the value nearest 0. bitsandbytes'
     CPU kernel rounds through a coarse lookup table and agrees on ~99.8% of the elements, with
-    identical ``absmax``.
-
-    Raises ``ValueError`` for a non-float dtype, NaN/inf values, a bad ``code`` or a
-    non-positive block size; ``TypeError`` for a non-int ``block_size``.
+    identical ``absmax``. NaN/inf values, a bad ``code`` or ``block_size`` raise.
     """
     block_size = check_int(block_size, "block_size")
-    _check_float_input(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"quantize_blockwise supports float32, float16 and bfloat16 tensors, "
+                         f"got {x.dtype}")
     code = dynamic_map_on(str(x.device)) if code is None else _check_code(code, x.device)
     tables = _rounding_tables(code)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from lacos_helpers.checks import check_choice
 from lacos_helpers.config import EIGHT_BIT_BACKENDS as QUANT_BACKENDS
 from lacos_helpers.modules import matches_any, replace_submodule
 from lacos_helpers.quantization import bnb
@@ -36,11 +37,8 @@ def quantize_model(model: nn.Module, backend: str = "lacos", skip: Iterable[str]
     ``threshold``: the activations' outlier threshold (0: none); ``compute``: ``"int8"`` or
     ``"dequantize"`` (weight-only, ``lacos`` only). Returns the same model, the replaced names
     in ``model.lacos_quantization["replaced"]``."""
-    if backend not in QUANT_BACKENDS:
-        raise ValueError(f"unknown quantization backend {backend!r}; choose one of "
-                         f"{QUANT_BACKENDS}")
-    if compute not in INT8_COMPUTE:
-        raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+    check_choice(backend, QUANT_BACKENDS, "quantization backend")
+    check_choice(compute, INT8_COMPUTE, "compute")
     if compute != "int8" and backend != "lacos":
         raise ValueError(f"compute={compute!r} needs backend='lacos'")
     skip = tuple(skip)

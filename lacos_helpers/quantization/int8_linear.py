@@ -1,15 +1,15 @@
-"""LLM.int8() (Dettmers et al. 2022, arXiv:2208.07339) in plain PyTorch: :class:`Int8Linear`
-keeps ``int8`` weights with one scale per output row (row-wise absmax, *not* blockwise), quantizes
-activations per token and computes the few *outlier feature columns* (any ``|x| >= threshold``)
-in higher precision. It is the counterpart of
-``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)``, what ``load_in_8bit`` builds.
-"""
+"""LLM.int8() (Dettmers et al. 2022, arXiv:2208.07339) in plain PyTorch: :class:`Int8Linear`,
+the counterpart of ``bitsandbytes.nn.Linear8bitLt(has_fp16_weights=False)`` (what
+``load_in_8bit`` builds)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lacos_helpers.checks import check_choice
+from lacos_helpers.config import QUANT_COMPUTES as INT8_COMPUTE
 
 DEFAULT_THRESHOLD = 6.0
 
@@ -53,13 +53,8 @@ def _outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor | None:
 
 
 def _int8_linear_forward(x, weight_int8, weight_scale, bias, threshold):
-    """LLM.int8() product ``x @ W.T + bias`` for ``x`` (tokens, in); float32 result.
-
-    1. outlier columns (any |x| >= threshold) are taken out of the int8 product;
-    2. remaining activations: int8 per token (row), ``scale = absmax_row / 127``;
-    3. int32 product rescaled by ``scale_x[:, None] * scale_w[None, :]``;
-    4. outlier columns: float32 product with the dequantized weight columns.
-    """
+    """LLM.int8() product ``x @ W.T + bias`` for ``x`` (tokens, in), float32: the outlier
+    columns in float32, the others int8 x int8 with per-token (row) scales ``absmax / 127``."""
     x = x.float()
     columns = _outlier_columns(x, threshold)
     regular = x if columns is None else x.index_fill(1, columns, 0.0)
@@ -151,9 +146,6 @@ class _DequantLinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias
 
 
-INT8_COMPUTE = ("int8", "dequantize")
-
-
 class Int8Linear(nn.Module):
     """Drop-in ``nn.Linear`` replacement with LLM.int8() inference (arXiv:2208.07339).
 
@@ -168,9 +160,8 @@ class Int8Linear(nn.Module):
     columns are left out of the per-token absmax: outputs differ by rounding only (see tests).
 
     ``compute="dequantize"`` keeps the same storage but computes weight-only: the rows are
-    dequantized to the compute dtype (bfloat16 under CPU autocast) for one float matmul. CPUs
-    have no fast int8 GEMM path for the outlier decomposition, so this runs at float speed; the
-    ``cpu`` profile uses it.
+    dequantized to the compute dtype (bfloat16 under CPU autocast) for one float matmul, at
+    float speed on CPUs, which have no fast int8 path for the outlier decomposition.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -179,8 +170,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0 (0 disables outliers), got {threshold}")
-        if compute not in INT8_COMPUTE:
-            raise ValueError(f"unknown compute {compute!r}; choose one of {INT8_COMPUTE}")
+        check_choice(compute, INT8_COMPUTE, "compute")
         self.in_features, self.out_features = in_features, out_features
         self.threshold = float(threshold)
         self.compute = compute
