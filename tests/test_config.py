@@ -109,6 +109,7 @@ def test_recipe_differences_name_every_changed_field():
     ({"train": {"steps": 0}}, "train.steps"),
     ({"train": {"grad_accum": 0}}, "grad_accum"),
     ({"train": {"schedule": "exp"}}, "unknown train.schedule"),
+    ({"train": {"optimizer": "sgd"}}, "unknown train.optimizer"),
     ({"train": {"learning_rate": float("nan")}}, "learning_rate"),
     ({"train": {"eval_every": 0}}, "eval_every"),
     ({"quant": {"compute": "dequantize", "backend": "bitsandbytes"}}, "needs quant.backend"),

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from lacos_helpers.checks import check_choice
+from lacos_helpers.config import OPTIMIZER_NAMES
 from lacos_helpers.optim.adam8bit import Adam8bit
 
-OPTIMIZER_NAMES = ("adam8bit", "bnb-adam8bit", "adamw", "adam")
 
 def _trainable_params(params) -> list:
     """``params`` (a module, tensors or param-group dicts) reduced to trainable tensors;

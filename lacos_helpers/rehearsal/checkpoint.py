@@ -85,7 +85,7 @@ def write_random_bloom(folder: str | os.PathLike, shape: bloom.BloomShape | str,
 
     from lacos_helpers.backbones.tiny import build_tiny_tokenizer
 
-    shape = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
+    shape = bloom.shape(shape)
     folder = Path(folder)
     expected = marker(shape, vocab_size, dtype, seed)
     if is_complete(folder, expected):

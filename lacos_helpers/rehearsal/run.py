@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from lacos_helpers import bloom, config, data, lora, memory, runtime, training
+from lacos_helpers.checks import check_choice
 from lacos_helpers.memory.measure import PeakMemory, gb, process_memory
 from lacos_helpers.rehearsal.checkpoint import folder_for, is_complete, marker, write_random_bloom
 
@@ -42,8 +43,7 @@ def rehearsal_config(folder: Path, *, profile: str = "paper", backend: str = "bi
                      max_length: int = 16, checkpointing: bool = True,
                      device: str = "auto") -> config.RunConfig:
     """The profile's configuration pointed at ``folder``, with the rehearsal's size knobs."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    check_choice(backend, BACKENDS, "backend")
     cfg = config.load_profile(profile)
     quant = ({"backend": "bitsandbytes", "load_in_8bit": True} if backend == "bitsandbytes"
              else {"backend": "lacos", "load_in_8bit": True, "compute": "dequantize"})

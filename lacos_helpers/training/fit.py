@@ -122,7 +122,7 @@ def fit_to_device(cfg: RunConfig, shape: bloom.BloomShape | str | None,
     device = torch.device(device)
     if device.type != "cuda" or shape is None:
         return cfg, None
-    shape = bloom.shape(shape) if isinstance(shape, str) else bloom.BloomShape(*shape)
+    shape = bloom.shape(shape)
     # what trains: a given objective ignores train.cache_chunk
     base = cfg if allow_gradcache else cfg.replace(train={"cache_chunk": None})
     free = float(available_bytes(device) if free_bytes is None else free_bytes)
