@@ -479,6 +479,9 @@ def test_load_adapter_errors(base_model, tmp_path):
         lora.load_adapter(lora.inject_lora(copy.deepcopy(base_model), TARGETS, r=2), folder)
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         lora.load_adapter(copy.deepcopy(base_model), tmp_path / "missing")
+    hand_made = nn.Sequential(lora.LoRALinear(nn.Linear(4, 4)))  # LoRA layers, no settings
+    with pytest.raises(ValueError, match="no lacos_lora settings"):
+        lora.load_adapter(hand_made, folder)
     config = json.loads((folder / lora.ADAPTER_CONFIG_NAME).read_text())
     for change, match in (({"use_dora": True}, "use_dora"), ({"peft_type": "IA3"}, "LORA"),
                           ({"target_modules": ".*query.*"}, "regular expression")):

@@ -125,7 +125,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         raise FileNotFoundError(f"no {ADAPTER_WEIGHTS_NAME} in {folder}")
     if lora_layers(model):
         ours, theirs = ((s["r"], float(s["lora_alpha"]), sorted(s["target_modules"]))
-                        for s in (model.lacos_lora, config))
+                        for s in (adapter_config(model), config))
         if ours != theirs:
             raise ValueError(f"the model's LoRA (r, alpha, targets) = {ours} differs from the "
                              f"adapter's {theirs}")
