@@ -11,6 +11,8 @@
 
     python benchmarks/bench_compute_limit.py --steps 60                    # the recipe
     python benchmarks/bench_compute_limit.py --steps 60 --pad-multiple 16  # bucketed widths
+    python benchmarks/bench_compute_limit.py --steps 60 --trim             # heap trimmed per step
+    python benchmarks/bench_compute_limit.py --steps 60 --checkpointing    # activations recomputed
 
 Run it alone: two CPU-heavy processes at once slow each other several times.
 """
@@ -59,6 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--pad-multiple", type=int, default=1)
+    parser.add_argument("--trim", action="store_true",
+                        help="hand the C heap's freed pages back after every step (malloc_trim)")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="gradient checkpointing (the same model, activations recomputed)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     import torch
@@ -72,7 +78,8 @@ def main() -> None:
     # bfloat16 only where the CPU multiplies it natively (emulated, it is ~100x slower)
     dtypes = ["float32"] + (["bfloat16"] if runtime.cpu_native_bf16() else [])
     limit = {name: gemm_limit(name) for name in dtypes}
-    cfg = config.load_profile("cpu", encoder={"pad_multiple": args.pad_multiple})
+    cfg = config.load_profile("cpu", encoder={"pad_multiple": args.pad_multiple},
+                              train={"gradient_checkpointing": args.checkpointing})
     runtime.seed_everything(cfg.seed)
     triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
                                       seed=cfg.seed)
@@ -99,11 +106,14 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             training.batch_loss(encoder, plan[step], cfg.train).backward()
             opt.step()
+            if args.trim:
+                runtime.release_free_memory()
             seconds.append(time.perf_counter() - t0)
     first, last = statistics.median(seconds[:20]), statistics.median(seconds[-20:])
     mean_flops = statistics.mean(flops)
     result = {
-        "pad_multiple": args.pad_multiple, "steps": args.steps,
+        "pad_multiple": args.pad_multiple, "steps": args.steps, "trim": args.trim,
+        "checkpointing": args.checkpointing,
         "compute": str(encoder.compute_dtype or "float32"), "limit": limit,
         "step_tflop": round(mean_flops / 1e12, 3),
         "first20_median_s": round(first, 3), "last20_median_s": round(last, 3),
