@@ -13,6 +13,7 @@
     python benchmarks/bench_compute_limit.py --steps 60 --pad-multiple 16  # bucketed widths
     python benchmarks/bench_compute_limit.py --steps 60 --trim             # heap trimmed per step
     python benchmarks/bench_compute_limit.py --steps 60 --checkpointing    # activations recomputed
+    python benchmarks/bench_compute_limit.py --steps 60 --cache-chunk 8    # GradCache chunks
 
 Run it alone: two CPU-heavy processes at once slow each other several times.
 """
@@ -45,14 +46,12 @@ def gemm_limit(dtype_name: str, repeats: int = 5) -> dict:
     return best
 
 
-def step_flops(encoder, batch, train) -> int:
-    """FLOPs of one training step (forward + backward) on ``batch``."""
+def step_flops(encoder, batch, train, objective) -> int:
+    """FLOPs of one training step (forward + backward of ``objective``) on ``batch``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lacos_helpers import training
-
     with FlopCounterMode(display=False) as counter:
-        training.batch_loss(encoder, batch, train).backward()
+        objective(encoder, batch, train).backward()
     encoder.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -65,6 +64,8 @@ def main() -> None:
                         help="hand the C heap's freed pages back after every step (malloc_trim)")
     parser.add_argument("--checkpointing", action="store_true",
                         help="gradient checkpointing (the same model, activations recomputed)")
+    parser.add_argument("--cache-chunk", type=int, default=None,
+                        help="GradCache: embed the batch in chunks of this many triplets")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     import torch
@@ -89,6 +90,7 @@ def main() -> None:
     plan = training.BatchPlan(triplets, cfg.train.batch_size, seed=cfg.seed)
     params = [p for p in encoder.parameters() if p.requires_grad]
     opt = make_optimizer(cfg.train.optimizer, params, lr=cfg.train.learning_rate)
+    objective = training.MNRLoss(args.cache_chunk)  # the same gradients in every setting
     shapes = set()
     forward = SiameseEncoder.forward
 
@@ -97,14 +99,14 @@ def main() -> None:
         return forward(self, input_ids, attention_mask)
 
     SiameseEncoder.forward = counting
-    flops = [step_flops(encoder, plan[i], cfg.train) for i in range(3)]
+    flops = [step_flops(encoder, plan[i], cfg.train, objective) for i in range(3)]
     shapes.clear()
     seconds = []
     with PeakMemory(interval=0.05) as peak:  # the whole process's anonymous peak
         for step in tqdm(range(args.steps), desc="steps"):
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            training.batch_loss(encoder, plan[step], cfg.train).backward()
+            objective(encoder, plan[step], cfg.train).backward()
             opt.step()
             if args.trim:
                 runtime.release_free_memory()
@@ -113,7 +115,7 @@ def main() -> None:
     mean_flops = statistics.mean(flops)
     result = {
         "pad_multiple": args.pad_multiple, "steps": args.steps, "trim": args.trim,
-        "checkpointing": args.checkpointing,
+        "checkpointing": args.checkpointing, "cache_chunk": args.cache_chunk,
         "compute": str(encoder.compute_dtype or "float32"), "limit": limit,
         "step_tflop": round(mean_flops / 1e12, 3),
         "first20_median_s": round(first, 3), "last20_median_s": round(last, 3),
