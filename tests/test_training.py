@@ -285,6 +285,12 @@ def test_load_encoder_restores_the_trained_encoder(cfg, base, triplets, tmp_path
     assert (untrained - want).abs().max().item() > 1e-4  # training changed the embeddings
 
 
+def test_run_of_the_01_format_is_refused_by_name(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "ci"}, "settings": {}}))
+    with pytest.raises(ValueError, match="lacos_helpers 0.1.*train the run again"):
+        training.load_run_config(tmp_path)
+
+
 def test_load_encoder_names_missing_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run"):
         training.load_encoder(tmp_path / "nothing")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from lacos_helpers import runtime
-from lacos_helpers.config import RunConfig, TinyBloomSpec, recipe_differences
+from lacos_helpers.config import RunConfig, recipe_differences
 from lacos_helpers.training.checkpoints import latest_checkpoint
 
 RUN_FILE = "run.json"
@@ -86,11 +86,11 @@ def write_run(out_dir: Path, record: dict) -> None:
 
 
 def run_config(record: dict) -> RunConfig:
-    """The :class:`RunConfig` of a ``run.json`` record (also of the 0.1 format, whose flat
-    ``profile`` + ``settings`` are converted)."""
-    if "config" in record:
-        return RunConfig.from_dict(record["config"])
-    return _config_from_v01(record["profile"], record.get("settings", {}))
+    """The :class:`RunConfig` of a ``run.json`` record."""
+    if "config" not in record:
+        raise ValueError("run.json has no 'config': written by lacos_helpers 0.1, whose run "
+                         "format is no longer read; train the run again")
+    return RunConfig.from_dict(record["config"])
 
 
 def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
@@ -160,33 +160,3 @@ def read_log(run_dir: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path}")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-# --------------------------------------------------------------------------------------------
-# runs written by lacos_helpers 0.1 (flat profile + settings)
-# --------------------------------------------------------------------------------------------
-
-def _config_from_v01(profile: dict, settings: dict) -> RunConfig:
-    p, s = profile, settings
-    tiny = TinyBloomSpec(**p["tiny"]) if p.get("tiny") else None
-    train_keys = ("steps", "batch_size", "learning_rate", "warmup_steps", "schedule",
-                  "grad_accum", "hard_negatives", "scale", "symmetric", "max_grad_norm",
-                  "weight_decay", "optimizer", "eval_every", "checkpoint_every",
-                  "keep_checkpoints")
-    return RunConfig.from_dict({
-        "name": p["name"], "description": p.get("description", ""), "notes": p.get("notes", ""),
-        "seed": p.get("seed", 42),
-        "model": {"kind": p["model_kind"], "model_id": p.get("model_id"),
-                  "tiny": None if tiny is None else vars(tiny),
-                  "device": p.get("device", "auto")},
-        "quant": {"backend": p["quantization"], "compute": p.get("quant_compute", "int8"),
-                  "load_in_8bit": p.get("load_in_8bit", False)},
-        "lora": {"r": p["lora_r"], "alpha": p["lora_alpha"], "dropout": p["lora_dropout"],
-                 "targets": p["lora_targets"]},
-        "encoder": {"pooling": p["pooling"], "max_length": p["max_length"]},
-        "data": {"train_langs": p["train_langs"], "nli_limit": p.get("nli_limit")},
-        "train": {**{k: s[k] for k in train_keys if k in s},
-                  "gradient_checkpointing": p.get("gradient_checkpointing", False)},
-        "eval": {"langs": p["eval_langs"], "sts_limit": p.get("sts_limit"),
-                 "batch_size": p.get("eval_batch_size", 64)},
-    })
