@@ -52,6 +52,7 @@ TRAIN_OPTIONS = (
     ("--lora-alpha", "lora.alpha", dict(type=float, help="LoRA scale numerator (scale = "
                                                          "alpha / r)")),
     ("--langs", "data.train_langs", dict(type=_langs, help="NLI languages, comma separated")),
+    ("--crosslingual", "data.crosslingual", dict(type=int, help="XNLI triplets per row, 2 langs")),
     ("--limit", "data.nli_limit", dict(type=int, help="at most N NLI triplets")),
     ("--data-source", "data.source", dict(choices=("auto", "local", "hub", "generated"))),
     ("--nli-split", "data.nli_split",
@@ -186,6 +187,10 @@ def _train(args, info) -> int:
         triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
                                           seed=cfg.seed, source=source,
                                           split=cfg.data.nli_split)
+        if cfg.data.crosslingual:
+            triplets += data.crosslingual_triplets(cfg.data.train_langs, cfg.data.crosslingual,
+                                                   seed=cfg.seed, split=cfg.data.nli_split,
+                                                   source=source)
         dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit, source=source)
         encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"

@@ -126,10 +126,12 @@ class DataConfig:
     """The NLI training triplets: languages (en = SNLI+MultiNLI, others XNLI), at most
     ``nli_limit`` of them (None = all), from ``source`` (see :mod:`lacos_helpers.data.sources`),
     ``nli_split`` "auto": the train split where the source has one. ``allow_generated``: whether
-    "auto" may end on the generated template dataset (no data folder, no Hub)."""
+    "auto" may end on the generated template dataset (no data folder, no Hub). ``crosslingual``:
+    extra triplets per XNLI row, each in two of ``train_langs`` (0: none)."""
 
     train_langs: tuple[str, ...] = ("en",)
     nli_limit: int | None = None
+    crosslingual: int = 0
     source: str = "auto"
     nli_split: str = "auto"
     allow_generated: bool = _not_recipe(True)
@@ -248,8 +250,8 @@ class RunConfig:
             ("training", f"{self.train.steps} steps x {self.train.batch_size} pairs, "
                          f"lr={self.train.learning_rate}, optimizer={self.train.optimizer}"),
             ("data", f"NLI {list(self.data.train_langs)} limit={self.data.nli_limit} "
-                     f"source={self.data.source}; STS {list(self.eval.langs)} "
-                     f"limit={self.eval.sts_limit}"),
+                     f"crosslingual={self.data.crosslingual} source={self.data.source}; "
+                     f"STS {list(self.eval.langs)} limit={self.eval.sts_limit}"),
             ("seed", str(self.seed)),
         ]
         return "\n".join(f"{k:>13}: {v}" for k, v in rows)
@@ -283,6 +285,7 @@ def check(cfg: RunConfig) -> None:
         raise ValueError(f"encoder.cpu_bf16 must be True or False, got {cfg.encoder.cpu_bf16!r}")
     for lang in cfg.data.train_langs:
         check_choice(lang, XNLI_LANGS, "data.train_langs language")
+    check_int(cfg.data.crosslingual, "data.crosslingual", 0)
     for lang in cfg.eval.langs:
         check_choice(lang, STS_LANGS, "eval.langs language")
     check_choice(cfg.data.source, ("auto", *SOURCES), "data.source")

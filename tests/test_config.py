@@ -114,6 +114,7 @@ def test_recipe_differences_name_every_changed_field():
     ({"train": {"eval_every": 0}}, "eval_every"),
     ({"quant": {"compute": "dequantize", "backend": "bitsandbytes"}}, "needs quant.backend"),
     ({"data": {"train_langs": ("xx",)}}, "train_langs language"),
+    ({"data": {"crosslingual": -1}}, "data.crosslingual"),
     ({"eval": {"langs": ("ar",)}}, "eval.langs language"),
 ])
 def test_bad_configuration_is_refused(override, match):

@@ -294,3 +294,50 @@ def test_generated_is_deterministic_and_versioned(tmp_path, generated, monkeypat
     # the new version changes the random streams, so the content differs from b
     assert (a / "stsb_multi_mt" / "stsb-de-test.csv").read_bytes() != \
         (b / "stsb_multi_mt" / "stsb-de-test.csv").read_bytes()
+
+
+# --------------------------------------------------------------------------- cross-lingual NLI
+
+def _row_of(triplets_by_lang: dict, text: str) -> set[tuple[str, int, str]]:
+    """(language, row, role) of every place ``text`` sits in the per-language triplets."""
+    return {(lang, i, role) for lang, rows in triplets_by_lang.items()
+            for i, t in enumerate(rows) for role in ("anchor", "positive", "hard_negative")
+            if getattr(t, role) == text}
+
+
+@pytest.mark.parametrize("fixture", ["shared_data", "generated"])
+def test_crosslingual_triplets_pair_one_row_in_two_languages(fixture, request):
+    request.getfixturevalue(fixture)
+    langs = ("en", "de", "fr")
+    per_lang = {lang: data.nli._load_nli_one(lang, None, None, None, xnli=True) for lang in langs}
+    assert len({len(rows) for rows in per_lang.values()}) == 1  # aligned
+    triplets = data.crosslingual_triplets(langs, 2, seed=3)
+    assert len(triplets) == 2 * len(per_lang["en"])
+    assert triplets == data.crosslingual_triplets(langs, 2, seed=3)  # seeded
+    assert triplets != data.crosslingual_triplets(langs, 2, seed=4)
+    kinds = set()
+    for t in triplets[:60]:
+        anchor, positive = _row_of(per_lang, t.anchor), _row_of(per_lang, t.positive)
+        # some row i holds the anchor in language a and positive + hard negative in b != a
+        match = [(a, p) for a in anchor for p in positive
+                 if a[1] == p[1] and a[0] != p[0] and a[2] != "hard_negative"
+                 and p[2] != "hard_negative" and (a[2], p[2]) != ("positive", "anchor")
+                 and per_lang[p[0]][p[1]].hard_negative == t.hard_negative]
+        assert match, t
+        kinds |= {(a[2], p[2]) for a, p in match}
+    assert kinds == {("anchor", "positive"), ("anchor", "anchor"), ("positive", "positive")}
+    assert data.crosslingual_triplets(langs, 0) == []
+
+
+def test_crosslingual_triplets_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="two languages or more"):
+        data.crosslingual_triplets(("de", "de"), 1, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="cross-lingual language"):
+        data.crosslingual_triplets(("de", "xx"), 1, data_dir=tmp_path)
+    header = "id\tpremise\thypothesis\tlabel\n"
+    rows = ["0\tP one.\tH one.\t0\n", "1\tP one.\tC one.\t2\n", "2\tP two.\tH two.\t0\n"]
+    for lang, kept in (("de", rows), ("fr", rows[:2])):
+        for split in ("validation", "test"):
+            _write(tmp_path / "xnli" / f"xnli_{split}_{lang}.tsv", header + "".join(kept))
+    with pytest.raises(ValueError, match="not aligned.*'de': 4, 'fr': 2"):
+        data.crosslingual_triplets(("de", "fr"), 1, source="local", data_dir=tmp_path)

@@ -285,6 +285,19 @@ def test_load_encoder_restores_the_trained_encoder(cfg, base, triplets, tmp_path
     assert (untrained - want).abs().max().item() > 1e-4  # training changed the embeddings
 
 
+def test_cli_train_adds_crosslingual_triplets(tmp_path, monkeypatch):
+    monkeypatch.setenv("LACOS_PROFILE", "ci")
+    run = tmp_path / "run"
+    assert cli_main(["train", "--out", str(run), "--steps", "1", "--batch-size", "4",
+                     "--limit", "40", "--crosslingual", "1", "--langs", "en,de"]) == 0
+    cfg = training.load_run_config(run)
+    assert (cfg.data.crosslingual, cfg.data.train_langs) == (1, ("en", "de"))
+    cross = data.crosslingual_triplets(("en", "de"), 1, seed=cfg.seed)
+    within = data.load_nli_triplets(("en", "de"), limit=40, seed=cfg.seed)
+    want = len(training.usable_triplets(within, True)) + len(training.usable_triplets(cross, True))
+    assert json.loads((run / "train_summary.json").read_text())["triplets"] == want
+
+
 def test_run_of_the_01_format_is_refused_by_name(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "ci"}, "settings": {}}))
     with pytest.raises(ValueError, match="lacos_helpers 0.1.*train the run again"):

@@ -13,7 +13,7 @@ from lacos_helpers.data.generated import (
     generate_dataset,
     generated_sts_meanings,
 )
-from lacos_helpers.data.nli import load_nli_triplets, training_texts
+from lacos_helpers.data.nli import crosslingual_triplets, load_nli_triplets, training_texts
 from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
 from lacos_helpers.data.sampling import (
     BatchPlan,
@@ -36,6 +36,7 @@ __all__ = [
     "epoch_order",
     "generate_dataset",
     "generated_sts_meanings",
+    "crosslingual_triplets",
     "load_nli_triplets",
     "describe_sample",
     "load_sts",

@@ -193,10 +193,11 @@ def _triplets(records: list[Record]) -> tuple[list[NLITriplet], Counter]:
     return out, skipped
 
 
-def _nli_parts(lang: str, split: str) -> list[tuple[Callable[[Path], Path], tuple]]:
+def _nli_parts(lang: str, split: str, xnli: bool = False
+               ) -> list[tuple[Callable[[Path], Path], tuple]]:
     """(local path as a function of the data root, Hub (id, config, split)) per file of one
-    language and split (train, validation, test, devtest)."""
-    if lang == "en":
+    language and split (train, validation, test, devtest); ``xnli``: English from XNLI too."""
+    if lang == "en" and not xnli:
         parts = EN_NLI_TRAIN_PARTS if split == "train" else \
             [part[:3] for part in EN_NLI_PARTS if split in ("devtest", part[3])]
         return [(functools.partial(nli_en_path, file_name=f), (hub, None, hub_split))
@@ -207,22 +208,22 @@ def _nli_parts(lang: str, split: str) -> list[tuple[Callable[[Path], Path], tupl
             for s in splits]
 
 
-def _effective_split(lang: str, split: str | None, kind: str, root: Path | None) -> str:
+def _effective_split(split: str | None, kind: str, root: Path | None, train_parts) -> str:
     """``split`` when given; else train where the source has it (the Hub always, a local
-    folder when it holds the train files), else devtest (validation + test)."""
+    folder when it holds the ``train_parts`` files), else devtest (validation + test)."""
     if split not in (None, "auto"):
         return split
     if kind == "hub":
         return "train"
-    if kind == "local" and all(path_in(root).is_file() for path_in, _ in _nli_parts(lang, "train")):
+    if kind == "local" and all(path_in(root).is_file() for path_in, _ in train_parts):
         return "train"
     return "devtest"
 
 
-def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
+def _load_nli_one(lang: str, split: str | None, source, data_dir, xnli: bool = False) -> Rows:
     kind, root = sources.pick_source(source, data_dir)
-    split = _effective_split(lang, split, kind, root)
-    parts = _nli_parts(lang, split)
+    split = _effective_split(split, kind, root, _nli_parts(lang, "train", xnli))
+    parts = _nli_parts(lang, split, xnli)
 
     def build(groups: list[tuple[list[NLITriplet], Counter]], paths: list) -> Rows:
         rows = Rows(paths=paths)
@@ -233,7 +234,7 @@ def _load_nli_one(lang: str, split: str | None, source, data_dir) -> Rows:
 
     def read_files(root: Path) -> Rows:
         paths = [path_in(root) for path_in, _ in parts]
-        reader = _read_nli_csv if lang == "en" else _read_xnli_tsv
+        reader = _read_nli_csv if lang == "en" and not xnli else _read_xnli_tsv
         return build([_triplets(reader(p)) for p in paths], paths)
 
     def read_hub() -> Rows:
@@ -297,6 +298,36 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
                  sources.skipped_text(part.skipped))
     if len(langs) > 1:
         log.info("[data] NLI total: %d triplets in %d languages", len(out), len(langs))
+    return out
+
+
+def crosslingual_triplets(langs: Sequence[str], per_row: int, *, seed: int = 42,
+                          split: str | None = None, source: str | None = None,
+                          data_dir: str | os.PathLike | None = None) -> Rows:
+    """Triplets across languages from XNLI's aligned rows (row i is the same pair in every
+    language, English too): ``per_row`` per entailment row, each in two languages a != b of
+    ``langs`` drawn at random: (premise in a, entailment in b), (premise in a, premise in b) or
+    (entailment in a, entailment in b), b's contradiction the hard negative."""
+    langs = list(dict.fromkeys(langs))
+    if len(langs) < 2:
+        raise ValueError(f"cross-lingual triplets need two languages or more, got {langs}")
+    for code in langs:
+        check_choice(code, XNLI_LANGS, "cross-lingual language")
+    check_int(per_row, "per_row", 0)
+    parts = [_load_nli_one(code, split, source, data_dir, xnli=True) for code in langs]
+    if len({len(part) for part in parts}) > 1:
+        raise ValueError(f"XNLI rows are not aligned across languages (triplets per language: "
+                         f"{dict(zip(langs, map(len, parts)))}): pairs need the same rows")
+    rng = random.Random(seed)
+    out = Rows(source=parts[0].source, split=parts[0].split,
+               paths=[p for part in parts for p in part.paths])
+    for i in range(len(parts[0]) * per_row):
+        a, b = (parts[k][i // per_row] for k in rng.sample(range(len(parts)), 2))
+        anchor, positive = ((a.anchor, b.positive), (a.anchor, b.anchor),
+                            (a.positive, b.positive))[rng.randrange(3)]
+        out.append(NLITriplet(anchor, positive, b.hard_negative))
+    log.info("[data] NLI cross-lingual: %d triplets over %s (XNLI %s, %d per row)",
+             len(out), ",".join(langs), out.split, per_row)
     return out
 
 
