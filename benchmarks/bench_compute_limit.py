@@ -10,7 +10,7 @@
    anonymous memory (``RssAnon``: the memory-mapped checkpoint is not counted).
 
     python benchmarks/bench_compute_limit.py --steps 60                    # the recipe
-    python benchmarks/bench_compute_limit.py --steps 60 --pad-multiple 16  # bucketed widths
+    python benchmarks/bench_compute_limit.py --steps 60 --pad-multiple 1  # unbucketed widths
     python benchmarks/bench_compute_limit.py --steps 60 --trim             # heap trimmed per step
     python benchmarks/bench_compute_limit.py --steps 60 --checkpointing    # activations recomputed
     python benchmarks/bench_compute_limit.py --steps 60 --cache-chunk 8    # GradCache chunks
@@ -59,7 +59,7 @@ def step_flops(encoder, batch, train, objective) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--pad-multiple", type=int, default=1)
+    parser.add_argument("--pad-multiple", type=int, default=None, help="default: the profile's")
     parser.add_argument("--trim", action="store_true",
                         help="hand the C heap's freed pages back after every step (malloc_trim)")
     parser.add_argument("--checkpointing", action="store_true",
@@ -79,11 +79,11 @@ def main() -> None:
     # bfloat16 only where the CPU multiplies it natively (emulated, it is ~100x slower)
     dtypes = ["float32"] + (["bfloat16"] if runtime.cpu_native_bf16() else [])
     limit = {name: gemm_limit(name) for name in dtypes}
-    cfg = config.load_profile("cpu", encoder={"pad_multiple": args.pad_multiple},
-                              train={"gradient_checkpointing": args.checkpointing})
+    cfg = config.load_profile("cpu", train={"gradient_checkpointing": args.checkpointing})
+    if args.pad_multiple is not None:
+        cfg = cfg.replace(encoder={"pad_multiple": args.pad_multiple})
     runtime.seed_everything(cfg.seed)
-    triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                      seed=cfg.seed)
+    triplets = data.run_triplets(cfg.data, cfg.seed)
     if cfg.train.hard_negatives:  # as the trainer: triplets with a hard negative only
         triplets = [t for t in triplets if t.hard_negative]
     encoder = training.build_encoder(cfg, texts=data.training_texts(triplets)).train()
@@ -114,7 +114,7 @@ def main() -> None:
     first, last = statistics.median(seconds[:20]), statistics.median(seconds[-20:])
     mean_flops = statistics.mean(flops)
     result = {
-        "pad_multiple": args.pad_multiple, "steps": args.steps, "trim": args.trim,
+        "pad_multiple": cfg.encoder.pad_multiple, "steps": args.steps, "trim": args.trim,
         "checkpointing": args.checkpointing, "cache_chunk": args.cache_chunk,
         "compute": str(encoder.compute_dtype or "float32"), "limit": limit,
         "step_tflop": round(mean_flops / 1e12, 3),

@@ -52,9 +52,7 @@ def training_data(cfg):
     """(all triplets, the batches of the run in order): ours' batch plan."""
     from lacos_helpers import data, training
 
-    triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                      seed=cfg.seed, source=cfg.data.source,
-                                      split=cfg.data.nli_split)
+    triplets = data.run_triplets(cfg.data, cfg.seed)
     usable = training.usable_triplets(triplets, cfg.train.hard_negatives)
     plan = training.BatchPlan(usable, cfg.train.batch_size, cfg.seed)
     return triplets, [plan[m] for m in range(cfg.train.steps * cfg.train.grad_accum)]

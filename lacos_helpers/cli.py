@@ -184,13 +184,7 @@ def _train(args, info) -> int:
                   f"the {cfg.train.batch_size} triplets of each global batch per process")
     out = Path(args.out)
     with distributed.main_process_first():  # rank 0 fills the caches (data, tokenizer) first
-        triplets = data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit,
-                                          seed=cfg.seed, source=source,
-                                          split=cfg.data.nli_split)
-        if cfg.data.crosslingual:
-            triplets += data.crosslingual_triplets(cfg.data.train_langs, cfg.data.crosslingual,
-                                                   seed=cfg.seed, split=cfg.data.nli_split,
-                                                   source=source)
+        triplets = data.run_triplets(cfg.data, cfg.seed, source)
         dev = data.load_sts("en", "dev", limit=cfg.eval.sts_limit, source=source)
         encoder = training.build_encoder(cfg, texts=data.training_texts(triplets))
     summary_path = out / "train_summary.json"

@@ -311,10 +311,10 @@ def test_crosslingual_triplets_pair_one_row_in_two_languages(fixture, request):
     langs = ("en", "de", "fr")
     per_lang = {lang: data.nli._load_nli_one(lang, None, None, None, xnli=True) for lang in langs}
     assert len({len(rows) for rows in per_lang.values()}) == 1  # aligned
-    triplets = data.crosslingual_triplets(langs, 2, seed=3)
+    triplets = data.nli.crosslingual_triplets(langs, 2, seed=3)
     assert len(triplets) == 2 * len(per_lang["en"])
-    assert triplets == data.crosslingual_triplets(langs, 2, seed=3)  # seeded
-    assert triplets != data.crosslingual_triplets(langs, 2, seed=4)
+    assert triplets == data.nli.crosslingual_triplets(langs, 2, seed=3)  # seeded
+    assert triplets != data.nli.crosslingual_triplets(langs, 2, seed=4)
     kinds = set()
     for t in triplets[:60]:
         anchor, positive = _row_of(per_lang, t.anchor), _row_of(per_lang, t.positive)
@@ -326,18 +326,29 @@ def test_crosslingual_triplets_pair_one_row_in_two_languages(fixture, request):
         assert match, t
         kinds |= {(a[2], p[2]) for a, p in match}
     assert kinds == {("anchor", "positive"), ("anchor", "anchor"), ("positive", "positive")}
-    assert data.crosslingual_triplets(langs, 0) == []
+    assert data.nli.crosslingual_triplets(langs, 0) == []
 
 
 def test_crosslingual_triplets_bad_input(tmp_path):
     with pytest.raises(ValueError, match="two languages or more"):
-        data.crosslingual_triplets(("de", "de"), 1, data_dir=tmp_path)
+        data.nli.crosslingual_triplets(("de", "de"), 1, data_dir=tmp_path)
     with pytest.raises(ValueError, match="cross-lingual language"):
-        data.crosslingual_triplets(("de", "xx"), 1, data_dir=tmp_path)
+        data.nli.crosslingual_triplets(("de", "xx"), 1, data_dir=tmp_path)
     header = "id\tpremise\thypothesis\tlabel\n"
     rows = ["0\tP one.\tH one.\t0\n", "1\tP one.\tC one.\t2\n", "2\tP two.\tH two.\t0\n"]
     for lang, kept in (("de", rows), ("fr", rows[:2])):
         for split in ("validation", "test"):
             _write(tmp_path / "xnli" / f"xnli_{split}_{lang}.tsv", header + "".join(kept))
     with pytest.raises(ValueError, match="not aligned.*'de': 4, 'fr': 2"):
-        data.crosslingual_triplets(("de", "fr"), 1, source="local", data_dir=tmp_path)
+        data.nli.crosslingual_triplets(("de", "fr"), 1, source="local", data_dir=tmp_path)
+
+
+def test_run_triplets_are_the_languages_then_the_crosslingual_ones(generated):
+    from lacos_helpers import config
+
+    spec = config.DataConfig(train_langs=("en", "de"), nli_limit=40, crosslingual=1)
+    within = data.load_nli_triplets(("en", "de"), limit=40, seed=5)
+    cross = data.nli.crosslingual_triplets(("en", "de"), 1, seed=5)
+    assert data.run_triplets(spec, 5) == within + cross and len(cross) > 0
+    plain = config.DataConfig(train_langs=("en",), nli_limit=40)  # one language: none across
+    assert data.run_triplets(plain, 5) == data.load_nli_triplets("en", limit=40, seed=5)

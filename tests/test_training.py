@@ -292,7 +292,7 @@ def test_cli_train_adds_crosslingual_triplets(tmp_path, monkeypatch):
                      "--limit", "40", "--crosslingual", "1", "--langs", "en,de"]) == 0
     cfg = training.load_run_config(run)
     assert (cfg.data.crosslingual, cfg.data.train_langs) == (1, ("en", "de"))
-    cross = data.crosslingual_triplets(("en", "de"), 1, seed=cfg.seed)
+    cross = data.nli.crosslingual_triplets(("en", "de"), 1, seed=cfg.seed)
     within = data.load_nli_triplets(("en", "de"), limit=40, seed=cfg.seed)
     want = len(training.usable_triplets(within, True)) + len(training.usable_triplets(cross, True))
     assert json.loads((run / "train_summary.json").read_text())["triplets"] == want

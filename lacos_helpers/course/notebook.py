@@ -169,9 +169,8 @@ def what_is_running(cfg: config.RunConfig, source_kind: str | None = "resolve") 
 
 
 def training_triplets(cfg: config.RunConfig):
-    """The profile's NLI training triplets, as chapter 3 trains on them."""
-    return data.load_nli_triplets(cfg.data.train_langs, limit=cfg.data.nli_limit, seed=cfg.seed,
-                                  source=cfg.data.source, split=cfg.data.nli_split)
+    """The profile's NLI training triplets, as a run trains on them (:func:`data.run_triplets`)."""
+    return data.run_triplets(cfg.data, cfg.seed)
 
 
 def load_backbone(cfg: config.RunConfig, triplets=None):

@@ -1,10 +1,9 @@
 """NLI training triplets and STS evaluation pairs, with one API whatever the source.
 
-``load_nli_triplets`` (``nli``) and ``load_sts`` (``sts``) read a local folder laid out as
-``shared/data`` (``layout``), the Hugging Face Hub, or the generated dataset (``generated``), as
-``sources`` picks and reports. They return :class:`Rows` of :class:`NLITriplet` or
-:class:`STSPair` (``rows``) in file order. ``sampling`` builds the training batches (no text
-twice in a batch).
+``load_nli_triplets`` (``nli``; a run's triplets: ``run_triplets``) and ``load_sts`` (``sts``)
+read a local folder laid out as ``shared/data`` (``layout``), the Hugging Face Hub, or the
+generated dataset (``generated``), as ``sources`` picks and reports, into :class:`Rows` of
+:class:`NLITriplet` or :class:`STSPair` (``rows``). ``sampling``: batches, no text twice.
 """
 
 from lacos_helpers.data.generated import (
@@ -13,7 +12,7 @@ from lacos_helpers.data.generated import (
     generate_dataset,
     generated_sts_meanings,
 )
-from lacos_helpers.data.nli import crosslingual_triplets, load_nli_triplets, training_texts
+from lacos_helpers.data.nli import load_nli_triplets, run_triplets, training_texts
 from lacos_helpers.data.rows import NLITriplet, Rows, STSPair
 from lacos_helpers.data.sampling import (
     BatchPlan,
@@ -36,8 +35,8 @@ __all__ = [
     "epoch_order",
     "generate_dataset",
     "generated_sts_meanings",
-    "crosslingual_triplets",
     "load_nli_triplets",
+    "run_triplets",
     "describe_sample",
     "load_sts",
     "read_sts",

@@ -323,12 +323,20 @@ def crosslingual_triplets(langs: Sequence[str], per_row: int, *, seed: int = 42,
                paths=[p for part in parts for p in part.paths])
     for i in range(len(parts[0]) * per_row):
         a, b = (parts[k][i // per_row] for k in rng.sample(range(len(parts)), 2))
-        anchor, positive = ((a.anchor, b.positive), (a.anchor, b.anchor),
-                            (a.positive, b.positive))[rng.randrange(3)]
-        out.append(NLITriplet(anchor, positive, b.hard_negative))
-    log.info("[data] NLI cross-lingual: %d triplets over %s (XNLI %s, %d per row)",
-             len(out), ",".join(langs), out.split, per_row)
+        pair = ((a.anchor, b.positive), (a.anchor, b.anchor), (a.positive, b.positive))
+        out.append(NLITriplet(*pair[rng.randrange(3)], b.hard_negative))
+    log.info("[data] NLI cross-lingual: %d triplets (%d per XNLI row)", len(out), per_row)
     return out
+
+
+def run_triplets(spec, seed: int, source: str | None = None) -> Rows:
+    """The NLI triplets a run trains on (``spec``: its :class:`~lacos_helpers.config.DataConfig`,
+    ``source``: default ``spec.source``): its languages' (seeded), then its cross-lingual ones."""
+    kw = dict(seed=seed, split=spec.nli_split, source=source or spec.source)
+    rows = load_nli_triplets(spec.train_langs, limit=spec.nli_limit, **kw)
+    if spec.crosslingual:
+        rows += crosslingual_triplets(spec.train_langs, spec.crosslingual, **kw)
+    return rows
 
 
 def training_texts(triplets: Iterable[NLITriplet]) -> list[str]:
