@@ -286,6 +286,9 @@ def check(cfg: RunConfig) -> None:
     for lang in cfg.data.train_langs:
         check_choice(lang, XNLI_LANGS, "data.train_langs language")
     check_int(cfg.data.crosslingual, "data.crosslingual", 0)
+    if cfg.data.crosslingual and len(set(cfg.data.train_langs)) < 2:
+        raise ValueError(f"data.crosslingual needs two data.train_langs or more, got "
+                         f"{cfg.data.train_langs} (one language: data.crosslingual=0)")
     for lang in cfg.eval.langs:
         check_choice(lang, STS_LANGS, "eval.langs language")
     check_choice(cfg.data.source, ("auto", *SOURCES), "data.source")

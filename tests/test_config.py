@@ -93,10 +93,10 @@ def test_recipe_differences_name_every_changed_field():
     cfg = config.load_profile("cpu")
     other = cfg.replace(encoder={"pooling": "mean", "max_length": 32},
                         quant={"compute": "int8"}, data={"train_langs": ("en",),
-                                                         "nli_limit": 100})
+                                                         "nli_limit": 100, "crosslingual": 0})
     diffs = config.recipe_differences(cfg, other)
     for path in ("encoder.pooling", "encoder.max_length", "quant.compute", "data.train_langs",
-                 "data.nli_limit"):
+                 "data.nli_limit", "data.crosslingual"):
         assert any(d.startswith(path + ":") for d in diffs), (path, diffs)
     # evaluation, logging and checkpoint cadence do not change what is trained
     same = cfg.replace(train={"eval_every": 5, "checkpoint_every": 7},
@@ -115,6 +115,7 @@ def test_recipe_differences_name_every_changed_field():
     ({"quant": {"compute": "dequantize", "backend": "bitsandbytes"}}, "needs quant.backend"),
     ({"data": {"train_langs": ("xx",)}}, "train_langs language"),
     ({"data": {"crosslingual": -1}}, "data.crosslingual"),
+    ({"data": {"crosslingual": 2, "train_langs": ("de", "de")}}, "two data.train_langs"),
     ({"eval": {"langs": ("ar",)}}, "eval.langs language"),
 ])
 def test_bad_configuration_is_refused(override, match):
