@@ -15,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from lacos_helpers import evaluation, training
 from lacos_helpers.data.layout import STS_LANGS
 from lacos_helpers.evaluation import metrics, retrieval
@@ -36,22 +34,6 @@ def _scores(run: Path, split: str, limit: int | None) -> dict:
         task = retrieval.bitext_task(lang, "en", split=split, limit=limit)
         bitext[lang] = retrieval.bitext_scores(cache.embed, task)["forward"]
     return {"scores": {**mono.scores, **cross.scores}, "bitext": bitext}
-
-
-def _paired_mean(ref: dict, cand: dict, labels: list[str]) -> dict:
-    """Mean Spearman over ``labels`` (candidate - reference) with a paired bootstrap interval
-    that draws the same row indices for every label (aligned rows, equal n)."""
-    rows = []
-    for label in labels:
-        (pred_r, gold), (pred_c, gold_c) = ref[label], cand[label]
-        assert torch.equal(gold, gold_c), label
-        rho = metrics._resampled_spearman(torch.stack([pred_c, pred_r]), gold, RESAMPLES, 0)
-        rows.append(rho[0] - rho[1])
-    deltas = torch.stack(rows).mean(dim=0)
-    low, high = metrics._interval(deltas)
-    point = sum(metrics.spearman(*cand[label]) - metrics.spearman(*ref[label])
-                for label in labels) / len(labels)
-    return {"delta": point, "low": low, "high": high}
 
 
 def main() -> None:
@@ -76,7 +58,10 @@ def main() -> None:
                      f"[{100 * d['low']:+.2f}, {100 * d['high']:+.2f}] |")
     cross_labels = [label for label in ref["scores"] if "-" in label]
     for name, labels in (("mean 10 languages", list(STS_LANGS)), ("mean X-en", cross_labels)):
-        m = _paired_mean(ref["scores"], cand["scores"], labels)
+        m = metrics.paired_bootstrap_mean_difference(
+            [cand["scores"][label][0] for label in labels],
+            [ref["scores"][label][0] for label in labels],
+            [ref["scores"][label][1] for label in labels], resamples=RESAMPLES)
         result[name] = m
         lines.append(f"| **{name}** | | | {100 * m['delta']:+.2f} "
                      f"[{100 * m['low']:+.2f}, {100 * m['high']:+.2f}] |")

@@ -84,6 +84,28 @@ def test_paired_bootstrap_over_seeds_needs_every_seed_to_agree():
         metrics.paired_bootstrap_difference(better, worse[:1], gold)
 
 
+def test_paired_mean_over_aligned_tasks_draws_the_same_rows_for_every_task():
+    x, gold = _correlated(500, 0.7, 1)
+    noise = torch.randn(500, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    better, worse = x, x + 1.5 * noise
+    one = metrics.paired_bootstrap_difference(better, worse, gold)
+    alone = metrics.paired_bootstrap_mean_difference([better], [worse], [gold])
+    assert (alone["delta"], alone["low"], alone["high"]) == pytest.approx(
+        (one["delta"], one["low"], one["high"]))
+    # a task twice: the same draws give the same interval (independent draws would narrow it)
+    twice = metrics.paired_bootstrap_mean_difference([better] * 2, [worse] * 2, [gold] * 2)
+    assert (twice["low"], twice["high"]) == pytest.approx((one["low"], one["high"]))
+    # the gain in one task of two: half the delta, and a tie task pulls the interval to 0
+    half = metrics.paired_bootstrap_mean_difference([better, x], [worse, x], [gold, gold])
+    assert half["delta"] == pytest.approx(one["delta"] / 2)
+    assert half["low"] == pytest.approx(one["low"] / 2) and half["decided"]
+    with pytest.raises(ValueError, match="one a, b and gold per task"):
+        metrics.paired_bootstrap_mean_difference([better], [worse, x], [gold])
+    with pytest.raises(ValueError, match="not aligned"):
+        metrics.paired_bootstrap_mean_difference([better, x[:400]], [worse, x[:400]],
+                                                 [gold, gold[:400]])
+
+
 def test_stratified_sample_keeps_the_score_mix_and_the_seed():
     scores = [i % 51 / 10 for i in range(1000)]  # 0.0 ... 5.0
     picked = stratified_sample(scores, 200, seed=3)

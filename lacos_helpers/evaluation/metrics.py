@@ -147,3 +147,29 @@ def paired_bootstrap_difference(predicted_a, predicted_b, gold, *,
     return {"delta": delta, "low": low, "high": high,
             "decided": (low > 0 or high < 0) and same_sign, "seeds": len(per_seed),
             "per_seed": per_seed}
+
+
+def paired_bootstrap_mean_difference(predicted_a, predicted_b, golds, *,
+                                     resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
+    """Mean over k tasks of Spearman(a) - Spearman(b) and its paired bootstrap 95% interval,
+    for tasks whose rows are aligned (row i is the same item in each: STS-B in 10 languages):
+    each resample draws the same rows for both systems and every task.
+
+    ``predicted_a`` / ``predicted_b`` / ``golds``: k sequences of [n] scores, n equal.
+    Returns ``{"delta", "low", "high", "decided"}`` (``decided``: the interval excludes 0)."""
+    if not len(predicted_a) == len(predicted_b) == len(golds) > 0:
+        raise ValueError(f"need one a, b and gold per task, got {len(predicted_a)}, "
+                         f"{len(predicted_b)}, {len(golds)}")
+    deltas, rows = [], []
+    for k, (a, b, gold) in enumerate(zip(predicted_a, predicted_b, golds)):
+        a, b = _check_scores(a, f"task {k} (a)"), _check_scores(b, f"task {k} (b)")
+        y = _check_scores(gold, f"task {k} gold")
+        _check_same_length(a, y), _check_same_length(b, y)
+        if y.numel() != len(golds[0]):
+            raise ValueError(f"task {k} has {y.numel()} rows, task 0 {len(golds[0])}: not aligned")
+        rho = _resampled_spearman(torch.stack([a, b]), y, resamples, seed)
+        rows.append(rho[0] - rho[1])
+        deltas.append(spearman(a, y) - spearman(b, y))
+    low, high = _interval(torch.stack(rows).mean(dim=0))
+    delta = sum(deltas) / len(deltas)
+    return {"delta": delta, "low": low, "high": high, "decided": low > 0 or high < 0}
