@@ -498,3 +498,59 @@ def test_padding_to_a_multiple_gives_the_same_embeddings(bloom, pooling, monkeyp
     torch.testing.assert_close(got, expected, atol=TOL, rtol=TOL)
     with pytest.raises(ValueError, match="pad_multiple"):
         SiameseEncoder(backbone, tokenizer, pooling, pad_multiple=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Gemma's RMSNorm with a lean backward
+# --------------------------------------------------------------------------------------------
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd saves while ``fn()`` runs."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+def test_lean_gemma_norms_give_the_same_numbers_and_save_less(gemma):
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    from lacos_helpers.backbones.norms import LeanGemmaRMSNorm, use_lean_norms
+
+    ref, _ = gemma
+    ref = copy.deepcopy(ref)
+    for p in ref.parameters():  # every norm weight random and trainable: its gradient checked
+        p.data.normal_(0, 0.2) if p.dim() == 1 else None
+    lean = copy.deepcopy(ref)
+    norms = [m for m in ref.modules() if type(m) is Gemma3RMSNorm]
+    assert use_lean_norms(lean) == len(norms) == 2 * 6 + 1  # 4 + q/k per layer, final
+    assert not any(type(m) is Gemma3RMSNorm for m in lean.modules())
+    assert isinstance(lean.norm, LeanGemmaRMSNorm)
+    assert lean.state_dict().keys() == ref.state_dict().keys()
+    assert use_lean_norms(nn.Sequential(nn.Linear(2, 2))) == 0
+    ids = torch.randint(3, 50, (3, 7))
+    mask = torch.ones_like(ids)
+    inputs = {}
+    def count(module, args, out):  # the normalized float32 output autograd no longer keeps
+        inputs[id(module)] = out.numel()
+
+    for m in norms:
+        m.register_forward_hook(count)
+    outs, saved = {}, {}
+    for name, model in (("ref", ref), ("lean", lean)):
+        embeds = model.embed_tokens(ids).detach().requires_grad_()
+        out, saved[name] = _saved_bytes(
+            lambda m=model, e=embeds: m(inputs_embeds=e, attention_mask=mask).last_hidden_state)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        outs[name] = out, embeds.grad, model.norm.weight.grad, model.layers[0].self_attn.q_norm
+    assert torch.equal(outs["ref"][0], outs["lean"][0])  # bit-identical forward
+    for r, q in zip(outs["ref"][1:3], outs["lean"][1:3]):
+        torch.testing.assert_close(q, r, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(outs["lean"][3].weight.grad, outs["ref"][3].weight.grad,
+                               rtol=1e-4, atol=1e-5)
+    assert saved["ref"] - saved["lean"] >= 4 * sum(inputs.values())

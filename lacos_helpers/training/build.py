@@ -10,6 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from lacos_helpers import backbones, lora, quantization, runtime
+from lacos_helpers.backbones import norms
 from lacos_helpers.config import RunConfig
 from lacos_helpers.encoder import SiameseEncoder
 from lacos_helpers.training.runs import TOKENIZER_DIR, load_run_config, run_adapter_dir
@@ -40,6 +41,8 @@ def build_encoder(cfg: RunConfig, backbone: nn.Module | None = None, tokenizer=N
     elif tokenizer is None:
         raise ValueError("pass the tokenizer that belongs to the given backbone")
     quantize_backbone(cfg, backbone)
+    if lean_norms := norms.use_lean_norms(backbone):  # the same forward, less kept for backward
+        log.info("[model] %d Gemma RMSNorms with a lean backward", lean_norms)
     lora.inject_lora(backbone, target_modules=cfg.lora.targets, r=cfg.lora.r,
                      alpha=cfg.lora.alpha, dropout=cfg.lora.dropout)
     lean = cfg.quant.preparation == "lean"
