@@ -232,8 +232,9 @@ def main() -> None:
                        ("pairs_per_s", "training pairs/s"), ("train_s", "training seconds"),
                        ("encode_per_s", "encoding sentences/s"),
                        ("trainable", "trainable parameters")):
-        cells = " | ".join(f"{p[key]:.2f} | {ours[key] / p[key]:.3f}" for p in peers)
-        print(f"| {label} | {ours[key]:.2f} | {cells} |")
+        fmt = ",d" if isinstance(ours[key], int) else ".2f"  # counts as counts
+        cells = " | ".join(f"{p[key]:{fmt}} | {ours[key] / p[key]:.3f}" for p in peers)
+        print(f"| {label} | {ours[key]:{fmt}} | {cells} |")
 
 
 if __name__ == "__main__":
