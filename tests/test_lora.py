@@ -505,7 +505,9 @@ def test_load_adapter_errors(base_model, tmp_path):
 # --------------------------------------------------------------------------------------------
 def _lora_grads(base_model, ids, backend, checkpointing):
     model = lora.inject_lora(_quantized(base_model, backend), TARGETS, r=R, alpha=ALPHA)
-    lora.prepare_for_kbit_training(model, gradient_checkpointing=checkpointing)
+    with warnings.catch_warnings():  # no deprecated transformers entry point
+        warnings.simplefilter("error", FutureWarning)
+        lora.prepare_for_kbit_training(model, gradient_checkpointing=checkpointing)
     _randomize_b(model)  # with B = 0, A gets no gradient
     model.train()
     flag = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.x name

@@ -152,8 +152,11 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool = F
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
         reentrant = any(eight_bit_backend(m) == "bitsandbytes" for m in model.modules())
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        kwargs = {"use_reentrant": reentrant}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.25's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:  # Colab's 5.15
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if getattr(model, "config", None) is not None and hasattr(model.config, "use_cache"):
             model.config.use_cache = False
     return model
