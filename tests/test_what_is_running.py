@@ -32,8 +32,12 @@ def test_cpu_box_names_gemma_its_licence_and_differences():
     assert "RoPE" in text and "ALiBi" in text
     assert "q_proj" in text and "query_key_value" in text
     assert "weight-only 8-bit" in text
-    held = notebook.offline_nli_triplets(config.load_profile("cpu").data.train_langs)
+    data_spec = config.load_profile("cpu").data
+    held = notebook.offline_nli_triplets(data_spec.train_langs)
     assert held == 13_639 + 5 * 2_500 and f"~{held:,} triplets" in text
+    assert f"and {data_spec.crosslingual} per XNLI row across two of the languages" in text
+    assert notebook.offline_nli_triplets(data_spec.train_langs, 4) == held + 4 * 2_500
+    assert notebook.offline_nli_triplets(("en",), 4) == 13_639  # one language: none across
     assert "XNLI CC BY-NC 4.0" in text
 
 

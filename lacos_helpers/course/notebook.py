@@ -46,9 +46,11 @@ DATA_LICENCES = {
 }
 
 
-def offline_nli_triplets(langs) -> int:
-    """Entailment triplets the offline data folder holds for ``langs`` (before any limit)."""
-    return sum(OFFLINE_NLI_EN if lang == "en" else OFFLINE_NLI_PER_XNLI_LANG for lang in langs)
+def offline_nli_triplets(langs, crosslingual: int = 0) -> int:
+    """Entailment triplets the offline data folder holds for ``langs`` (before any limit), and
+    ``crosslingual`` more per XNLI row across them (``data.crosslingual``, 2+ languages)."""
+    within = sum(OFFLINE_NLI_EN if lang == "en" else OFFLINE_NLI_PER_XNLI_LANG for lang in langs)
+    return within + (crosslingual * OFFLINE_NLI_PER_XNLI_LANG if len(set(langs)) > 1 else 0)
 
 
 def _model_lines(cfg: config.RunConfig) -> list[tuple[str, str]]:
@@ -129,6 +131,8 @@ def _data_lines(cfg: config.RunConfig, source_kind: str | None) -> list[tuple[st
                           "all its triplets"),
         }.get(source_kind, (f"source {cfg.data.source!r} (not resolved here)", "all triplets"))
         size = f"at most {limit:,} triplets" if limit else everything
+    if cfg.data.crosslingual:
+        size += f", and {cfg.data.crosslingual} per XNLI row across two of the languages"
     full = sum(FULL_NLI_TRAIN_ENTAILMENT.values())
     sts = cfg.eval.sts_limit
     licences = [DATA_LICENCES["sts"]]
