@@ -3,7 +3,9 @@
 1. The **limit**: the rate of one large float32 (and, where the CPU has it natively, bfloat16)
    matrix product, in TFLOP/s, the best of several shapes of the recipe's kind
    (``[tokens, h] x [h, h']``).
-2. The **achieved** rate of the ``cpu`` profile's training step: FLOPs of one step counted by
+2. The weight-only 8-bit product of the recipe's shapes, dequantize + GEMM against PyTorch's
+   CPU int8 weight-only kernel (``torch._weight_int8pack_mm``).
+3. The **achieved** rate of the ``cpu`` profile's training step: FLOPs of one step counted by
    ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward of the real batch), divided
    by the measured seconds of every step; first-20 median, last-20 median (sustained speed),
    the number of distinct ``[rows, tokens]`` shapes the backbone saw, and the process's peak
@@ -46,6 +48,37 @@ def gemm_limit(dtype_name: str, repeats: int = 5) -> dict:
     return best
 
 
+def weight_only_int8(dtype_name: str, tokens: int = 3072, repeats: int = 7) -> list[dict]:
+    """The recipe's weight-only 8-bit product two ways, per Gemma-3-270M matrix shape ``[n, k]``:
+    ``dequantize`` (int8 rows -> ``dtype`` x scale, then one oneDNN GEMM: what
+    ``Int8Linear(compute="dequantize")`` does) and ``int8pack`` (PyTorch's CPU weight-only int8
+    kernel ``torch._weight_int8pack_mm``, no dequantized copy); ms and TFLOP/s of each."""
+    import torch
+    import torch.nn.functional as F
+
+    def best(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    dtype, rows = getattr(torch, dtype_name), []
+    for n, k in ((1024, 640), (2048, 640), (640, 2048), (640, 1024)):
+        x = torch.randn(tokens, k, dtype=dtype)
+        w = torch.randint(-127, 128, (n, k), dtype=torch.int8)
+        scale = (torch.rand(n) / 127).to(dtype)
+        dequantize = lambda x=x, w=w, s=scale: F.linear(x, w.to(dtype) * s[:, None])  # noqa: E731
+        int8pack = lambda x=x, w=w, s=scale: torch._weight_int8pack_mm(x, w, s)  # noqa: E731
+        seconds = {"dequantize": best(dequantize), "int8pack": best(int8pack)}
+        rows.append({"shape": [tokens, k, n], **{
+            name: {"ms": round(1e3 * sec, 2), "tflops": round(2 * tokens * k * n / sec / 1e12, 3)}
+            for name, sec in seconds.items()}})
+    return rows
+
+
 def step_flops(encoder, batch, train, objective) -> int:
     """FLOPs of one training step (forward + backward of ``objective``) on ``batch``."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -79,6 +112,7 @@ def main() -> None:
     # bfloat16 only where the CPU multiplies it natively (emulated, it is ~100x slower)
     dtypes = ["float32"] + (["bfloat16"] if runtime.cpu_native_bf16() else [])
     limit = {name: gemm_limit(name) for name in dtypes}
+    int8_kernels = weight_only_int8(dtypes[-1])
     cfg = config.load_profile("cpu", train={"gradient_checkpointing": args.checkpointing})
     if args.pad_multiple is not None:
         cfg = cfg.replace(encoder={"pad_multiple": args.pad_multiple})
@@ -123,7 +157,7 @@ def main() -> None:
         "achieved_tflops_first20": round(mean_flops / first / 1e12, 3),
         "achieved_tflops_last20": round(mean_flops / last / 1e12, 3),
         "distinct_shapes": len(shapes), "peak_anon_gb": round(peak.peak_anon / 1e9, 2),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "weight_only_int8": int8_kernels,
     }
     limit_rate = limit["bfloat16" if encoder.compute_dtype else "float32"]["tflops"]
     result["achieved_over_limit_first20"] = round(result["achieved_tflops_first20"] / limit_rate, 3)
