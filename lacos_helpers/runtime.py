@@ -154,6 +154,15 @@ def cpu_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+def exit_now(code: int) -> None:
+    """End the process with ``code`` after flushing output and logs, skipping the interpreter's
+    teardown (for a launched worker whose work is written)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def release_free_memory() -> None:
     """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``; nothing off
     glibc): a loader that allocates and frees many medium-sized temporaries leaves them in the

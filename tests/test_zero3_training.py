@@ -146,3 +146,25 @@ def test_killed_zero3_run_resumes_to_the_same_adapter(tmp_path):
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=1e-6, msg=name)
     assert any(bool(v.abs().sum()) for k, v in whole.items() if "lora_B" in k)  # it trained
+
+
+@pytest.mark.parametrize("zero3, world, leaves", [(True, 2, True), (True, 1, False),
+                                                  (False, 2, False)])
+def test_launched_zero3_worker_leaves_without_teardown(monkeypatch, zero3, world, leaves):
+    """A finished ZeRO-3 worker among several leaves the process group, then exits at once (the
+    interpreter's teardown aborted a CPU rank now and then); anything else returns."""
+    import argparse
+
+    from lacos_helpers import cli
+    from lacos_helpers.training import distributed, zero
+
+    calls = []
+    info = distributed.ProcessInfo(rank=0, world_size=world)
+    monkeypatch.setattr(zero, "join_processes", lambda: None)
+    monkeypatch.setattr(distributed, "launch_info", lambda: info)
+    monkeypatch.setattr(distributed, "init_process_group", lambda: info)
+    monkeypatch.setattr(cli, "_train", lambda args, info: 3)
+    monkeypatch.setattr(distributed, "shutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(runtime, "exit_now", lambda code: calls.append(("exit", code)))
+    assert cli.train_command(argparse.Namespace(zero3=zero3)) == 3
+    assert calls == (["shutdown", ("exit", 3)] if leaves else ["shutdown"])
