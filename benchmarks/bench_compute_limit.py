@@ -28,6 +28,18 @@ import statistics
 import time
 
 
+def best_seconds(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, after one untimed call (the kernel is
+    built)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def gemm_limit(dtype_name: str, repeats: int = 5) -> dict:
     """Best TFLOP/s of ``[m, k] @ [k, n]`` over shapes of the recipe's kind."""
     import torch
@@ -36,13 +48,7 @@ def gemm_limit(dtype_name: str, repeats: int = 5) -> dict:
     best = {"tflops": 0.0}
     for m, k, n in ((4096, 640, 2048), (4096, 2048, 640), (4096, 2048, 2048), (2048, 4096, 4096)):
         a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        a @ b  # warm-up: the kernel is built
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        tflops = 2 * m * k * n / min(times) / 1e12
+        tflops = 2 * m * k * n / best_seconds(lambda a=a, b=b: a @ b, repeats) / 1e12
         if tflops > best["tflops"]:
             best = {"tflops": round(tflops, 3), "shape": [m, k, n]}
     return best
@@ -56,15 +62,6 @@ def weight_only_int8(dtype_name: str, tokens: int = 3072, repeats: int = 7) -> l
     import torch
     import torch.nn.functional as F
 
-    def best(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     dtype, rows = getattr(torch, dtype_name), []
     for n, k in ((1024, 640), (2048, 640), (640, 2048), (640, 1024)):
         x = torch.randn(tokens, k, dtype=dtype)
@@ -72,7 +69,8 @@ def weight_only_int8(dtype_name: str, tokens: int = 3072, repeats: int = 7) -> l
         scale = (torch.rand(n) / 127).to(dtype)
         dequantize = lambda x=x, w=w, s=scale: F.linear(x, w.to(dtype) * s[:, None])  # noqa: E731
         int8pack = lambda x=x, w=w, s=scale: torch._weight_int8pack_mm(x, w, s)  # noqa: E731
-        seconds = {"dequantize": best(dequantize), "int8pack": best(int8pack)}
+        seconds = {"dequantize": best_seconds(dequantize, repeats),
+                   "int8pack": best_seconds(int8pack, repeats)}
         rows.append({"shape": [tokens, k, n], **{
             name: {"ms": round(1e3 * sec, 2), "tflops": round(2 * tokens * k * n / sec / 1e12, 3)}
             for name, sec in seconds.items()}})

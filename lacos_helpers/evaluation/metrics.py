@@ -164,7 +164,8 @@ def paired_bootstrap_mean_difference(predicted_a, predicted_b, golds, *,
     for k, (a, b, gold) in enumerate(zip(predicted_a, predicted_b, golds)):
         a, b = _check_scores(a, f"task {k} (a)"), _check_scores(b, f"task {k} (b)")
         y = _check_scores(gold, f"task {k} gold")
-        _check_same_length(a, y), _check_same_length(b, y)
+        _check_same_length(a, y)
+        _check_same_length(b, y)
         if y.numel() != len(golds[0]):
             raise ValueError(f"task {k} has {y.numel()} rows, task 0 {len(golds[0])}: not aligned")
         rho = _resampled_spearman(torch.stack([a, b]), y, resamples, seed)
