@@ -309,8 +309,10 @@ def _row_of(triplets_by_lang: dict, text: str) -> set[tuple[str, int, str]]:
 def test_crosslingual_triplets_pair_one_row_in_two_languages(fixture, request):
     request.getfixturevalue(fixture)
     langs = ("en", "de", "fr")
-    per_lang = {lang: data.nli._load_nli_one(lang, None, None, None, xnli=True) for lang in langs}
+    per_lang = data.nli.aligned_xnli_triplets(langs)
+    assert list(per_lang) == list(langs)
     assert len({len(rows) for rows in per_lang.values()}) == 1  # aligned
+    assert per_lang["de"] == data.nli._load_nli_one("de", None, None, None, xnli=True)
     triplets = data.nli.crosslingual_triplets(langs, 2, seed=3)
     assert len(triplets) == 2 * len(per_lang["en"])
     assert triplets == data.nli.crosslingual_triplets(langs, 2, seed=3)  # seeded
@@ -332,7 +334,7 @@ def test_crosslingual_triplets_pair_one_row_in_two_languages(fixture, request):
 def test_crosslingual_triplets_bad_input(tmp_path):
     with pytest.raises(ValueError, match="two languages or more"):
         data.nli.crosslingual_triplets(("de", "de"), 1, data_dir=tmp_path)
-    with pytest.raises(ValueError, match="cross-lingual language"):
+    with pytest.raises(ValueError, match="XNLI language"):
         data.nli.crosslingual_triplets(("de", "xx"), 1, data_dir=tmp_path)
     header = "id\tpremise\thypothesis\tlabel\n"
     rows = ["0\tP one.\tH one.\t0\n", "1\tP one.\tC one.\t2\n", "2\tP two.\tH two.\t0\n"]

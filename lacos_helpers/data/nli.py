@@ -301,6 +301,22 @@ def load_nli_triplets(lang: str | Sequence[str] = "en", limit: int | None = None
     return out
 
 
+def aligned_xnli_triplets(langs: Sequence[str], *, split: str | None = None,
+                          source: str | None = None,
+                          data_dir: str | os.PathLike | None = None) -> dict[str, Rows]:
+    """{language: its XNLI triplets} for ``langs`` (English too), row i the same pair in every
+    language; rows that differ in count are not aligned: an error."""
+    for code in langs:
+        check_choice(code, XNLI_LANGS, "XNLI language")
+    parts = {code: _load_nli_one(code, split, source, data_dir, xnli=True)
+             for code in dict.fromkeys(langs)}
+    counts = {code: len(part) for code, part in parts.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"XNLI rows are not aligned across languages (triplets per language: "
+                         f"{counts}): pairs need the same rows")
+    return parts
+
+
 def crosslingual_triplets(langs: Sequence[str], per_row: int, *, seed: int = 42,
                           split: str | None = None, source: str | None = None,
                           data_dir: str | os.PathLike | None = None) -> Rows:
@@ -311,13 +327,9 @@ def crosslingual_triplets(langs: Sequence[str], per_row: int, *, seed: int = 42,
     langs = list(dict.fromkeys(langs))
     if len(langs) < 2:
         raise ValueError(f"cross-lingual triplets need two languages or more, got {langs}")
-    for code in langs:
-        check_choice(code, XNLI_LANGS, "cross-lingual language")
     check_int(per_row, "per_row", 0)
-    parts = [_load_nli_one(code, split, source, data_dir, xnli=True) for code in langs]
-    if len({len(part) for part in parts}) > 1:
-        raise ValueError(f"XNLI rows are not aligned across languages (triplets per language: "
-                         f"{dict(zip(langs, map(len, parts)))}): pairs need the same rows")
+    parts = list(aligned_xnli_triplets(langs, split=split, source=source,
+                                       data_dir=data_dir).values())
     rng = random.Random(seed)
     out = Rows(source=parts[0].source, split=parts[0].split,
                paths=[p for part in parts for p in part.paths])
