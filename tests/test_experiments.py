@@ -29,6 +29,9 @@ def test_experiment_steps_follow_the_profile(monkeypatch):
     assert schedule.experiment_steps(config.load_profile("ci")) == 10
     monkeypatch.setitem(schedule.SCHEDULES, "ci", schedule.CourseSchedule())
     assert schedule.experiment_steps(config.load_profile("ci")) == 20
+    # a profile made smaller (LACOS_OVERRIDES) runs shorter experiments, as in the cpu smoke run
+    assert schedule.experiment_steps(config.load_profile("cpu", train={"steps": 2})) == 2
+    assert schedule.experiment_steps(config.load_profile("cpu")) == 10
 
 
 def test_experiment_batch_size_follows_the_schedule():

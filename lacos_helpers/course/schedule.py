@@ -57,8 +57,10 @@ def course_sts_limit(cfg: RunConfig) -> int | None:
 
 
 def experiment_steps(cfg: RunConfig) -> int:
-    """Optimizer steps of one chapter-5 experiment."""
-    return course_schedule(cfg).experiment_steps or max(5, course_steps(cfg) // 2)
+    """Optimizer steps of one chapter-5 experiment: the schedule's, never more than
+    :func:`course_steps` (a profile made smaller trains less in chapter 5 too)."""
+    steps = course_steps(cfg)
+    return min(steps, course_schedule(cfg).experiment_steps or max(5, steps // 2))
 
 
 def experiment_config(cfg: RunConfig) -> RunConfig:
