@@ -22,7 +22,7 @@ from lacos_helpers.course.publish import REPO_ROOT
 # pairs: its bootstrap demonstration needs ~80 for its claim (pairing narrows the interval)
 SMOKE_OVERRIDES = {"train.steps": 2, "eval.sts_limit": 100}
 # Chapter 0 (data, profile, model) and chapter 5 (the data sizes and the ~20 experiments of the
-# paper's claims): ~10 minutes, the experiments' compute. The others are left out: chapter 3
+# paper's claims): ~7.5 minutes, the experiments' compute. The others are left out: chapter 3
 # asserts that the loss falls (not after 2 steps) and 4 evaluates its run; 6 and 7 have sizes
 # fixed per profile (6-7 min each whatever the overrides). Their code runs in nbval's ci profile.
 SMOKE_NOTEBOOKS = ["00", "05"]
