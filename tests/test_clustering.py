@@ -43,6 +43,17 @@ def test_degenerate_labelings_follow_scikit_learn(true, pred):
         metrics.normalized_mutual_info_score(true, pred))
 
 
+def test_independent_labelings_score_zero_not_below():
+    """Each genre split 1/5/94 over three clusters: I = 0 exactly, a sum of -2.2e-16 in floats
+    (chapter 6's `0 <= V <= 1` failed on such a pooled clustering). Clipped, as scikit-learn."""
+    true = np.repeat(np.arange(3), 100)
+    pred = np.tile(np.repeat(np.arange(3), [1, 5, 94]), 3)
+    assert clustering.mutual_information(true, pred) == 0.0
+    h, c, v = clustering.homogeneity_completeness_v_measure(true, pred)
+    assert (h, c, v) == (0.0, 0.0, 0.0) and metrics.v_measure_score(true, pred) == 0.0
+    assert clustering.normalized_mutual_information(true, pred) == 0.0
+
+
 def test_contingency_by_hand_and_bad_input():
     table = clustering.contingency(["a", "a", "b", "b", "b"], [1, 0, 0, 0, 2])
     assert table.tolist() == [[1, 1, 0], [0, 2, 1]]  # columns: clusters 1, 0, 2 (first seen)

@@ -55,13 +55,14 @@ def _entropy(counts: np.ndarray) -> float:
 
 
 def mutual_information(true: Sequence, pred: Sequence) -> float:
-    """I(C; K) in nats from the contingency table."""
+    """I(C; K) in nats from the contingency table, >= 0: rounding of a sum that is 0 in exact
+    arithmetic (labelings independent) is clipped to 0, as scikit-learn does."""
     table = contingency(true, pred).astype(np.float64)
     n = table.sum()
     joint = table / n
     outer = joint.sum(axis=1, keepdims=True) @ joint.sum(axis=0, keepdims=True)
     nz = joint > 0
-    return float((joint[nz] * np.log(joint[nz] / outer[nz])).sum())
+    return max(0.0, float((joint[nz] * np.log(joint[nz] / outer[nz])).sum()))
 
 
 def homogeneity_completeness_v_measure(true: Sequence,
