@@ -474,7 +474,8 @@ def load_profile(name: str | None = None, **overrides) -> RunConfig:
     env_model = os.environ.get("LACOS_MODEL_ID", "").strip()
     if env_model and cfg.model.kind == "hub":
         cfg = cfg.replace(model={"model_id": env_model})
-    env_overrides = environment_overrides()
+    env_overrides = {path: value for path, value in environment_overrides().items()
+                     if not path.startswith(COURSE_OVERRIDE_PREFIX)}
     try:
         cfg = cfg.replace_paths(env_overrides)
     except (TypeError, ValueError) as exc:
@@ -483,12 +484,16 @@ def load_profile(name: str | None = None, **overrides) -> RunConfig:
 
 
 OVERRIDES_VAR = "LACOS_OVERRIDES"
+# paths under "course." change the notebooks' schedule (lacos_helpers.course.schedule), not a run
+COURSE_OVERRIDE_PREFIX = "course."
 
 
 def environment_overrides() -> dict[str, Any]:
     """Dotted-path overrides of every profile from ``LACOS_OVERRIDES``, a JSON object such as
     ``{"train.steps": 4, "eval.langs": ["en", "de"]}``: a profile's own code at a smaller size
-    (the tests run the ``colab`` profile's notebooks on a CPU this way). Empty when unset."""
+    (the tests run the ``colab`` profile's notebooks on a CPU this way); paths under
+    ``course.`` change the notebooks' schedule instead (``{"course.search_docs": 300}``).
+    Empty when unset."""
     text = os.environ.get(OVERRIDES_VAR, "").strip()
     if not text:
         return {}

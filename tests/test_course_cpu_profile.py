@@ -1,8 +1,9 @@
 """The default profile's course, cut short: ``make course`` runs the ``cpu`` profile (Gemma-3-270M
-from the offline GGUF, the data folder or generated data), nbval only the ``ci`` profile. Chapters
-0 and 5 run here headless in the ``cpu`` profile with its recipe cut to 2 steps and 100 STS pairs
-per language (``LACOS_OVERRIDES``; chapter 5's experiments follow the steps): the cells, their
-data sizes and their ``assert``s as ``make course`` meets them, in minutes instead of 20.
+from the offline GGUF, the data folder or generated data), nbval only the ``ci`` profile. Every
+chapter that trains or evaluates the model (0 and 3-7) runs here headless in the ``cpu`` profile
+with its recipe cut to 2 steps and 100 STS pairs per language and chapters 6 and 7 shrunk through
+their schedule (``LACOS_OVERRIDES``, ``course.<field>`` paths): the cells, their data sizes and
+their ``assert``s as ``make course`` meets them, in minutes instead of 40.
 
 Chapter 5 failed in the ``cpu`` profile for a whole round while every test was green (its data
 cell counted the cross-lingual triplets wrong): this is the test that would have caught it."""
@@ -17,17 +18,21 @@ from lacos_helpers.course import runner
 from lacos_helpers.course.publish import REPO_ROOT
 
 # 2 steps (chapter 5's data sizes: 16 and 32 distinct triplets, at least one batch); 100 STS
-# pairs: its bootstrap demonstration needs ~80 for its claim (pairing narrows the interval)
-SMOKE_OVERRIDES = {"train.steps": 2, "eval.sts_limit": 100}
-# Chapter 0 (data, profile, model) and chapter 5 (the data sizes and the ~20 experiments of the
-# paper's claims): ~7.5 minutes, the experiments' compute. The others are left out: chapter 3
-# asserts that the loss falls (not after 2 steps) and 4 evaluates its run; 6 and 7 have sizes
-# fixed per profile (6-7 min each whatever the overrides). Their code runs in nbval's ci profile.
-SMOKE_NOTEBOOKS = ["00", "05"]
+# pairs: its bootstrap demonstration needs ~80 for its claim (pairing narrows the interval).
+# Chapter 6: a 300-document search, 50 bitext rows, 10 sentences per genre and language;
+# chapter 7: batches of 4 and 8 triplets, one update of 16 pairs.
+SMOKE_OVERRIDES = {"train.steps": 2, "eval.sts_limit": 100,
+                   "course.search_docs": 300, "course.search_queries": 30,
+                   "course.bitext_rows": 50, "course.genre_sentences": 10,
+                   "course.negative_batches": [4, 8], "course.negative_pairs": 16,
+                   "course.negative_updates": 1, "course.negative_chunk": 4}
+# Chapters 1 and 2 use no profile-sized model or data (nbval runs them); chapter 5's ~20
+# experiments are most of the time.
+SMOKE_NOTEBOOKS = ["00", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.slow
-def test_chapters_0_and_5_run_in_the_cpu_profile_cut_short(tmp_path, monkeypatch, offline_model,
+def test_the_model_chapters_run_in_the_cpu_profile_cut_short(tmp_path, monkeypatch, offline_model,
                                                            shared_data):
     """With the data folder only (``shared_data`` skips without it, and sets LACOS_DATA_DIR for
     the kernels): generated data is covered by nbval's ci profile."""
@@ -40,6 +45,7 @@ def test_chapters_0_and_5_run_in_the_cpu_profile_cut_short(tmp_path, monkeypatch
     failed = runner.run_course("cpu", out, REPO_ROOT / "notebooks", SMOKE_NOTEBOOKS)
     summary = json.loads((out / "summary.json").read_text())
     errors = {row["notebook"]: row["error"] for row in summary["notebooks"] if row["error"]}
+    print({row["notebook"]: row["seconds"] for row in summary["notebooks"]})
     assert failed == 0 and not errors, errors
     assert summary["profile"] == "cpu"
     assert len(summary["notebooks"]) == len(SMOKE_NOTEBOOKS)

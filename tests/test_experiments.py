@@ -2,6 +2,7 @@
 claims decided by paired bootstrap with a second seed when one does not decide."""
 import copy
 import csv
+import json
 
 import pytest
 import torch
@@ -40,6 +41,39 @@ def test_experiment_batch_size_follows_the_schedule():
     # only the batch changes; a profile without an experiment batch is unchanged
     assert schedule.experiment_config(cpu).replace(train={"batch_size": 32}) == cpu
     assert schedule.experiment_config(ci) == ci
+
+
+def test_course_overrides_change_the_schedule_not_the_run(monkeypatch):
+    """``course.<field>`` paths of LACOS_OVERRIDES shrink chapters 6 and 7 (the cpu-profile
+    test); the run's configuration ignores them and takes its own paths."""
+    monkeypatch.setenv(config.OVERRIDES_VAR, json.dumps(
+        {"train.steps": 3, "course.search_docs": 300, "course.negative_batches": [4, 8],
+         "course.negative_pairs": 16, "course.negative_lr": 1e-3, "course.bitext_rows": None}))
+    cpu = config.load_profile("cpu")
+    sizes = schedule.course_schedule(cpu)
+    assert cpu.train.steps == 3 and schedule.course_steps(cpu) == 3
+    assert (sizes.search_docs, sizes.search_queries, sizes.bitext_rows) == (300, 150, None)
+    assert sizes.negative_batches == (4, 8) and sizes.negative_pairs == 16
+    assert sizes.negative_lr == 1e-3 and sizes.negative_updates == 3  # the cpu schedule's
+    monkeypatch.delenv(config.OVERRIDES_VAR)
+    assert schedule.course_schedule(cpu) == schedule.SCHEDULES["cpu"]
+    assert schedule.course_schedule(cpu.replace(name="mine")) == schedule.CourseSchedule()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"course.search_doc": 3}, "unknown course schedule field.*course.search_doc"),
+    ({"course.search_docs": 0}, "course.search_docs must be a positive int"),
+    ({"course.search_docs": "300"}, "course.search_docs must be a positive int"),
+    ({"course.negative_pairs": None}, "course.negative_pairs must be a positive int"),
+    ({"course.negative_batches": []}, "course.negative_batches must be a non-empty list"),
+    ({"course.negative_lr": True}, "course.negative_lr must be a positive number"),
+    ({"course.negative_pairs": 100}, r"course.negative_pairs \(100\) is not a multiple of "
+                                     r"the batch size\(s\) \[8, 32, 128\]"),
+])
+def test_bad_course_overrides_are_errors_naming_the_field(monkeypatch, overrides, message):
+    monkeypatch.setenv(config.OVERRIDES_VAR, json.dumps(overrides))
+    with pytest.raises(ValueError, match=message):
+        schedule.course_schedule(config.load_profile("cpu"))
 
 
 def test_run_experiment_leaves_the_shared_backbone_untouched(setup):

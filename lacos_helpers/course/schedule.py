@@ -5,38 +5,96 @@ chapters 4 and 6 reuse."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from lacos_helpers import runtime
+from lacos_helpers import config, runtime
+from lacos_helpers.checks import check_int
 from lacos_helpers.config import RunConfig
 
 
 @dataclass(frozen=True)
 class CourseSchedule:
-    """The notebooks' lengths, None for the profile's: ``steps`` (``train.steps``), STS pairs per
-    language ``sts_limit`` (``eval.sts_limit``), ``experiment_steps`` (half of ``steps``, >= 5)
-    and ``experiment_batch_size`` (``train.batch_size``) of one chapter-5 experiment."""
+    """The notebooks' lengths and sizes in one profile; None: the profile's value (or, for
+    chapter 6, everything).
+
+    Chapters 3-5: ``steps`` (``train.steps``), STS pairs per language ``sts_limit``
+    (``eval.sts_limit``), ``experiment_steps`` (half of ``steps``, >= 5) and
+    ``experiment_batch_size`` (``train.batch_size``) of one chapter-5 experiment.
+    Chapter 6: ``search_docs`` and ``search_queries`` of the search task, ``bitext_rows`` per
+    language pair, ``genre_sentences`` per genre and language for clustering.
+    Chapter 7's batch-size study: ``negative_batches`` (triplets per batch), ``negative_pairs``
+    per update (each batch size sees the same pairs), ``negative_updates``, GradCache chunk
+    ``negative_chunk``, learning rate ``negative_lr``.
+    ``LACOS_OVERRIDES`` paths ``course.<field>`` change a field (tests cut a profile short)."""
 
     steps: int | None = None
     sts_limit: int | None = None
     experiment_steps: int | None = None
     experiment_batch_size: int | None = None
+    search_docs: int | None = None
+    search_queries: int | None = None
+    bitext_rows: int | None = None
+    genre_sentences: int | None = None
+    negative_batches: tuple[int, ...] = (8, 32, 128, 512)
+    negative_pairs: int = 512
+    negative_updates: int = 20
+    negative_chunk: int = 64
+    negative_lr: float = 2e-4
 
 
 SCHEDULES = {
-    "ci": CourseSchedule(experiment_steps=10),
+    "ci": CourseSchedule(experiment_steps=10, search_docs=3000, search_queries=150,
+                         bitext_rows=200, genre_sentences=40, negative_updates=2,
+                         negative_lr=3e-3),
     # cpu: chapter 5 trains about 20 experiments (variants x seeds), ~50 s each with its
     # evaluation on 2 cores (8 steps were no faster: more comparisons needed a second seed).
-    "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16),
+    "cpu": CourseSchedule(steps=30, sts_limit=250, experiment_steps=10, experiment_batch_size=16,
+                          search_docs=4000, search_queries=150, bitext_rows=200,
+                          genre_sentences=40, negative_batches=(8, 32, 128), negative_pairs=128,
+                          negative_updates=3, negative_chunk=16, negative_lr=5e-4),
     "colab": CourseSchedule(steps=300),
     "paper": CourseSchedule(),
 }
 
+SCHEDULE_PREFIX = config.COURSE_OVERRIDE_PREFIX  # "course.": LACOS_OVERRIDES paths of a schedule
+
+
+def _checked_field(name: str, value):
+    """``value`` for field ``name`` of :class:`CourseSchedule`, checked (a clear error naming
+    ``course.<name>`` otherwise)."""
+    path = f"{config.OVERRIDES_VAR} {SCHEDULE_PREFIX}{name}"
+    if name == "negative_lr":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{path} must be a positive number, got {value!r}")
+        return float(value)
+    if name == "negative_batches":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{path} must be a non-empty list of batch sizes, got {value!r}")
+        return tuple(check_int(v, path, minimum=1) for v in value)
+    return check_int(value, path, allow_none=not name.startswith("negative_"))
+
 
 def course_schedule(cfg: RunConfig) -> CourseSchedule:
-    """The schedule of ``cfg``'s profile (the default schedule for other names)."""
-    return SCHEDULES.get(cfg.name, CourseSchedule())
+    """The schedule of ``cfg``'s profile (the default schedule for other names), with the
+    ``course.<field>`` paths of ``LACOS_OVERRIDES``; an unknown field is an error."""
+    base = SCHEDULES.get(cfg.name, CourseSchedule())
+    changes = {key[len(SCHEDULE_PREFIX):]: value
+               for key, value in config.environment_overrides().items()
+               if key.startswith(SCHEDULE_PREFIX)}
+    known = {f.name for f in fields(CourseSchedule)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"{config.OVERRIDES_VAR}: unknown course schedule field(s) "
+                         f"{', '.join(SCHEDULE_PREFIX + u for u in unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
+    chosen = replace(base, **{k: _checked_field(k, v) for k, v in changes.items()})
+    uneven = [b for b in chosen.negative_batches if chosen.negative_pairs % b]
+    if uneven:  # every batch size must see the same pairs per update
+        raise ValueError(f"{config.OVERRIDES_VAR}: course.negative_pairs "
+                         f"({chosen.negative_pairs}) is not a multiple of the batch size(s) "
+                         f"{uneven} of course.negative_batches")
+    return chosen
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:
