@@ -21,8 +21,9 @@ class CourseSchedule:
     Chapters 3-5: ``steps`` (``train.steps``), STS pairs per language ``sts_limit``
     (``eval.sts_limit``), ``experiment_steps`` (half of ``steps``, >= 5) and
     ``experiment_batch_size`` (``train.batch_size``) of one chapter-5 experiment.
-    Chapter 6: ``search_docs`` and ``search_queries`` of the search task, ``bitext_rows`` per
-    language pair, ``genre_sentences`` per genre and language for clustering.
+    Chapter 6: ``search_docs`` (the search corpus is cut there, but keeps every STS-B test
+    sentence: ~2,500) and ``search_queries``, ``bitext_rows`` per language pair,
+    ``genre_sentences`` per genre and language for clustering.
     Chapter 7's batch-size study: ``negative_batches`` (triplets per batch), ``negative_pairs``
     per update (each batch size sees the same pairs), ``negative_updates``, GradCache chunk
     ``negative_chunk``, learning rate ``negative_lr``.
