@@ -58,13 +58,11 @@ SCHEDULES = {
     "paper": CourseSchedule(),
 }
 
-SCHEDULE_PREFIX = config.COURSE_OVERRIDE_PREFIX  # "course.": LACOS_OVERRIDES paths of a schedule
-
 
 def _checked_field(name: str, value):
     """``value`` for field ``name`` of :class:`CourseSchedule`, checked (a clear error naming
     ``course.<name>`` otherwise)."""
-    path = f"{config.OVERRIDES_VAR} {SCHEDULE_PREFIX}{name}"
+    path = f"{config.OVERRIDES_VAR} {config.COURSE_OVERRIDE_PREFIX}{name}"
     if name == "negative_lr":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{path} must be a positive number, got {value!r}")
@@ -79,22 +77,21 @@ def _checked_field(name: str, value):
 def course_schedule(cfg: RunConfig) -> CourseSchedule:
     """The schedule of ``cfg``'s profile (the default schedule for other names), with the
     ``course.<field>`` paths of ``LACOS_OVERRIDES``; an unknown field is an error."""
-    base = SCHEDULES.get(cfg.name, CourseSchedule())
-    changes = {key[len(SCHEDULE_PREFIX):]: value
-               for key, value in config.environment_overrides().items()
-               if key.startswith(SCHEDULE_PREFIX)}
+    base, prefix = SCHEDULES.get(cfg.name, CourseSchedule()), config.COURSE_OVERRIDE_PREFIX
+    changes = {key[len(prefix):]: value for key, value in config.environment_overrides().items()
+               if key.startswith(prefix)}
     known = {f.name for f in fields(CourseSchedule)}
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValueError(f"{config.OVERRIDES_VAR}: unknown course schedule field(s) "
-                         f"{', '.join(SCHEDULE_PREFIX + u for u in unknown)}; known: "
+                         f"{', '.join(prefix + u for u in unknown)}; known: "
                          f"{', '.join(sorted(known))}")
     chosen = replace(base, **{k: _checked_field(k, v) for k, v in changes.items()})
     uneven = [b for b in chosen.negative_batches if chosen.negative_pairs % b]
     if uneven:  # every batch size must see the same pairs per update
-        raise ValueError(f"{config.OVERRIDES_VAR}: course.negative_pairs "
+        raise ValueError(f"{config.OVERRIDES_VAR}: {prefix}negative_pairs "
                          f"({chosen.negative_pairs}) is not a multiple of the batch size(s) "
-                         f"{uneven} of course.negative_batches")
+                         f"{uneven} of {prefix}negative_batches")
     return chosen
 
 
