@@ -70,5 +70,5 @@ def test_a_newcomers_course_runs_in_the_cpu_profile_on_generated_data(tmp_path, 
     """A newcomer's ``make course``: the ``cpu`` profile (Gemma) with no data folder and no Hub,
     so every chapter reads the generated dataset. Runs in the newcomer's ``make test``
     (``DATA=none``, as CI's second pass does); with a data folder set, the test above covers
-    the profile and this one would add ~15 minutes, so it skips."""
+    the profile and this one would add ~9 minutes, so it skips."""
     _run_cut_short(tmp_path, monkeypatch)
